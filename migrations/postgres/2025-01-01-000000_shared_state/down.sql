@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS llm_conversations;
+DROP TABLE IF EXISTS agent_communications;
+DROP TABLE IF EXISTS help_responses;
+DROP TABLE IF EXISTS help_requests;
+DROP TABLE IF EXISTS system_events;
+DROP TABLE IF EXISTS agent_heartbeats;
+DROP TABLE IF EXISTS system_state;
+DROP TABLE IF EXISTS performance_metrics;
+DROP TABLE IF EXISTS agents;

@@ -1,0 +1,147 @@
+//! Errors of the persistence layer, and which of them are worth retrying.
+//!
+//! Every fallible operation returns [`StoreError`]. [`StoreError::is_transient`] is the
+//! single place that decides whether an error is a passing condition of the database
+//! (connection lost, pool timeout, serialization failure, deadlock, a busy SQLite
+//! file) that a retry may cure, or a verdict on the request itself (constraint
+//! violation, unknown agent, bad input) that no retry will change.
+//!
+//! No variant carries a connection string: errors are safe to log.
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::config::ConfigError;
+
+/// An error from the store, the SharedState API or the persistence actor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The configuration could not be resolved.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A connection to the database could not be established.
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] diesel::ConnectionError),
+
+    /// No pooled connection became free within the pool's connection timeout.
+    #[error("timed out after {0:?} waiting for a database connection")]
+    PoolTimeout(Duration),
+
+    /// The database rejected or failed a statement.
+    #[error("database error: {0}")]
+    Query(#[from] DieselError),
+
+    /// A statement ran longer than the configured command timeout.
+    #[error("database command timed out after {0:?}")]
+    CommandTimeout(Duration),
+
+    /// Applying the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+
+    /// The agent is not registered (it has no row in `agents`).
+    #[error("unknown agent `{0}`: register it first")]
+    UnknownAgent(String),
+
+    /// A help request with this id does not exist.
+    #[error("no help request with id `{0}`")]
+    UnknownHelpRequest(String),
+
+    /// The request was refused before it reached the database.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which argument was refused.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// The persistence queue is full; a fire-and-forget write was refused (and counted).
+    #[error("persistence queue is full ({capacity} writes); write refused")]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+
+    /// The persistence actor has stopped; the write was not accepted.
+    #[error("persistence actor has stopped; write not accepted")]
+    Closed,
+
+    /// A background database task failed to run to completion.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect(_) | StoreError::PoolTimeout(_) | StoreError::CommandTimeout(_) => true,
+            StoreError::Query(error) => is_transient_diesel(error),
+            _ => false,
+        }
+    }
+
+    /// Whether the error says the connection (rather than a statement) failed.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            StoreError::Connect(_) | StoreError::PoolTimeout(_) => true,
+            StoreError::Query(DieselError::DatabaseError(kind, info)) => {
+                matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
+                    || is_connection_message(info.message())
+            }
+            StoreError::Query(DieselError::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        StoreError::InvalidInput { field, reason: reason.into() }
+    }
+}
+
+fn is_transient_diesel(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::ClosedConnection
+            | DatabaseErrorKind::UnableToSendCommand
+            | DatabaseErrorKind::SerializationFailure => true,
+            // diesel has no kind for these; PostgreSQL and SQLite say it in words.
+            _ => {
+                let message = info.message();
+                is_connection_message(message)
+                    || message.contains("deadlock detected")
+                    || message.contains("canceling statement due to statement timeout")
+                    || message.contains("database is locked")
+                    || message.contains("database table is locked")
+            }
+        },
+        // The connection broke inside a transaction; the pool discards it.
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
+fn is_connection_message(message: &str) -> bool {
+    message.contains("terminating connection")
+        || message.contains("connection closed")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+        || message.contains("server closed the connection")
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreError {
+    fn from(error: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        use diesel_async::pooled_connection::PoolError;
+        match error {
+            // The pool's own timeout is reported with its configured value by the caller;
+            // zero here means "unknown", replaced in `Store::connection`.
+            bb8::RunError::TimedOut => StoreError::PoolTimeout(Duration::ZERO),
+            bb8::RunError::User(PoolError::ConnectionError(e)) => StoreError::Connect(e),
+            bb8::RunError::User(PoolError::QueryError(e)) => StoreError::Query(e),
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! [`Store`]: one handle over either backend, with pooling, retries and statistics.
+//!
+//! A store owns a small multi-threaded tokio runtime on which every database future
+//! runs; callers only await the join handle. That keeps the store usable from any
+//! executor — in particular actix's single-threaded one, where diesel-async's SQLite
+//! wrapper and migration harness would otherwise panic ("can call blocking only when
+//! running on the multi-threaded runtime") — and it means a caller that gives up on a
+//! query never cancels it half-way.
+//!
+//! ```text
+//!  caller (actix / tokio)            store runtime (2 threads)
+//!  ─────────────────────            ──────────────────────────────────────
+//!  store.run(op).await ── spawn ──▶ retry loop { pool.get(); op(conn) } ──▶ PostgreSQL
+//!         ▲                                         │                       or SQLite
+//!         └──────────── JoinHandle ◀────────────────┘
+//! ```
+//!
+//! Transient failures ([`StoreError::is_transient`]) are retried with exponential
+//! backoff and jitter per the configured [`RetryPolicy`]; every attempt is counted in
+//! [`QueryStats`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vigil_persistence::StoreError> {
+//! use vigil_persistence::{DatabaseConfig, Store};
+//! let store = Store::connect(DatabaseConfig::sqlite("vigil.db")).await?; // migrates too
+//! println!("{:?}", store.health().await?.status);
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
+use serde::Serialize;
+
+use crate::config::{DatabaseConfig, DatabaseUrl, PoolConfig, RetryPolicy, SqliteLocation};
+use crate::error::StoreError;
+
+/// The PostgreSQL migrations, embedded at build time.
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+/// The SQLite migrations, embedded at build time.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// An SQLite connection usable through diesel-async.
+pub type SqliteConn = SyncConnectionWrapper<diesel::SqliteConnection>;
+
+/// The nine tables of the specification, in dependency order.
+pub const TABLES: [&str; 9] = [
+    "agents",
+    "performance_metrics",
+    "system_state",
+    "agent_heartbeats",
+    "system_events",
+    "help_requests",
+    "help_responses",
+    "agent_communications",
+    "llm_conversations",
+];
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Pg(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend the
+/// store holds. The body is compiled once per backend, so it must type-check for both.
+macro_rules! with_conn {
+    ($inner:expr, |$conn:ident| $body:expr) => {{
+        match &$inner.backend {
+            $crate::store::Backend::Pg(pool) => {
+                let mut pooled = $inner.checkout(pool).await?;
+                let $conn: &mut ::diesel_async::AsyncPgConnection = &mut *pooled;
+                $body
+            }
+            $crate::store::Backend::Sqlite(pool) => {
+                let mut pooled = $inner.checkout(pool).await?;
+                let $conn: &mut $crate::store::SqliteConn = &mut *pooled;
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_conn;
+
+/// Owns the runtime database futures run on. Shut down in the background on drop so
+/// that dropping a store inside an async context never panics.
+struct DbRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for DbRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Counters behind [`QueryStats`]; updated on every attempt.
+#[derive(Debug, Default)]
+struct QueryCounters {
+    total: AtomicU64,
+    errors: AtomicU64,
+    connection_errors: AtomicU64,
+    total_micros: AtomicU64,
+}
+
+pub(crate) struct StoreInner {
+    pub(crate) backend: Backend,
+    config: DatabaseConfig,
+    counters: QueryCounters,
+    // Declared last: dropped after the pools, whose tasks live on it.
+    runtime: DbRuntime,
+}
+
+impl StoreInner {
+    /// Checks a connection out of `pool`, reporting the pool timeout with its value.
+    pub(crate) async fn checkout<'a, M>(
+        &self,
+        pool: &'a bb8::Pool<M>,
+    ) -> Result<bb8::PooledConnection<'a, M>, StoreError>
+    where
+        M: bb8::ManageConnection<Error = diesel_async::pooled_connection::PoolError>,
+    {
+        pool.get().await.map_err(|e| match StoreError::from(e) {
+            StoreError::PoolTimeout(_) => StoreError::PoolTimeout(self.config.pool().connection_timeout),
+            other => other,
+        })
+    }
+
+    pub(crate) fn pool_config(&self) -> &PoolConfig {
+        self.config.pool()
+    }
+}
+
+/// A handle to the shared-state database. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("database", &self.inner.config.describe()).finish_non_exhaustive()
+    }
+}
+
+/// Query statistics since the store was opened (the specification's `get_query_stats`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryStats {
+    /// Statements attempted, retries included.
+    pub total_queries: u64,
+    /// Attempts that failed.
+    pub query_errors: u64,
+    /// Attempts that failed because the connection did.
+    pub connection_errors: u64,
+    /// Mean time per attempt, in seconds.
+    pub average_query_time: f64,
+}
+
+/// Connection pool figures (the specification's pool monitoring).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// Connections open now.
+    pub size: u32,
+    /// Configured minimum.
+    pub min_size: u32,
+    /// Configured maximum.
+    pub max_size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Open connections in use.
+    pub in_use: u32,
+}
+
+/// Whether the database answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// It answered.
+    Healthy,
+    /// It did not; see [`DatabaseHealth::error`].
+    Unhealthy,
+}
+
+/// Connection counts as the server sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionCounts {
+    /// Connections running a statement.
+    pub active: i64,
+    /// Connections waiting for one.
+    pub idle: i64,
+}
+
+/// Rows in one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableRows {
+    /// Table name.
+    pub table: String,
+    /// Row count.
+    pub rows: i64,
+}
+
+/// The database health report (the specification's `get_database_health`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatabaseHealth {
+    /// Healthy when a round trip succeeded.
+    pub status: HealthStatus,
+    /// `postgresql` or `sqlite`.
+    pub backend: &'static str,
+    /// Where the database is, password hidden.
+    pub database: String,
+    /// Round trip of `SELECT 1`, in milliseconds.
+    pub response_time_ms: f64,
+    /// Server version string.
+    pub server_version: Option<String>,
+    /// Connections by state.
+    pub connections: Option<ConnectionCounts>,
+    /// Size of the database in bytes.
+    pub database_size_bytes: Option<i64>,
+    /// Row count of each of the nine tables.
+    pub tables: Vec<TableRows>,
+    /// Pool figures.
+    pub pool: PoolStats,
+    /// Query statistics.
+    pub queries: QueryStats,
+    /// Why the database is unhealthy.
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Opens the configured database, creating the pool and applying pending migrations.
+    pub async fn connect(config: DatabaseConfig) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vigil-db")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Task(format!("cannot start the database runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let runtime = DbRuntime(Some(runtime));
+        let build_config = config.clone();
+        let backend = handle
+            .spawn(async move { build_backend(&build_config).await })
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let store = Store {
+            inner: Arc::new(StoreInner { backend, config, counters: QueryCounters::default(), runtime }),
+        };
+        store.migrate().await?;
+        tracing::info!(database = %store.inner.config.describe(), "store connected");
+        Ok(store)
+    }
+
+    /// Applies pending migrations; returns the versions applied (empty when up to date).
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let inner = self.inner.clone();
+        self.spawn(async move {
+            match &inner.backend {
+                Backend::Pg(_) => {
+                    let DatabaseConfig::Postgres { url, .. } = &inner.config else {
+                        unreachable!("a PostgreSQL pool comes from a PostgreSQL config")
+                    };
+                    let url = url.clone();
+                    tokio::task::spawn_blocking(move || migrate_pg_blocking(&url))
+                        .await
+                        .map_err(|e| StoreError::Task(e.to_string()))?
+                }
+                Backend::Sqlite(pool) => {
+                    let mut conn = inner.checkout(pool).await?;
+                    conn.spawn_blocking(|c| {
+                        Ok(c.run_pending_migrations(SQLITE_MIGRATIONS)
+                            .map(|done| done.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+                            .map_err(|e| e.to_string()))
+                    })
+                    .await?
+                    .map_err(StoreError::Migration)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Whether this store is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner.backend, Backend::Pg(_))
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &DatabaseConfig {
+        &self.inner.config
+    }
+
+    /// Runs a future on the store's runtime and awaits it from any executor.
+    pub(crate) async fn spawn<T, F>(&self, future: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let runtime = self.inner.runtime.0.as_ref().expect("the runtime lives as long as the store");
+        match runtime.spawn(future).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(StoreError::Task(format!("database task panicked: {e}"))),
+            Err(e) => Err(StoreError::Task(e.to_string())),
+        }
+    }
+
+    /// Runs `op` on the store's runtime, retrying transient failures with backoff.
+    /// `op` is called once per attempt with the shared store state.
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<StoreInner>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        self.spawn(async move {
+            let policy = inner.pool_config().retry.clone();
+            retry(&policy, |_| {
+                let inner = inner.clone();
+                let started = Instant::now();
+                op(inner.clone()).map(move |result| {
+                    inner.record(started.elapsed(), result.as_ref().err());
+                    result
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Query statistics since the store was opened.
+    pub fn query_stats(&self) -> QueryStats {
+        let c = &self.inner.counters;
+        let total = c.total.load(Ordering::Relaxed);
+        let micros = c.total_micros.load(Ordering::Relaxed);
+        QueryStats {
+            total_queries: total,
+            query_errors: c.errors.load(Ordering::Relaxed),
+            connection_errors: c.connection_errors.load(Ordering::Relaxed),
+            average_query_time: if total == 0 { 0.0 } else { micros as f64 / total as f64 / 1e6 },
+        }
+    }
+
+    /// Pool figures now.
+    pub fn pool_stats(&self) -> PoolStats {
+        let state = match &self.inner.backend {
+            Backend::Pg(pool) => pool.state(),
+            Backend::Sqlite(pool) => pool.state(),
+        };
+        let config = self.inner.config.pool();
+        PoolStats {
+            size: state.connections,
+            min_size: config.min_connections.min(config.max_connections),
+            max_size: config.max_connections,
+            idle: state.idle_connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+        }
+    }
+
+    /// Checks the database and gathers the health report. A database that does not
+    /// answer gives an `Unhealthy` report, not an error.
+    pub async fn health(&self) -> Result<DatabaseHealth, StoreError> {
+        let started = Instant::now();
+        let probe = self.run(|inner| async move { probe(&inner).await }).await;
+        let response_time_ms = started.elapsed().as_secs_f64() * 1e3;
+        let backend = if self.is_postgres() { "postgresql" } else { "sqlite" };
+        let mut report = DatabaseHealth {
+            status: HealthStatus::Unhealthy,
+            backend,
+            database: self.inner.config.describe(),
+            response_time_ms,
+            server_version: None,
+            connections: None,
+            database_size_bytes: None,
+            tables: Vec::new(),
+            pool: self.pool_stats(),
+            queries: self.query_stats(),
+            error: None,
+        };
+        match probe {
+            Ok(details) => {
+                report.status = HealthStatus::Healthy;
+                report.server_version = Some(details.version);
+                report.connections = details.connections;
+                report.database_size_bytes = Some(details.size_bytes);
+                report.tables = details.tables;
+                report.queries = self.query_stats();
+            }
+            Err(e) => report.error = Some(e.to_string()),
+        }
+        Ok(report)
+    }
+}
+
+impl StoreInner {
+    fn record(&self, elapsed: Duration, error: Option<&StoreError>) {
+        let c = &self.counters;
+        c.total.fetch_add(1, Ordering::Relaxed);
+        c.total_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        if let Some(error) = error {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+            if error.is_connection_error() {
+                c.connection_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Calls `attempt` until it succeeds, fails for good, or the policy's attempts run out.
+pub(crate) async fn retry<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut number = 0;
+    loop {
+        match attempt(number).await {
+            Err(error) if error.is_transient() && number + 1 < policy.max_attempts => {
+                let delay = policy.backoff(number);
+                tracing::warn!(attempt = number + 1, ?delay, %error, "transient database error; retrying");
+                tokio::time::sleep(delay).await;
+                number += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+struct ProbeDetails {
+    version: String,
+    connections: Option<ConnectionCounts>,
+    size_bytes: i64,
+    tables: Vec<TableRows>,
+}
+
+async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+
+    let count_sql = |table: &str| format!("SELECT COUNT(*) FROM {table}");
+    match &inner.backend {
+        Backend::Pg(pool) => {
+            let mut conn = inner.checkout(pool).await?;
+            let version: String = diesel::select(sql::<Text>("current_setting('server_version')"))
+                .get_result(&mut *conn)
+                .await?;
+            let size_bytes: i64 =
+                diesel::select(sql::<BigInt>("pg_database_size(current_database())")).get_result(&mut *conn).await?;
+            let active: i64 = diesel::select(sql::<BigInt>(
+                "(SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active')",
+            ))
+            .get_result(&mut *conn)
+            .await?;
+            let idle: i64 = diesel::select(sql::<BigInt>(
+                "(SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle%')",
+            ))
+            .get_result(&mut *conn)
+            .await?;
+            let mut tables = Vec::with_capacity(TABLES.len());
+            for table in TABLES {
+                let rows: i64 =
+                    diesel::select(sql::<BigInt>(&format!("({})", count_sql(table)))).get_result(&mut *conn).await?;
+                tables.push(TableRows { table: table.into(), rows });
+            }
+            Ok(ProbeDetails { version, connections: Some(ConnectionCounts { active, idle }), size_bytes, tables })
+        }
+        Backend::Sqlite(pool) => {
+            let mut conn = inner.checkout(pool).await?;
+            let version: String = diesel::select(sql::<Text>("sqlite_version()")).get_result(&mut *conn).await?;
+            let size_bytes: i64 = diesel::select(sql::<BigInt>(
+                "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())",
+            ))
+            .get_result(&mut *conn)
+            .await?;
+            let mut tables = Vec::with_capacity(TABLES.len());
+            for table in TABLES {
+                let rows: i64 =
+                    diesel::select(sql::<BigInt>(&format!("({})", count_sql(table)))).get_result(&mut *conn).await?;
+                tables.push(TableRows { table: table.into(), rows });
+            }
+            let state = pool.state();
+            let connections = ConnectionCounts {
+                active: i64::from(state.connections.saturating_sub(state.idle_connections)),
+                idle: i64::from(state.idle_connections),
+            };
+            Ok(ProbeDetails { version: format!("SQLite {version}"), connections: Some(connections), size_bytes, tables })
+        }
+    }
+}
+
+/// Applies the PostgreSQL migrations on a blocking thread, through diesel-async's sync
+/// wrapper (no libpq), under an advisory lock so concurrent starts do not race.
+fn migrate_pg_blocking(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
+    use diesel::{Connection, RunQueryDsl};
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+
+    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+        Connection::establish(url.expose()).map_err(StoreError::Connect)?;
+    // 0x5649_4749 = "VIGI": one lock id for every Vigil migration.
+    diesel::sql_query("SELECT pg_advisory_lock(1447642953)").execute(&mut conn)?;
+    let outcome = conn
+        .run_pending_migrations(PG_MIGRATIONS)
+        .map(|done| done.iter().map(|v| v.to_string()).collect())
+        .map_err(|e| StoreError::Migration(e.to_string()));
+    diesel::sql_query("SELECT pg_advisory_unlock(1447642953)").execute(&mut conn)?;
+    outcome
+}
+
+async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
+    match config {
+        DatabaseConfig::Postgres { url, pool, .. } => {
+            let statement_timeout = pool.command_timeout.as_millis();
+            let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+            manager_config.custom_setup = Box::new(move |url| {
+                async move {
+                    let mut conn = AsyncPgConnection::establish(url).await?;
+                    // The command timeout is enforced by the server, so a slow statement is
+                    // cancelled cleanly instead of leaving a half-read connection behind.
+                    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
+                        .await
+                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                }
+                .boxed()
+            });
+            let manager = AsyncDieselConnectionManager::new_with_config(url.expose(), manager_config);
+            let pool = Pool::builder()
+                .max_size(pool.max_connections)
+                .min_idle(Some(pool.min_connections.min(pool.max_connections)))
+                .connection_timeout(pool.connection_timeout)
+                .build(manager)
+                .await
+                .map_err(|e| StoreError::from(bb8::RunError::User(e)))?;
+            Ok(Backend::Pg(pool))
+        }
+        DatabaseConfig::Sqlite { location, pool } => {
+            let (target, in_memory) = match location {
+                SqliteLocation::File(path) => {
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            StoreError::Connect(ConnectionError::BadConnection(format!(
+                                "cannot create {}: {e}",
+                                parent.display()
+                            )))
+                        })?;
+                    }
+                    (path.to_string_lossy().into_owned(), false)
+                }
+                SqliteLocation::Memory(name) => (format!("file:{name}?mode=memory&cache=shared"), true),
+            };
+            let mut manager_config = ManagerConfig::<SqliteConn>::default();
+            manager_config.custom_setup = Box::new(move |url| {
+                async move {
+                    let mut conn = SqliteConn::establish(url).await?;
+                    let journal = if in_memory { "" } else { "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" };
+                    conn.batch_execute(&format!(
+                        "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; {journal}"
+                    ))
+                    .await
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                }
+                .boxed()
+            });
+            let manager = AsyncDieselConnectionManager::new_with_config(target, manager_config);
+            // An in-memory database lives as long as one connection to it: keep exactly one
+            // (a shared-cache database with several would also fail with SQLITE_LOCKED).
+            let (max, min) = if in_memory { (1, 1) } else { (pool.max_connections, pool.min_connections) };
+            let pool = Pool::builder()
+                .max_size(max)
+                .min_idle(Some(min.min(max)))
+                .connection_timeout(pool.connection_timeout)
+                .build(manager)
+                .await
+                .map_err(|e| StoreError::from(bb8::RunError::User(e)))?;
+            Ok(Backend::Sqlite(pool))
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Agent lifecycle (to be written).
