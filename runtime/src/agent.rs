@@ -119,3 +119,76 @@ pub trait AgentDescriptor {
     /// The agent type's settings.
     fn settings() -> AgentSettings;
 }
+
+/// What a hook may fail with. Returning an error from any hook is a *failure* of the
+/// agent: the supervisor sees it exactly like a panic (ErrorOccurred, then recovery
+/// and restart per the child's restart type).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A failure described in words.
+    #[error("{0}")]
+    Failed(String),
+    /// The shared state refused or failed a request.
+    #[error(transparent)]
+    Store(#[from] vigil_persistence::StoreError),
+    /// Any other error, kept with its source chain.
+    #[error(transparent)]
+    Other(#[from] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl AgentError {
+    /// A failure with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        AgentError::Failed(message.into())
+    }
+}
+
+/// The result of a hook.
+pub type AgentResult<T = ()> = Result<T, AgentError>;
+
+/// The hooks of an agent. Only [`cycle`](Agent::cycle) is required.
+///
+/// Hooks run one at a time on the agent's actor: while one runs, no other hook or
+/// message handler of the same agent does. Heartbeats are sent by the runtime on their
+/// own timer and keep going while a long cycle runs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` derives `Agent` but does not implement the `Agent` trait",
+    label = "the `Agent` trait is not implemented for `{Self}`",
+    note = "add `impl vigil::Agent for {Self} {{ async fn cycle(&mut self, ctx: &vigil::AgentContext) -> vigil::AgentResult {{ Ok(()) }} }}`"
+)]
+pub trait Agent: AgentDescriptor + Sized + 'static {
+    /// Runs once when the agent starts (and after every restart), before the first
+    /// cycle. Override to open resources or validate configuration; an error here is
+    /// a failure of the agent.
+    #[allow(async_fn_in_trait)]
+    async fn initialize(&mut self, ctx: &crate::AgentContext) -> AgentResult {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// One unit of the agent's work, run every `cycle` interval. A cycle that overruns
+    /// its interval is not run twice: the next one starts at the next tick after it ends.
+    #[allow(async_fn_in_trait)]
+    async fn cycle(&mut self, ctx: &crate::AgentContext) -> AgentResult;
+
+    /// Called after each lifecycle transition of this agent has been applied.
+    /// Override to react to, e.g., entering `standby` or `maintenance`.
+    #[allow(async_fn_in_trait)]
+    async fn on_transition(&mut self, transition: &crate::lifecycle::Transition, ctx: &crate::AgentContext) {
+        let _ = (transition, ctx);
+    }
+
+    /// Extra data sent with each heartbeat (stored in `agent_heartbeats.metadata`).
+    fn heartbeat_payload(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Runs once when the agent is asked to shut down, within its shutdown timeout.
+    /// Override to flush or release resources.
+    #[allow(async_fn_in_trait)]
+    async fn shutdown(&mut self, ctx: &crate::AgentContext) -> AgentResult {
+        let _ = ctx;
+        Ok(())
+    }
+}
