@@ -2,10 +2,15 @@
 pub mod config;
 pub mod error;
 pub mod models;
+pub mod persistence_actor;
 pub mod schema;
+pub mod shared_state;
 pub mod store;
 pub mod types;
+pub mod writes;
 
 pub use config::DatabaseConfig;
 pub use error::StoreError;
+pub use shared_state::SharedState;
 pub use store::Store;
+pub use writes::{HelpStatus, Severity, Write};

@@ -43,6 +43,7 @@ use serde::Serialize;
 
 use crate::config::{DatabaseConfig, DatabaseUrl, PoolConfig, RetryPolicy, SqliteLocation};
 use crate::error::StoreError;
+use crate::writes::{Write, apply_batch_pg, apply_batch_sqlite};
 
 /// The PostgreSQL migrations, embedded at build time.
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -334,6 +335,34 @@ impl Store {
             .await
         })
         .await
+    }
+
+    /// Applies a batch of writes in one transaction, retrying transient failures.
+    /// The outer error means nothing was committed; otherwise each write has its own
+    /// result (a write refused before reaching the database fails alone).
+    pub async fn write_batch(&self, writes: Vec<Write>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let writes = Arc::new(writes);
+        self.run(move |inner| {
+            let writes = writes.clone();
+            async move {
+                match &inner.backend {
+                    Backend::Pg(pool) => {
+                        let mut conn = inner.checkout(pool).await?;
+                        apply_batch_pg(&mut conn, &writes).await
+                    }
+                    Backend::Sqlite(pool) => {
+                        let mut conn = inner.checkout(pool).await?;
+                        apply_batch_sqlite(&mut conn, &writes).await
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Applies one write and waits for it to commit.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        self.write_batch(vec![write]).await?.pop().expect("one result per write")
     }
 
     /// Query statistics since the store was opened.

@@ -1,0 +1,733 @@
+//! [`SharedState`]: the high-level API agents use to read and write the shared state.
+//!
+//! It is the specification's `SharedState` class with typed arguments: every method
+//! of the original is here under its Rust name.
+//!
+//! | specification               | here                                                   |
+//! |-----------------------------|--------------------------------------------------------|
+//! | `register_agent`            | [`SharedState::register_agent`]                        |
+//! | `update_agent_heartbeat`    | [`SharedState::update_agent_heartbeat`]                |
+//! | `update_agent_state`        | [`SharedState::update_agent_state`]                    |
+//! | `add_performance_metric`    | [`SharedState::add_performance_metric`]                |
+//! | `log_system_event`          | [`SharedState::log_system_event`]                      |
+//! | system state get / set      | [`SharedState::get_system_state`], [`SharedState::set_system_state`] |
+//! | help requests / responses   | [`SharedState::create_help_request`], [`SharedState::get_pending_help_requests`], [`SharedState::respond_to_help_request`] |
+//! | agent communications        | [`SharedState::record_agent_communication`]            |
+//! | LLM conversations           | [`SharedState::log_llm_conversation`]                  |
+//! | `get_registered_agents`     | [`SharedState::get_registered_agents`]                 |
+//! | `get_active_agents`         | [`SharedState::get_active_agents`]                     |
+//! | `get_stale_agents`          | [`SharedState::get_stale_agents`]                      |
+//! | `get_database_health`       | [`SharedState::get_database_health`]                   |
+//! | `get_query_stats`           | [`SharedState::get_query_stats`]                       |
+//! | pool monitoring             | [`SharedState::get_pool_stats`]                        |
+//! | `cleanup_old_data`          | [`SharedState::cleanup_old_data`]                      |
+//!
+//! Reads go straight to the pool. Writes go through the [`Writer`]: by default
+//! straight to the store, one transaction per call; with a
+//! [`PersistenceActor`](crate::PersistenceActor) attached, through its group commit.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vigil_persistence::StoreError> {
+//! use vigil_persistence::{DatabaseConfig, SharedState, Store};
+//! use vigil_persistence::shared_state::Heartbeat;
+//!
+//! let state = SharedState::new(Store::connect(DatabaseConfig::sqlite_memory()).await?);
+//! state.register_agent("worker-1", "Worker").await?;
+//! state.update_agent_heartbeat("worker-1", Heartbeat::new().status("active")).await?;
+//! assert_eq!(state.get_registered_agents().await?.len(), 1);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+
+use crate::error::StoreError;
+use crate::models::*;
+use crate::schema::*;
+use crate::store::{DatabaseHealth, PoolStats, QueryStats, Store, with_conn};
+use crate::types::Ts;
+use crate::writes::{HelpStatus, Severity, Write};
+
+/// The default staleness window of the specification: five minutes.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
+
+/// Where writes go.
+#[derive(Clone, Debug)]
+pub enum Writer {
+    /// Straight to the store, one transaction per write.
+    Direct,
+    /// Through the persistence actor's group commit.
+    Actor(crate::persistence_actor::PersistenceHandle),
+}
+
+/// The high-level shared-state API. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SharedState {
+    store: Store,
+    writer: Writer,
+}
+
+/// Optional parts of a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct Heartbeat {
+    status: Option<String>,
+    message: Option<String>,
+    metadata: Option<serde_json::Value>,
+    at: Option<Ts>,
+}
+
+impl Heartbeat {
+    /// An empty heartbeat, timestamped when written.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The agent's state.
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.status = Some(status.into());
+        self
+    }
+    /// A message.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+    /// A payload.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+    /// An explicit time (default: now).
+    pub fn at(mut self, at: impl Into<Ts>) -> Self {
+        self.at = Some(at.into());
+        self
+    }
+}
+
+/// A performance sample to record.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct Metric {
+    name: String,
+    value: f32,
+    agent_id: Option<String>,
+    source_agent: Option<String>,
+    metadata: Option<serde_json::Value>,
+    at: Option<Ts>,
+}
+
+impl Metric {
+    /// A sample of `name`.
+    pub fn new(name: impl Into<String>, value: f64) -> Self {
+        Self {
+            name: name.into(),
+            value: value as f32,
+            agent_id: None,
+            source_agent: None,
+            metadata: None,
+            at: None,
+        }
+    }
+    /// The agent the sample is about (must be registered).
+    pub fn agent(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+    /// The reporting agent's name.
+    pub fn source(mut self, source_agent: impl Into<String>) -> Self {
+        self.source_agent = Some(source_agent.into());
+        self
+    }
+    /// Extra context.
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+    /// An explicit time (default: now).
+    pub fn at(mut self, at: impl Into<Ts>) -> Self {
+        self.at = Some(at.into());
+        self
+    }
+
+    pub(crate) fn into_write(self) -> Write {
+        Write::Metric {
+            agent_id: self.agent_id,
+            name: self.name,
+            value: self.value,
+            source_agent: self.source_agent,
+            metadata: self.metadata,
+            at: self.at.unwrap_or_else(Ts::now),
+        }
+    }
+}
+
+/// Rows removed by [`SharedState::cleanup_old_data`], per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    /// `agent_heartbeats` rows removed.
+    pub heartbeats: usize,
+    /// `performance_metrics` rows removed.
+    pub metrics: usize,
+    /// `system_events` rows removed (error and critical events are kept).
+    pub events: usize,
+    /// `agent_communications` rows removed.
+    pub communications: usize,
+    /// `llm_conversations` rows removed.
+    pub conversations: usize,
+}
+
+impl CleanupReport {
+    /// Rows removed in all.
+    pub fn total(&self) -> usize {
+        self.heartbeats + self.metrics + self.events + self.communications + self.conversations
+    }
+}
+
+/// A filter for [`SharedState::recent_events`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct EventFilter {
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this severity or worse.
+    pub min_severity: Option<Severity>,
+    /// Only events after this row id (for following a stream).
+    pub after_id: Option<i32>,
+    /// Only events at or after this time.
+    pub since: Option<Ts>,
+    /// At most this many (default 100).
+    pub limit: Option<i64>,
+}
+
+impl SharedState {
+    /// The API over `store`, writing straight through it.
+    pub fn new(store: Store) -> Self {
+        Self { store, writer: Writer::Direct }
+    }
+
+    /// The API over `store`, writing through a persistence actor.
+    pub fn with_writer(store: Store, writer: Writer) -> Self {
+        Self { store, writer }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Where writes go.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Applies a write and waits until it has committed.
+    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+        write.validate()?;
+        match &self.writer {
+            Writer::Direct => self.store.write(write).await,
+            Writer::Actor(handle) => handle.persist(write).await,
+        }
+    }
+
+    /// Enqueues a write without waiting for it (heartbeats, metrics). With the direct
+    /// writer it is awaited all the same, since there is no queue to hand it to.
+    pub async fn write_nowait(&self, write: Write) -> Result<(), StoreError> {
+        write.validate()?;
+        match &self.writer {
+            Writer::Direct => self.store.write(write).await,
+            Writer::Actor(handle) => handle.enqueue(write),
+        }
+    }
+
+    // ----------------------------------------------------------------- agents
+
+    /// Registers an agent (or refreshes its name and resets its state to
+    /// `initializing` if it exists) and returns its row.
+    pub async fn register_agent(&self, agent_id: &str, agent_name: &str) -> Result<AgentRecord, StoreError> {
+        self.write(Write::RegisterAgent { agent_id: agent_id.into(), agent_name: agent_name.into(), at: Ts::now() })
+            .await?;
+        self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))
+    }
+
+    /// Records a heartbeat: a row in `agent_heartbeats` and the agent's `last_heartbeat`.
+    pub async fn update_agent_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat) -> Result<(), StoreError> {
+        self.write(heartbeat_write(agent_id, heartbeat)).await
+    }
+
+    /// Like [`update_agent_heartbeat`](Self::update_agent_heartbeat) without waiting
+    /// for the commit (when a persistence actor is attached).
+    pub async fn send_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat) -> Result<(), StoreError> {
+        self.write_nowait(heartbeat_write(agent_id, heartbeat)).await
+    }
+
+    /// Sets the agent's `status` and `last_state_change`.
+    pub async fn update_agent_state(&self, agent_id: &str, status: &str) -> Result<(), StoreError> {
+        self.write(Write::StateChange { agent_id: agent_id.into(), status: status.into(), at: Ts::now() }).await
+    }
+
+    /// One agent's row.
+    pub async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let agent_id = agent_id.to_owned();
+        self.store
+            .run(move |inner| {
+                let agent_id = agent_id.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(agents::table
+                        .filter(agents::agent_id.eq(&agent_id))
+                        .select(AgentRecord::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?))
+                }
+            })
+            .await
+    }
+
+    /// Every registered agent, by id.
+    pub async fn get_registered_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.store
+            .run(|inner| async move {
+                with_conn!(inner, |conn| Ok(agents::table
+                    .order(agents::agent_id.asc())
+                    .select(AgentRecord::as_select())
+                    .load(conn)
+                    .await?))
+            })
+            .await
+    }
+
+    /// Agents whose state is `active`.
+    pub async fn get_active_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.store
+            .run(|inner| async move {
+                with_conn!(inner, |conn| Ok(agents::table
+                    .filter(agents::status.eq("active"))
+                    .order(agents::agent_id.asc())
+                    .select(AgentRecord::as_select())
+                    .load(conn)
+                    .await?))
+            })
+            .await
+    }
+
+    /// Agents whose last heartbeat (or, with none, their registration) is more than
+    /// `window` ago. Agents in `shutdown` are not expected to beat and are left out.
+    pub async fn get_stale_agents(&self, window: Duration) -> Result<Vec<AgentRecord>, StoreError> {
+        self.get_stale_agents_at(Ts::now(), window).await
+    }
+
+    /// [`get_stale_agents`](Self::get_stale_agents) as seen at `now`.
+    pub async fn get_stale_agents_at(&self, now: Ts, window: Duration) -> Result<Vec<AgentRecord>, StoreError> {
+        let window = chrono::Duration::from_std(window).map_err(|_| StoreError::invalid("window", "too large"))?;
+        let cutoff = Ts::from(now.get() - window);
+        self.store
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| {
+                    let last_seen = diesel::dsl::sql::<diesel::sql_types::Nullable<crate::types::sql_types::TsTz>>(
+                        "COALESCE(last_heartbeat, created_at)",
+                    );
+                    Ok(agents::table
+                        .filter(last_seen.lt(Some(cutoff)))
+                        .filter(agents::status.is_null().or(agents::status.ne("shutdown")))
+                        .order(agents::agent_id.asc())
+                        .select(AgentRecord::as_select())
+                        .load(conn)
+                        .await?)
+                })
+            })
+            .await
+    }
+
+    /// The most recent heartbeats of one agent, newest first.
+    pub async fn recent_heartbeats(&self, agent_id: &str, limit: i64) -> Result<Vec<HeartbeatRecord>, StoreError> {
+        let agent_id = agent_id.to_owned();
+        self.store
+            .run(move |inner| {
+                let agent_id = agent_id.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(agent_heartbeats::table
+                        .inner_join(agents::table)
+                        .filter(agents::agent_id.eq(&agent_id))
+                        .order((agent_heartbeats::timestamp.desc(), agent_heartbeats::id.desc()))
+                        .limit(limit)
+                        .select(HeartbeatRecord::as_select())
+                        .load(conn)
+                        .await?))
+                }
+            })
+            .await
+    }
+
+    // ---------------------------------------------------------------- metrics
+
+    /// Records a performance sample and waits for the commit.
+    pub async fn add_performance_metric(&self, metric: Metric) -> Result<(), StoreError> {
+        self.write(metric.into_write()).await
+    }
+
+    /// Records a performance sample without waiting (when a persistence actor is attached).
+    pub async fn send_performance_metric(&self, metric: Metric) -> Result<(), StoreError> {
+        self.write_nowait(metric.into_write()).await
+    }
+
+    /// Samples of `name` (optionally of one agent) since `since`, oldest first.
+    pub async fn metric_series(
+        &self,
+        name: &str,
+        agent_id: Option<&str>,
+        since: Ts,
+    ) -> Result<Vec<MetricRecord>, StoreError> {
+        let (name, agent_id) = (name.to_owned(), agent_id.map(str::to_owned));
+        self.store
+            .run(move |inner| {
+                let (name, agent_id) = (name.clone(), agent_id.clone());
+                async move {
+                    with_conn!(inner, |conn| {
+                        let mut query = performance_metrics::table
+                            .filter(performance_metrics::metric_name.eq(name))
+                            .filter(performance_metrics::timestamp.ge(since))
+                            .into_boxed();
+                        if let Some(agent_id) = agent_id {
+                            let ids = agents::table.filter(agents::agent_id.eq(agent_id)).select(agents::id);
+                            query = query.filter(performance_metrics::agent_id.nullable().eq_any(ids.nullable()));
+                        }
+                        Ok(query
+                            .order((performance_metrics::timestamp.asc(), performance_metrics::id.asc()))
+                            .select(MetricRecord::as_select())
+                            .load(conn)
+                            .await?)
+                    })
+                }
+            })
+            .await
+    }
+
+    // ----------------------------------------------------------------- events
+
+    /// Logs a system event.
+    pub async fn log_system_event(
+        &self,
+        event_type: &str,
+        data: Option<serde_json::Value>,
+        severity: Severity,
+    ) -> Result<(), StoreError> {
+        self.write(Write::Event { event_type: event_type.into(), severity, data, at: Ts::now() }).await
+    }
+
+    /// Events matching `filter`, newest first.
+    pub async fn recent_events(&self, filter: EventFilter) -> Result<Vec<SystemEventRecord>, StoreError> {
+        self.store
+            .run(move |inner| {
+                let filter = filter.clone();
+                async move {
+                    with_conn!(inner, |conn| {
+                        let mut query = system_events::table.into_boxed();
+                        if let Some(event_type) = filter.event_type {
+                            query = query.filter(system_events::event_type.eq(event_type));
+                        }
+                        if let Some(min) = filter.min_severity {
+                            let allowed: Vec<&str> = [
+                                Severity::Debug,
+                                Severity::Info,
+                                Severity::Warning,
+                                Severity::Error,
+                                Severity::Critical,
+                            ]
+                            .into_iter()
+                            .filter(|s| *s >= min)
+                            .map(Severity::as_str)
+                            .collect();
+                            query = query.filter(system_events::severity.eq_any(allowed));
+                        }
+                        if let Some(after) = filter.after_id {
+                            query = query.filter(system_events::id.gt(after));
+                        }
+                        if let Some(since) = filter.since {
+                            query = query.filter(system_events::timestamp.ge(since));
+                        }
+                        Ok(query
+                            .order(system_events::id.desc())
+                            .limit(filter.limit.unwrap_or(100))
+                            .select(SystemEventRecord::as_select())
+                            .load(conn)
+                            .await?)
+                    })
+                }
+            })
+            .await
+    }
+
+    // ----------------------------------------------------------- system state
+
+    /// Sets a system-state key to a JSON value.
+    pub async fn set_system_state(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
+        self.write(Write::SetState { key: key.into(), value, at: Ts::now() }).await
+    }
+
+    /// The value of a system-state key.
+    pub async fn get_system_state(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let key = key.to_owned();
+        self.store
+            .run(move |inner| {
+                let key = key.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(system_state::table
+                        .find(&key)
+                        .select(SystemStateEntry::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?
+                        .map(|entry| entry.value.0)))
+                }
+            })
+            .await
+    }
+
+    // ---------------------------------------------------------- help requests
+
+    /// Files a help request under `request_id` (status `pending`).
+    pub async fn create_help_request(
+        &self,
+        request_id: &str,
+        query: &str,
+        context: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.write(Write::HelpRequest { request_id: request_id.into(), query: query.into(), context, at: Ts::now() })
+            .await
+    }
+
+    /// Pending help requests, oldest first.
+    pub async fn get_pending_help_requests(&self) -> Result<Vec<HelpRequestRecord>, StoreError> {
+        self.store
+            .run(|inner| async move {
+                with_conn!(inner, |conn| Ok(help_requests::table
+                    .filter(help_requests::status.eq(HelpStatus::Pending.as_str()))
+                    .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
+                    .select(HelpRequestRecord::as_select())
+                    .load(conn)
+                    .await?))
+            })
+            .await
+    }
+
+    /// Answers a help request: writes the response and sets the request's status, in
+    /// one transaction. Answering an unknown or already answered request is an error.
+    pub async fn respond_to_help_request(
+        &self,
+        request_id: &str,
+        response: &str,
+        status: HelpStatus,
+    ) -> Result<(), StoreError> {
+        if self.get_help_request(request_id).await?.is_none() {
+            return Err(StoreError::UnknownHelpRequest(request_id.into()));
+        }
+        self.write(Write::HelpResponse {
+            request_id: request_id.into(),
+            response: response.into(),
+            status,
+            at: Ts::now(),
+        })
+        .await
+    }
+
+    /// One help request.
+    pub async fn get_help_request(&self, request_id: &str) -> Result<Option<HelpRequestRecord>, StoreError> {
+        let request_id = request_id.to_owned();
+        self.store
+            .run(move |inner| {
+                let request_id = request_id.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(help_requests::table
+                        .find(&request_id)
+                        .select(HelpRequestRecord::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?))
+                }
+            })
+            .await
+    }
+
+    /// The answer to a help request, if there is one.
+    pub async fn get_help_response(&self, request_id: &str) -> Result<Option<HelpResponseRecord>, StoreError> {
+        let request_id = request_id.to_owned();
+        self.store
+            .run(move |inner| {
+                let request_id = request_id.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(help_responses::table
+                        .find(&request_id)
+                        .select(HelpResponseRecord::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?))
+                }
+            })
+            .await
+    }
+
+    // ---------------------------------------------- communications, conversations
+
+    /// Records a message from one agent to another (status `sent`).
+    pub async fn record_agent_communication(
+        &self,
+        from_agent: &str,
+        to_agent: &str,
+        message_type: &str,
+        content: &str,
+    ) -> Result<(), StoreError> {
+        self.write(Write::Communication {
+            from_agent: from_agent.into(),
+            to_agent: to_agent.into(),
+            message_type: Some(message_type.into()),
+            content: Some(content.into()),
+            status: None,
+            at: Ts::now(),
+        })
+        .await
+    }
+
+    /// Messages sent or received by an agent, oldest first.
+    pub async fn agent_communications(&self, agent_id: &str) -> Result<Vec<CommunicationRecord>, StoreError> {
+        let agent = self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))?;
+        self.store
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| Ok(agent_communications::table
+                    .filter(
+                        agent_communications::from_agent_id
+                            .eq(agent.id)
+                            .or(agent_communications::to_agent_id.eq(agent.id)),
+                    )
+                    .order(agent_communications::id.asc())
+                    .select(CommunicationRecord::as_select())
+                    .load(conn)
+                    .await?))
+            })
+            .await
+    }
+
+    /// Logs one exchange with a language model.
+    pub async fn log_llm_conversation(
+        &self,
+        agent_id: Option<&str>,
+        conversation_id: &str,
+        message: &str,
+        response: &str,
+        metadata: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.write(Write::Conversation {
+            agent_id: agent_id.map(Into::into),
+            conversation_id: Some(conversation_id.into()),
+            message: Some(message.into()),
+            response: Some(response.into()),
+            metadata,
+            at: Ts::now(),
+        })
+        .await
+    }
+
+    /// The exchanges of one conversation, oldest first.
+    pub async fn llm_conversation(&self, conversation_id: &str) -> Result<Vec<ConversationRecord>, StoreError> {
+        let conversation_id = conversation_id.to_owned();
+        self.store
+            .run(move |inner| {
+                let conversation_id = conversation_id.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(llm_conversations::table
+                        .filter(llm_conversations::conversation_id.eq(&conversation_id))
+                        .order(llm_conversations::id.asc())
+                        .select(ConversationRecord::as_select())
+                        .load(conn)
+                        .await?))
+                }
+            })
+            .await
+    }
+
+    // ------------------------------------------------------- health and upkeep
+
+    /// The database health report.
+    pub async fn get_database_health(&self) -> Result<DatabaseHealth, StoreError> {
+        self.store.health().await
+    }
+
+    /// Query statistics since the store was opened.
+    pub fn get_query_stats(&self) -> QueryStats {
+        self.store.query_stats()
+    }
+
+    /// Pool figures now.
+    pub fn get_pool_stats(&self) -> PoolStats {
+        self.store.pool_stats()
+    }
+
+    /// Row counts of the nine tables.
+    pub async fn table_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        Ok(self.store.health().await?.tables.into_iter().map(|t| (t.table, t.rows)).collect())
+    }
+
+    /// Deletes heartbeats, metrics, events (but not error or critical ones),
+    /// communications and conversations older than `days_to_keep` days, in one
+    /// transaction, and says how many rows went from each table.
+    pub async fn cleanup_old_data(&self, days_to_keep: u32) -> Result<CleanupReport, StoreError> {
+        self.cleanup_before(Ts::from(Utc::now() - chrono::Duration::days(i64::from(days_to_keep)))).await
+    }
+
+    /// [`cleanup_old_data`](Self::cleanup_old_data) with an explicit cutoff.
+    pub async fn cleanup_before(&self, cutoff: Ts) -> Result<CleanupReport, StoreError> {
+        self.store
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| {
+                    use diesel_async::AsyncConnection;
+                    conn.transaction(async |conn| {
+                        let heartbeats =
+                            diesel::delete(agent_heartbeats::table.filter(agent_heartbeats::timestamp.lt(cutoff)))
+                                .execute(conn)
+                                .await?;
+                        let metrics = diesel::delete(
+                            performance_metrics::table.filter(performance_metrics::timestamp.lt(cutoff)),
+                        )
+                        .execute(conn)
+                        .await?;
+                        let events = diesel::delete(
+                            system_events::table.filter(system_events::timestamp.lt(cutoff)).filter(
+                                system_events::severity
+                                    .is_null()
+                                    .or(system_events::severity.ne_all(["error", "critical"])),
+                            ),
+                        )
+                        .execute(conn)
+                        .await?;
+                        let communications = diesel::delete(
+                            agent_communications::table.filter(agent_communications::timestamp.lt(cutoff)),
+                        )
+                        .execute(conn)
+                        .await?;
+                        let conversations = diesel::delete(
+                            llm_conversations::table.filter(llm_conversations::timestamp.lt(cutoff)),
+                        )
+                        .execute(conn)
+                        .await?;
+                        Ok::<_, StoreError>(CleanupReport { heartbeats, metrics, events, communications, conversations })
+                    })
+                    .await
+                })
+            })
+            .await
+    }
+}
+
+fn heartbeat_write(agent_id: &str, heartbeat: Heartbeat) -> Write {
+    Write::Heartbeat {
+        agent_id: agent_id.into(),
+        at: heartbeat.at.unwrap_or_else(Ts::now),
+        status: heartbeat.status,
+        message: heartbeat.message,
+        metadata: heartbeat.metadata,
+    }
+}

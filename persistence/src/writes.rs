@@ -1,0 +1,622 @@
+//! The unit of writing: a [`Write`], and how a batch of them becomes one transaction.
+//!
+//! Every change to the shared state is described by a `Write` value. A batch of writes
+//! is applied in one transaction with as few statements as the data allows:
+//!
+//! 1. agent registrations first (an upsert each), so later writes of the same batch can
+//!    refer to a newly registered agent;
+//! 2. one lookup of the internal ids of every agent the batch names;
+//! 3. one multi-row `INSERT` per table (chunked under the bind-parameter limits);
+//! 4. one `UPDATE agents` per agent, carrying its latest heartbeat and latest state;
+//! 5. system-state upserts (last value per key wins) and help answers (response row +
+//!    request status).
+//!
+//! A write that is wrong in itself and can be seen to be so before the database is
+//! asked (an unknown agent, an over-long value) is refused alone: its result is an
+//! error, and the rest of the batch goes on. The database may still reject a batch as
+//! a whole (a constraint it alone can check); the [`crate::PersistenceActor`] then
+//! splits the batch to find the offending write.
+
+use std::collections::{HashMap, HashSet};
+
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::models::*;
+use crate::schema::*;
+use crate::store::SqliteConn;
+use crate::types::{Json, Ts};
+
+/// Severity of a system event, stored lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Diagnostic detail.
+    Debug,
+    /// Normal operation (the specification's default).
+    #[default]
+    Info,
+    /// Something to look at.
+    Warning,
+    /// Something failed. Kept by cleanup.
+    Error,
+    /// Something failed badly. Kept by cleanup.
+    Critical,
+}
+
+impl Severity {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Debug => "debug",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "debug" => Severity::Debug,
+            "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "error" => Severity::Error,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status of a help request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelpStatus {
+    /// Waiting for an answer.
+    Pending,
+    /// Claimed by a helper.
+    Processing,
+    /// Answered.
+    Complete,
+    /// Could not be answered; the response says why.
+    Failed,
+}
+
+impl HelpStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelpStatus::Pending => "pending",
+            HelpStatus::Processing => "processing",
+            HelpStatus::Complete => "complete",
+            HelpStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One change to the shared state.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Write {
+    /// Register an agent, or refresh its name if it exists (its state is reset to
+    /// `initializing`).
+    RegisterAgent {
+        /// The agent's id.
+        agent_id: String,
+        /// Its display name.
+        agent_name: String,
+        /// When.
+        at: Ts,
+    },
+    /// A heartbeat row, and the agent's `last_heartbeat`.
+    Heartbeat {
+        /// The agent.
+        agent_id: String,
+        /// When it was sent.
+        at: Ts,
+        /// The agent's state at the time.
+        status: Option<String>,
+        /// Optional message.
+        message: Option<String>,
+        /// Optional payload.
+        metadata: Option<serde_json::Value>,
+    },
+    /// The agent's `status` and `last_state_change`.
+    StateChange {
+        /// The agent.
+        agent_id: String,
+        /// The new state, lowercase.
+        status: String,
+        /// When it changed.
+        at: Ts,
+    },
+    /// A performance sample.
+    Metric {
+        /// The agent the sample is about, if any.
+        agent_id: Option<String>,
+        /// Metric name.
+        name: String,
+        /// Value.
+        value: f32,
+        /// Name of the reporting agent.
+        source_agent: Option<String>,
+        /// Extra context.
+        metadata: Option<serde_json::Value>,
+        /// When it was measured.
+        at: Ts,
+    },
+    /// A system event.
+    Event {
+        /// Event type.
+        event_type: String,
+        /// Severity.
+        severity: Severity,
+        /// Payload.
+        data: Option<serde_json::Value>,
+        /// When it happened.
+        at: Ts,
+    },
+    /// Set a system-state key.
+    SetState {
+        /// Key.
+        key: String,
+        /// Value.
+        value: serde_json::Value,
+        /// When.
+        at: Ts,
+    },
+    /// File a help request.
+    HelpRequest {
+        /// Caller-chosen unique id.
+        request_id: String,
+        /// The question.
+        query: String,
+        /// Context.
+        context: Option<serde_json::Value>,
+        /// When.
+        at: Ts,
+    },
+    /// Answer a help request: the response row and the request's status, together.
+    HelpResponse {
+        /// The request.
+        request_id: String,
+        /// The answer.
+        response: String,
+        /// `Complete` or `Failed`.
+        status: HelpStatus,
+        /// When.
+        at: Ts,
+    },
+    /// A message between two agents.
+    Communication {
+        /// Sender.
+        from_agent: String,
+        /// Recipient.
+        to_agent: String,
+        /// Kind of message.
+        message_type: Option<String>,
+        /// Content.
+        content: Option<String>,
+        /// Delivery status (default `sent`).
+        status: Option<String>,
+        /// When.
+        at: Ts,
+    },
+    /// One exchange with a language model.
+    Conversation {
+        /// The agent that talked, if any.
+        agent_id: Option<String>,
+        /// Groups the exchanges of one conversation.
+        conversation_id: Option<String>,
+        /// What was sent.
+        message: Option<String>,
+        /// What came back.
+        response: Option<String>,
+        /// Model, latency, ...
+        metadata: Option<serde_json::Value>,
+        /// When.
+        at: Ts,
+    },
+}
+
+/// Which table a write lands in (for statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum WriteKind {
+    RegisterAgent,
+    Heartbeat,
+    StateChange,
+    Metric,
+    Event,
+    SetState,
+    HelpRequest,
+    HelpResponse,
+    Communication,
+    Conversation,
+}
+
+impl Write {
+    /// The kind of write.
+    pub fn kind(&self) -> WriteKind {
+        match self {
+            Write::RegisterAgent { .. } => WriteKind::RegisterAgent,
+            Write::Heartbeat { .. } => WriteKind::Heartbeat,
+            Write::StateChange { .. } => WriteKind::StateChange,
+            Write::Metric { .. } => WriteKind::Metric,
+            Write::Event { .. } => WriteKind::Event,
+            Write::SetState { .. } => WriteKind::SetState,
+            Write::HelpRequest { .. } => WriteKind::HelpRequest,
+            Write::HelpResponse { .. } => WriteKind::HelpResponse,
+            Write::Communication { .. } => WriteKind::Communication,
+            Write::Conversation { .. } => WriteKind::Conversation,
+        }
+    }
+
+    /// The agent whose writes must stay in order, if the write belongs to one.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            Write::RegisterAgent { agent_id, .. }
+            | Write::Heartbeat { agent_id, .. }
+            | Write::StateChange { agent_id, .. } => Some(agent_id),
+            Write::Metric { agent_id, .. } | Write::Conversation { agent_id, .. } => agent_id.as_deref(),
+            Write::Communication { from_agent, .. } => Some(from_agent),
+            _ => None,
+        }
+    }
+
+    /// Checks what can be checked without the database: lengths of the specification's
+    /// `VARCHAR(n)` columns (SQLite does not enforce them), empty ids, non-finite values.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        fn text(field: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
+            if value.is_empty() {
+                return Err(StoreError::invalid(field, "must not be empty"));
+            }
+            opt(field, Some(value), max)
+        }
+        fn opt(field: &'static str, value: Option<&str>, max: usize) -> Result<(), StoreError> {
+            match value {
+                Some(v) if v.chars().count() > max => {
+                    Err(StoreError::invalid(field, format!("{} characters, at most {max} allowed", v.chars().count())))
+                }
+                _ => Ok(()),
+            }
+        }
+        match self {
+            Write::RegisterAgent { agent_id, agent_name, .. } => {
+                text("agent_id", agent_id, 255)?;
+                text("agent_name", agent_name, 255)
+            }
+            Write::Heartbeat { agent_id, status, .. } => {
+                text("agent_id", agent_id, 255)?;
+                opt("status", status.as_deref(), 50)
+            }
+            Write::StateChange { agent_id, status, .. } => {
+                text("agent_id", agent_id, 255)?;
+                text("status", status, 50)
+            }
+            Write::Metric { name, value, source_agent, .. } => {
+                text("metric_name", name, 255)?;
+                opt("source_agent", source_agent.as_deref(), 255)?;
+                if !value.is_finite() {
+                    return Err(StoreError::invalid("metric_value", "must be a finite number"));
+                }
+                Ok(())
+            }
+            Write::Event { event_type, .. } => text("event_type", event_type, 100),
+            Write::SetState { key, .. } => text("key", key, 255),
+            Write::HelpRequest { request_id, query, .. } => {
+                text("request_id", request_id, 255)?;
+                text("query", query, usize::MAX)
+            }
+            Write::HelpResponse { request_id, .. } => text("request_id", request_id, 255),
+            Write::Communication { message_type, status, .. } => {
+                opt("message_type", message_type.as_deref(), 100)?;
+                opt("status", status.as_deref(), 50)
+            }
+            Write::Conversation { conversation_id, .. } => opt("conversation_id", conversation_id.as_deref(), 255),
+        }
+    }
+
+    fn agent_refs(&self) -> Vec<&str> {
+        match self {
+            Write::Heartbeat { agent_id, .. } | Write::StateChange { agent_id, .. } => vec![agent_id],
+            Write::Metric { agent_id: Some(a), .. } | Write::Conversation { agent_id: Some(a), .. } => vec![a],
+            Write::Communication { from_agent, to_agent, .. } => vec![from_agent, to_agent],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Rows per multi-row INSERT: at most 7 columns × 4,000 rows stays under both
+/// PostgreSQL's 65,535 and SQLite's 32,766 bind-parameter limits.
+const ROWS_PER_STATEMENT: usize = 4_000;
+
+/// Inserts rows with as few statements as the backend allows.
+pub(crate) trait InsertRows<T> {
+    async fn insert_rows(&mut self, rows: Vec<T>) -> QueryResult<usize>;
+}
+
+macro_rules! insert_rows_impl {
+    ($($model:ty => $table:path),* $(,)?) => {$(
+        impl InsertRows<$model> for AsyncPgConnection {
+            async fn insert_rows(&mut self, rows: Vec<$model>) -> QueryResult<usize> {
+                let mut written = 0;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    written += diesel::insert_into($table).values(chunk).execute(self).await?;
+                }
+                Ok(written)
+            }
+        }
+
+        impl InsertRows<$model> for SqliteConn {
+            // diesel-async cannot batch-insert through its SQLite wrapper
+            // (diesel_async#277): run synchronous diesel on the inner connection.
+            async fn insert_rows(&mut self, rows: Vec<$model>) -> QueryResult<usize> {
+                if rows.is_empty() {
+                    return Ok(0);
+                }
+                self.spawn_blocking(move |conn| {
+                    let mut written = 0;
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        written += diesel::RunQueryDsl::execute(diesel::insert_into($table).values(chunk), conn)?;
+                    }
+                    Ok(written)
+                })
+                .await
+            }
+        }
+    )*};
+}
+
+insert_rows_impl! {
+    NewHeartbeat => agent_heartbeats::table,
+    NewMetric => performance_metrics::table,
+    NewSystemEvent => system_events::table,
+    NewHelpRequest => help_requests::table,
+    NewCommunication => agent_communications::table,
+    NewConversation => llm_conversations::table,
+}
+
+/// The outcome of each write of a batch, in order. The batch committed; a write that
+/// was refused before reaching the database carries its error.
+pub(crate) type BatchOutcome = Vec<Result<(), StoreError>>;
+
+/// The latest agents-row change of one agent within a batch.
+#[derive(Default)]
+struct AgentUpdate {
+    last_heartbeat: Option<Ts>,
+    status: Option<(String, Ts)>,
+}
+
+/// Applies `writes` in one transaction on either backend. The body is compiled once
+/// per connection type.
+macro_rules! define_apply {
+    ($name:ident, $conn_ty:ty) => {
+        pub(crate) async fn $name(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
+            conn.transaction(async |conn| {
+                let mut outcome: BatchOutcome = writes.iter().map(Write::validate).collect();
+
+                // 1. Registrations.
+                for (write, result) in writes.iter().zip(outcome.iter_mut()) {
+                    if let (Write::RegisterAgent { agent_id, agent_name, at }, Ok(())) = (write, &*result) {
+                        let row = NewAgent {
+                            agent_id: agent_id.clone(),
+                            agent_name: agent_name.clone(),
+                            status: Some("initializing".into()),
+                            last_state_change: Some(*at),
+                            created_at: Some(*at),
+                            updated_at: Some(*at),
+                        };
+                        diesel::insert_into(agents::table)
+                            .values(&row)
+                            .on_conflict(agents::agent_id)
+                            .do_update()
+                            .set((
+                                agents::agent_name.eq(excluded(agents::agent_name)),
+                                agents::status.eq(excluded(agents::status)),
+                                agents::last_state_change.eq(excluded(agents::last_state_change)),
+                                agents::updated_at.eq(excluded(agents::updated_at)),
+                            ))
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+
+                // 2. Internal ids of every agent named.
+                let names: HashSet<&str> = writes.iter().flat_map(Write::agent_refs).collect();
+                let ids: HashMap<String, i32> = if names.is_empty() {
+                    HashMap::new()
+                } else {
+                    agents::table
+                        .filter(agents::agent_id.eq_any(names.iter().copied()))
+                        .select((agents::agent_id, agents::id))
+                        .load::<(String, i32)>(conn)
+                        .await?
+                        .into_iter()
+                        .collect()
+                };
+                let resolve = |name: &str| ids.get(name).copied().ok_or_else(|| StoreError::UnknownAgent(name.into()));
+
+                // 3. Rows, in the order sent.
+                let mut heartbeats = Vec::new();
+                let mut metrics = Vec::new();
+                let mut events = Vec::new();
+                let mut requests = Vec::new();
+                let mut communications = Vec::new();
+                let mut conversations = Vec::new();
+                let mut updates: HashMap<i32, AgentUpdate> = HashMap::new();
+                let mut state: HashMap<&str, (&serde_json::Value, Ts)> = HashMap::new();
+                let mut answers = Vec::new();
+                for (write, result) in writes.iter().zip(outcome.iter_mut()) {
+                    if result.is_err() {
+                        continue;
+                    }
+                    let step: Result<(), StoreError> = (|| {
+                        match write {
+                            Write::RegisterAgent { .. } => {}
+                            Write::Heartbeat { agent_id, at, status, message, metadata } => {
+                                let id = resolve(agent_id)?;
+                                heartbeats.push(NewHeartbeat {
+                                    agent_id: Some(id),
+                                    timestamp: Some(*at),
+                                    status: status.clone(),
+                                    message: message.clone(),
+                                    metadata: metadata.clone().map(Json),
+                                });
+                                let update = updates.entry(id).or_default();
+                                update.last_heartbeat = update.last_heartbeat.max(Some(*at));
+                            }
+                            Write::StateChange { agent_id, status, at } => {
+                                let id = resolve(agent_id)?;
+                                updates.entry(id).or_default().status = Some((status.clone(), *at));
+                            }
+                            Write::Metric { agent_id, name, value, source_agent, metadata, at } => {
+                                let id = agent_id.as_deref().map(resolve).transpose()?;
+                                metrics.push(NewMetric {
+                                    agent_id: id,
+                                    metric_name: name.clone(),
+                                    metric_value: *value,
+                                    timestamp: Some(*at),
+                                    metadata: metadata.clone().map(Json),
+                                    source_agent: source_agent.clone(),
+                                });
+                            }
+                            Write::Event { event_type, severity, data, at } => events.push(NewSystemEvent {
+                                event_type: event_type.clone(),
+                                event_data: data.clone().map(Json),
+                                timestamp: Some(*at),
+                                severity: Some(severity.as_str().into()),
+                            }),
+                            Write::SetState { key, value, at } => {
+                                state.insert(key, (value, *at));
+                            }
+                            Write::HelpRequest { request_id, query, context, at } => {
+                                requests.push(NewHelpRequest {
+                                    request_id: request_id.clone(),
+                                    query: query.clone(),
+                                    context: context.clone().map(Json),
+                                    status: Some(HelpStatus::Pending.as_str().into()),
+                                    created_at: Some(*at),
+                                })
+                            }
+                            Write::HelpResponse { request_id, response, status, at } => answers.push(NewHelpResponse {
+                                request_id: request_id.clone(),
+                                timestamp: Some(*at),
+                                response: response.clone(),
+                                status: Some(status.as_str().into()),
+                            }),
+                            Write::Communication { from_agent, to_agent, message_type, content, status, at } => {
+                                communications.push(NewCommunication {
+                                    from_agent_id: Some(resolve(from_agent)?),
+                                    to_agent_id: Some(resolve(to_agent)?),
+                                    message_type: message_type.clone(),
+                                    message_content: content.clone(),
+                                    timestamp: Some(*at),
+                                    status: Some(status.clone().unwrap_or_else(|| "sent".into())),
+                                })
+                            }
+                            Write::Conversation { agent_id, conversation_id, message, response, metadata, at } => {
+                                conversations.push(NewConversation {
+                                    agent_id: agent_id.as_deref().map(resolve).transpose()?,
+                                    conversation_id: conversation_id.clone(),
+                                    message_content: message.clone(),
+                                    response_content: response.clone(),
+                                    timestamp: Some(*at),
+                                    metadata: metadata.clone().map(Json),
+                                })
+                            }
+                        }
+                        Ok(())
+                    })();
+                    *result = step;
+                }
+
+                conn.insert_rows(heartbeats).await?;
+                conn.insert_rows(metrics).await?;
+                conn.insert_rows(events).await?;
+                conn.insert_rows(requests).await?;
+                conn.insert_rows(communications).await?;
+                conn.insert_rows(conversations).await?;
+
+                // 4. One UPDATE per agent.
+                let now = Ts::now();
+                for (id, update) in updates {
+                    let target = agents::table.filter(agents::id.eq(id));
+                    match (update.last_heartbeat, update.status) {
+                        (Some(beat), Some((status, changed))) => {
+                            diesel::update(target)
+                                .set((
+                                    agents::last_heartbeat.eq(beat),
+                                    agents::status.eq(status),
+                                    agents::last_state_change.eq(changed),
+                                    agents::updated_at.eq(now),
+                                ))
+                                .execute(conn)
+                                .await?
+                        }
+                        (Some(beat), None) => {
+                            diesel::update(target)
+                                .set((agents::last_heartbeat.eq(beat), agents::updated_at.eq(now)))
+                                .execute(conn)
+                                .await?
+                        }
+                        (None, Some((status, changed))) => {
+                            diesel::update(target)
+                                .set((
+                                    agents::status.eq(status),
+                                    agents::last_state_change.eq(changed),
+                                    agents::updated_at.eq(now),
+                                ))
+                                .execute(conn)
+                                .await?
+                        }
+                        (None, None) => 0,
+                    };
+                }
+
+                // 5. System state (last value per key) and help answers.
+                for (key, (value, at)) in state {
+                    diesel::insert_into(system_state::table)
+                        .values((
+                            system_state::key.eq(key),
+                            system_state::value.eq(Json(value.clone())),
+                            system_state::created_at.eq(Some(at)),
+                            system_state::updated_at.eq(Some(at)),
+                        ))
+                        .on_conflict(system_state::key)
+                        .do_update()
+                        .set((
+                            system_state::value.eq(excluded(system_state::value)),
+                            system_state::updated_at.eq(excluded(system_state::updated_at)),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+                for answer in answers {
+                    let status = answer.status.clone();
+                    diesel::insert_into(help_responses::table).values(&answer).execute(conn).await?;
+                    diesel::update(help_requests::table.filter(help_requests::request_id.eq(&answer.request_id)))
+                        .set(help_requests::status.eq(status))
+                        .execute(conn)
+                        .await?;
+                }
+                Ok::<_, StoreError>(outcome)
+            })
+            .await
+        }
+    };
+}
+
+define_apply!(apply_batch_pg, AsyncPgConnection);
+define_apply!(apply_batch_sqlite, SqliteConn);
