@@ -1,1 +1,3 @@
+//! End-to-end tests of the `vigil` facade and command.
 
+mod cli;

@@ -1,1 +1,1 @@
-//! x
+//! The built-in Vigil agents of the specification (added agent by agent).

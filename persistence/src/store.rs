@@ -249,7 +249,23 @@ impl Store {
         let runtime = DbRuntime(Some(runtime));
         let build_config = config.clone();
         let backend = handle
-            .spawn(async move { build_backend(&build_config).await })
+            .spawn(async move {
+                // On PostgreSQL, migrate over one direct connection first: an unreachable
+                // or misconfigured server is reported after a few quick retries, instead
+                // of after the pool's whole connection timeout.
+                if let DatabaseConfig::Postgres { url, pool, .. } = &build_config {
+                    retry(&pool.retry, |_| {
+                        let url = url.clone();
+                        async move {
+                            tokio::task::spawn_blocking(move || migrate_pg_blocking(&url))
+                                .await
+                                .map_err(|e| StoreError::Task(e.to_string()))?
+                        }
+                    })
+                    .await?;
+                }
+                build_backend(&build_config).await
+            })
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         let store = Store {
@@ -363,6 +379,21 @@ impl Store {
     /// Applies one write and waits for it to commit.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
         self.write_batch(vec![write]).await?.pop().expect("one result per write")
+    }
+
+    /// Runs one SQL statement (no results) with retries. Meant for tests and
+    /// administration; the statement is passed to the database as written.
+    #[doc(hidden)]
+    pub async fn execute_raw_for_tests(&self, sql: &str) -> Result<usize, StoreError> {
+        let sql = sql.to_owned();
+        self.run(move |inner| {
+            let sql = sql.clone();
+            async move {
+                use diesel_async::RunQueryDsl;
+                with_conn!(inner, |conn| Ok(diesel::sql_query(sql).execute(conn).await?))
+            }
+        })
+        .await
     }
 
     /// Query statistics since the store was opened.
@@ -482,8 +513,9 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             let version: String = diesel::select(sql::<Text>("current_setting('server_version')"))
                 .get_result(&mut *conn)
                 .await?;
-            let size_bytes: i64 =
-                diesel::select(sql::<BigInt>("pg_database_size(current_database())")).get_result(&mut *conn).await?;
+            let size_bytes: i64 = diesel::select(sql::<BigInt>("pg_database_size(current_database())"))
+                .get_result(&mut *conn)
+                .await?;
             let active: i64 = diesel::select(sql::<BigInt>(
                 "(SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active')",
             ))
@@ -496,15 +528,22 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for table in TABLES {
-                let rows: i64 =
-                    diesel::select(sql::<BigInt>(&format!("({})", count_sql(table)))).get_result(&mut *conn).await?;
+                let rows: i64 = diesel::select(sql::<BigInt>(&format!("({})", count_sql(table))))
+                    .get_result(&mut *conn)
+                    .await?;
                 tables.push(TableRows { table: table.into(), rows });
             }
-            Ok(ProbeDetails { version, connections: Some(ConnectionCounts { active, idle }), size_bytes, tables })
+            Ok(ProbeDetails {
+                version,
+                connections: Some(ConnectionCounts { active, idle }),
+                size_bytes,
+                tables,
+            })
         }
         Backend::Sqlite(pool) => {
             let mut conn = inner.checkout(pool).await?;
-            let version: String = diesel::select(sql::<Text>("sqlite_version()")).get_result(&mut *conn).await?;
+            let version: String =
+                diesel::select(sql::<Text>("sqlite_version()")).get_result(&mut *conn).await?;
             let size_bytes: i64 = diesel::select(sql::<BigInt>(
                 "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())",
             ))
@@ -512,8 +551,9 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for table in TABLES {
-                let rows: i64 =
-                    diesel::select(sql::<BigInt>(&format!("({})", count_sql(table)))).get_result(&mut *conn).await?;
+                let rows: i64 = diesel::select(sql::<BigInt>(&format!("({})", count_sql(table))))
+                    .get_result(&mut *conn)
+                    .await?;
                 tables.push(TableRows { table: table.into(), rows });
             }
             let state = pool.state();
@@ -521,7 +561,12 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
                 active: i64::from(state.connections.saturating_sub(state.idle_connections)),
                 idle: i64::from(state.idle_connections),
             };
-            Ok(ProbeDetails { version: format!("SQLite {version}"), connections: Some(connections), size_bytes, tables })
+            Ok(ProbeDetails {
+                version: format!("SQLite {version}"),
+                connections: Some(connections),
+                size_bytes,
+                tables,
+            })
         }
     }
 }
@@ -590,7 +635,11 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
             manager_config.custom_setup = Box::new(move |url| {
                 async move {
                     let mut conn = SqliteConn::establish(url).await?;
-                    let journal = if in_memory { "" } else { "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" };
+                    let journal = if in_memory {
+                        ""
+                    } else {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                    };
                     conn.batch_execute(&format!(
                         "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; {journal}"
                     ))

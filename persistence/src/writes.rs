@@ -286,9 +286,10 @@ impl Write {
         }
         fn opt(field: &'static str, value: Option<&str>, max: usize) -> Result<(), StoreError> {
             match value {
-                Some(v) if v.chars().count() > max => {
-                    Err(StoreError::invalid(field, format!("{} characters, at most {max} allowed", v.chars().count())))
-                }
+                Some(v) if v.chars().count() > max => Err(StoreError::invalid(
+                    field,
+                    format!("{} characters, at most {max} allowed", v.chars().count()),
+                )),
                 _ => Ok(()),
             }
         }
@@ -324,14 +325,18 @@ impl Write {
                 opt("message_type", message_type.as_deref(), 100)?;
                 opt("status", status.as_deref(), 50)
             }
-            Write::Conversation { conversation_id, .. } => opt("conversation_id", conversation_id.as_deref(), 255),
+            Write::Conversation { conversation_id, .. } => {
+                opt("conversation_id", conversation_id.as_deref(), 255)
+            }
         }
     }
 
     fn agent_refs(&self) -> Vec<&str> {
         match self {
             Write::Heartbeat { agent_id, .. } | Write::StateChange { agent_id, .. } => vec![agent_id],
-            Write::Metric { agent_id: Some(a), .. } | Write::Conversation { agent_id: Some(a), .. } => vec![a],
+            Write::Metric { agent_id: Some(a), .. } | Write::Conversation { agent_id: Some(a), .. } => {
+                vec![a]
+            }
             Write::Communication { from_agent, to_agent, .. } => vec![from_agent, to_agent],
             _ => Vec::new(),
         }
@@ -446,7 +451,8 @@ macro_rules! define_apply {
                         .into_iter()
                         .collect()
                 };
-                let resolve = |name: &str| ids.get(name).copied().ok_or_else(|| StoreError::UnknownAgent(name.into()));
+                let resolve =
+                    |name: &str| ids.get(name).copied().ok_or_else(|| StoreError::UnknownAgent(name.into()));
 
                 // 3. Rows, in the order sent.
                 let mut heartbeats = Vec::new();
@@ -510,32 +516,44 @@ macro_rules! define_apply {
                                     created_at: Some(*at),
                                 })
                             }
-                            Write::HelpResponse { request_id, response, status, at } => answers.push(NewHelpResponse {
-                                request_id: request_id.clone(),
+                            Write::HelpResponse { request_id, response, status, at } => {
+                                answers.push(NewHelpResponse {
+                                    request_id: request_id.clone(),
+                                    timestamp: Some(*at),
+                                    response: response.clone(),
+                                    status: Some(status.as_str().into()),
+                                })
+                            }
+                            Write::Communication {
+                                from_agent,
+                                to_agent,
+                                message_type,
+                                content,
+                                status,
+                                at,
+                            } => communications.push(NewCommunication {
+                                from_agent_id: Some(resolve(from_agent)?),
+                                to_agent_id: Some(resolve(to_agent)?),
+                                message_type: message_type.clone(),
+                                message_content: content.clone(),
                                 timestamp: Some(*at),
-                                response: response.clone(),
-                                status: Some(status.as_str().into()),
+                                status: Some(status.clone().unwrap_or_else(|| "sent".into())),
                             }),
-                            Write::Communication { from_agent, to_agent, message_type, content, status, at } => {
-                                communications.push(NewCommunication {
-                                    from_agent_id: Some(resolve(from_agent)?),
-                                    to_agent_id: Some(resolve(to_agent)?),
-                                    message_type: message_type.clone(),
-                                    message_content: content.clone(),
-                                    timestamp: Some(*at),
-                                    status: Some(status.clone().unwrap_or_else(|| "sent".into())),
-                                })
-                            }
-                            Write::Conversation { agent_id, conversation_id, message, response, metadata, at } => {
-                                conversations.push(NewConversation {
-                                    agent_id: agent_id.as_deref().map(resolve).transpose()?,
-                                    conversation_id: conversation_id.clone(),
-                                    message_content: message.clone(),
-                                    response_content: response.clone(),
-                                    timestamp: Some(*at),
-                                    metadata: metadata.clone().map(Json),
-                                })
-                            }
+                            Write::Conversation {
+                                agent_id,
+                                conversation_id,
+                                message,
+                                response,
+                                metadata,
+                                at,
+                            } => conversations.push(NewConversation {
+                                agent_id: agent_id.as_deref().map(resolve).transpose()?,
+                                conversation_id: conversation_id.clone(),
+                                message_content: message.clone(),
+                                response_content: response.clone(),
+                                timestamp: Some(*at),
+                                metadata: metadata.clone().map(Json),
+                            }),
                         }
                         Ok(())
                     })();
@@ -606,10 +624,12 @@ macro_rules! define_apply {
                 for answer in answers {
                     let status = answer.status.clone();
                     diesel::insert_into(help_responses::table).values(&answer).execute(conn).await?;
-                    diesel::update(help_requests::table.filter(help_requests::request_id.eq(&answer.request_id)))
-                        .set(help_requests::status.eq(status))
-                        .execute(conn)
-                        .await?;
+                    diesel::update(
+                        help_requests::table.filter(help_requests::request_id.eq(&answer.request_id)),
+                    )
+                    .set(help_requests::status.eq(status))
+                    .execute(conn)
+                    .await?;
                 }
                 Ok::<_, StoreError>(outcome)
             })

@@ -1,1 +1,9 @@
+//! Integration tests of vigil-persistence against real PostgreSQL and SQLite.
+//! One test binary, so diesel-async and friends link once.
 
+mod common;
+
+mod config;
+mod schema;
+mod shared_state;
+mod store;

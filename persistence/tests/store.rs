@@ -1,0 +1,109 @@
+//! Store behaviour: retries of transient failures, timeouts, bad connections.
+
+use std::time::Duration;
+
+use vigil_persistence::config::{PoolConfig, RetryPolicy};
+use vigil_persistence::shared_state::Heartbeat;
+use vigil_persistence::{SharedState, Store, StoreError};
+
+use crate::common::TestDb;
+
+#[tokio::test]
+async fn killed_connections_are_retried_transparently() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let config = db
+        .config()
+        .with_pool(
+            PoolConfig::default().with_connections(2, 2).with_retry(
+                RetryPolicy::default()
+                    .with_max_attempts(6)
+                    .with_backoff(Duration::from_millis(10), Duration::from_millis(200)),
+            ),
+        )
+        .unwrap();
+    let state = SharedState::new(Store::connect(config).await.unwrap());
+    state.register_agent("a", "A").await.unwrap();
+    let mut written = 0;
+    for round in 0..5 {
+        // Every pooled connection dies between two writes; the next write must still land.
+        assert!(db.kill_connections().await > 0, "round {round}: there were connections to kill");
+        state.update_agent_heartbeat("a", Heartbeat::new()).await.unwrap();
+        written += 1;
+    }
+    assert_eq!(
+        state.table_counts().await.unwrap()["agent_heartbeats"],
+        written,
+        "each write landed exactly once"
+    );
+
+    // A connection killed while its statement runs fails that attempt; the retry lands.
+    let store = state.store().clone();
+    let slow = tokio::spawn(async move { store.execute_raw_for_tests("SELECT pg_sleep(0.3)").await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !slow.is_finished() && state.get_query_stats().connection_errors == 0 {
+        assert!(std::time::Instant::now() < deadline, "the running statement was never cut");
+        db.kill_connections().await;
+        tokio::task::yield_now().await;
+    }
+    slow.await.unwrap().expect("the statement was retried after its connection died");
+    let stats = state.get_query_stats();
+    assert!(stats.connection_errors >= 1 && stats.query_errors >= 1, "the failure was counted: {stats:?}");
+}
+
+#[tokio::test]
+async fn unreachable_database_fails_after_bounded_retries() {
+    let config = vigil_persistence::DatabaseConfig::postgres("postgresql://postgres@127.0.0.1:1/none")
+        .unwrap()
+        .with_pool(
+            PoolConfig::default().with_connections(0, 1).with_connection_timeout(Duration::from_millis(500)),
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = Store::connect(config).await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "bounded: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn statements_past_the_command_timeout_are_cancelled() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let config = db
+        .config()
+        .with_pool(
+            PoolConfig::default()
+                .with_connections(1, 1)
+                .with_command_timeout(Duration::from_millis(200))
+                .with_retry(RetryPolicy::default().with_max_attempts(1)),
+        )
+        .unwrap();
+    let store = Store::connect(config).await.unwrap();
+    let error = store.execute_raw_for_tests("SELECT pg_sleep(2)").await.unwrap_err();
+    assert!(matches!(error, StoreError::Query(_)), "{error:?}");
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+    // The connection is still usable afterwards.
+    store.execute_raw_for_tests("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_is_private_and_works() {
+    let a =
+        SharedState::new(Store::connect(vigil_persistence::DatabaseConfig::sqlite_memory()).await.unwrap());
+    let b =
+        SharedState::new(Store::connect(vigil_persistence::DatabaseConfig::sqlite_memory()).await.unwrap());
+    a.register_agent("only-in-a", "A").await.unwrap();
+    assert_eq!(a.get_registered_agents().await.unwrap().len(), 1);
+    assert!(b.get_registered_agents().await.unwrap().is_empty());
+}
+
+#[test]
+fn store_works_under_actix() {
+    // actix runs a single-threaded runtime; the store must not care.
+    let db = TestDb::sqlite();
+    let config = db.config();
+    actix_rt::System::new().block_on(async move {
+        let state = SharedState::new(Store::connect(config).await.unwrap());
+        state.register_agent("x", "X").await.unwrap();
+        state.update_agent_heartbeat("x", Heartbeat::new()).await.unwrap();
+        assert_eq!(state.recent_heartbeats("x", 5).await.unwrap().len(), 1);
+    });
+}
