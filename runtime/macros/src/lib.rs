@@ -1,8 +1,54 @@
-//! `#[derive(Agent)]` (placeholder: the lifecycle-macros branch replaces this crate's sources).
-use proc_macro::TokenStream;
+//! `#[derive(Agent)]` for Vigil: turns `#[agent(...)]` attributes into an
+//! `AgentDescriptor` impl.
+//!
+//! Use it through `vigil_runtime` (which re-exports it next to the `Agent` trait); the
+//! generated code refers to `::vigil_runtime`, so that crate must be a dependency of the
+//! crate using the derive. The attributes are documented on [`macro@Agent`].
+//!
+//! The crate is split the way the derive works: `attr` reads and validates the
+//! `#[agent(...)]` attributes, `model` checks the item and builds the validated
+//! description of the agent, `codegen` writes the impls.
 
-/// Derives `vigil_runtime::AgentDescriptor` from `#[agent(...)]` attributes.
+mod attr;
+mod codegen;
+mod model;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Derives `vigil_runtime::AgentDescriptor` from `#[agent(...)]` attributes, and checks
+/// that the type also implements the `vigil_runtime::Agent` trait.
+///
+/// ```text
+/// #[derive(Agent)]
+/// #[agent(name = "health", cycle = "5s", heartbeat = "30s", restart = "permanent")]
+/// #[agent(mailbox = 64, shutdown_timeout = "5s")]
+/// struct HealthAgent;
+/// ```
+///
+/// | key                | value                                              | default                  |
+/// |--------------------|----------------------------------------------------|--------------------------|
+/// | `name`             | string of `[a-z0-9_.-]`, 1 to 255 characters       | type name in snake_case  |
+/// | `cycle`            | duration                                           | `"5s"`                   |
+/// | `heartbeat`        | duration                                           | `"30s"`                  |
+/// | `shutdown_timeout` | duration                                           | `"5s"`                   |
+/// | `restart`          | `"permanent"`, `"transient"` or `"temporary"`      | `"permanent"`            |
+/// | `mailbox`          | integer, at least 1                                | `64`                     |
+///
+/// A duration is a string `<integer><unit>` with unit `ms`, `s`, `m` or `h`, greater
+/// than zero: `"250ms"`, `"5s"`, `"2m"`, `"1h"`. The attribute may be repeated; keys
+/// merge, and a key given twice is an error. Defaults are those of
+/// `AgentSettings::new`.
+///
+/// The derive accepts structs (named, tuple or unit) without generic parameters; a
+/// generic agent implements `AgentDescriptor` by hand. Every mistake is a compile error
+/// at the offending token.
 #[proc_macro_derive(Agent, attributes(agent))]
-pub fn derive_agent(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_agent(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match model::AgentModel::from_input(&input) {
+        Ok(model) => codegen::expand(&model),
+        Err(errors) => codegen::expand_error(&input, &errors),
+    }
+    .into()
 }

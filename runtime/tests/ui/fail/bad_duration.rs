@@ -1,0 +1,15 @@
+use vigil_runtime::Agent;
+
+#[derive(Agent)]
+#[agent(cycle = "5 parsecs")]
+#[agent(heartbeat = "0s")]
+#[agent(shutdown_timeout = "abc")]
+struct Slow;
+
+impl vigil_runtime::Agent for Slow {
+    async fn cycle(&mut self, _ctx: &vigil_runtime::AgentContext) -> vigil_runtime::AgentResult {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use vigil_runtime::Agent;
+
+#[derive(Agent)]
+enum NotAStruct {
+    A,
+    B,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use vigil_runtime::Agent;
+
+#[derive(Agent)]
+struct Generic<T> {
+    _inner: T,
+}
+
+fn main() {}
