@@ -6,6 +6,7 @@ pub mod persistence_actor;
 pub mod schema;
 pub mod shared_state;
 pub mod store;
+pub mod testing;
 pub mod types;
 pub mod writes;
 

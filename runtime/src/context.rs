@@ -1,14 +1,35 @@
-//! The [`AgentContext`] handed to every hook.
+//! The [`AgentContext`] handed to every hook: who the agent is, the shared state, and
+//! the event bus.
 
-/// What a hook can reach: its own identity and the shared state.
+use vigil_persistence::SharedState;
+
+use crate::events::EventBus;
+
+/// What a hook can reach. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AgentContext {
     agent_id: String,
+    shared: SharedState,
+    events: EventBus,
 }
 
 impl AgentContext {
-    /// The agent's id.
+    pub(crate) fn new(agent_id: String, shared: SharedState, events: EventBus) -> Self {
+        Self { agent_id, shared, events }
+    }
+
+    /// The agent's id (`agents.agent_id`).
     pub fn agent_id(&self) -> &str {
         &self.agent_id
+    }
+
+    /// The shared-state API (reads and writes).
+    pub fn shared_state(&self) -> &SharedState {
+        &self.shared
+    }
+
+    /// The lifecycle event bus (subscribe to watch other agents).
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 }

@@ -1,11 +1,15 @@
 //! Vigil's agent runtime.
 pub mod agent;
 pub mod context;
+pub mod events;
+pub mod host;
 pub mod lifecycle;
+pub mod runtime;
 
 pub use agent::{Agent, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart};
 pub use context::AgentContext;
-pub use lifecycle::{
-    Cause, IllegalTransition, LifecycleError, LifecycleMessage, State, Transition, Trigger, next_state,
-};
+pub use events::{EventBus, EventKind, EventStream, LifecycleEvent};
+pub use host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles, RestartIntensity};
+pub use lifecycle::{Cause, LifecycleError, State, Transition, Trigger, next_state};
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeError, ShutdownReport};
 pub use vigil_macros::Agent;

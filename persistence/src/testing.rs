@@ -1,0 +1,121 @@
+//! Test databases for Vigil's own tests and for users testing their agents: a fresh
+//! PostgreSQL database or SQLite file per test, dropped afterwards.
+//!
+//! PostgreSQL tests read `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Without a server they skip with a
+//! loud message — unless `REQUIRE_POSTGRES=1`, where a missing server fails the test.
+
+use std::path::PathBuf;
+
+use crate::config::{ConfigSource, DatabaseUrl};
+use crate::{DatabaseConfig, SharedState, Store};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+/// The admin URL of the test server.
+pub fn admin_url() -> DatabaseUrl {
+    let raw = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    DatabaseUrl::parse(&raw, ConfigSource::Environment).expect("TEST_DATABASE_URL is a valid URL")
+}
+
+/// Whether `REQUIRE_POSTGRES=1` is set.
+pub fn postgres_required() -> bool {
+    std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub enum TestDb {
+    /// A PostgreSQL database created for the test.
+    Postgres {
+        /// Its URL.
+        url: DatabaseUrl,
+        /// Its name.
+        name: String,
+    },
+    /// An SQLite file in a temporary directory.
+    Sqlite {
+        /// The directory holding `vigil.db`.
+        dir: PathBuf,
+    },
+}
+
+impl TestDb {
+    /// A fresh PostgreSQL database, or `None` (after a loud message) without a server.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin = admin_url();
+        let mut conn = match AsyncPgConnection::establish(admin.expose()).await {
+            Ok(conn) => conn,
+            Err(e) if !postgres_required() => {
+                eprintln!(
+                    "\n*** SKIPPED: no PostgreSQL at {admin} ({e}); set REQUIRE_POSTGRES=1 to fail instead ***\n"
+                );
+                return None;
+            }
+            Err(e) => panic!("REQUIRE_POSTGRES=1 but PostgreSQL at {admin} is unreachable: {e}"),
+        };
+        let name = format!("vigil_t_{:016x}", rand::random::<u64>());
+        conn.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        Some(TestDb::Postgres { url: admin.with_database(&name), name })
+    }
+
+    /// A fresh SQLite file.
+    pub fn sqlite() -> TestDb {
+        let dir = std::env::temp_dir().join(format!("vigil-t-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TestDb::Sqlite { dir }
+    }
+
+    /// The configuration that opens this database.
+    pub fn config(&self) -> DatabaseConfig {
+        match self {
+            TestDb::Postgres { url, .. } => DatabaseConfig::postgres(url.expose()).expect("valid URL"),
+            TestDb::Sqlite { dir } => DatabaseConfig::sqlite(dir.join("vigil.db")),
+        }
+    }
+
+    /// Opens (and migrates) the database.
+    pub async fn store(&self) -> Store {
+        Store::connect(self.config()).await.expect("connect to the test database")
+    }
+
+    /// A SharedState writing straight through the store.
+    pub async fn shared_state(&self) -> SharedState {
+        SharedState::new(self.store().await)
+    }
+
+    /// Terminates every other connection to this PostgreSQL database (no-op on SQLite).
+    pub async fn kill_connections(&self) -> usize {
+        let TestDb::Postgres { name, .. } = self else { return 0 };
+        use diesel_async::RunQueryDsl;
+        let mut conn = AsyncPgConnection::establish(admin_url().expose()).await.expect("admin connection");
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("terminate backends")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self {
+            TestDb::Postgres { name, .. } => {
+                let name = name.clone();
+                // Drop may run inside an async test: do the work on a thread of its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    rt.block_on(async {
+                        let mut conn = AsyncPgConnection::establish(admin_url().expose()).await.ok()?;
+                        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+                    })
+                })
+                .join();
+            }
+            TestDb::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! [`AgentHost`]: the actix actor that runs one agent.
+//!
+//! The host owns the agent's lifecycle state, its timers and its failure handling; the
+//! agent struct itself sits behind an async mutex so that exactly one hook or message
+//! handler touches it at a time while heartbeats keep flowing during a long cycle.
+//!
+//! ```text
+//!  started ─▶ register ─▶ Initialize ─▶ initialize() ─▶ DeployComplete ─▶ Start ─▶ active
+//!                                                                                  │
+//!     ┌──────── cycle timer: cycle() unless the previous one still runs ◀──────────┤
+//!     │         heartbeat timer: heartbeat row + last_heartbeat (own timer)         │
+//!     ▼                                                                             │
+//!  failure (error or panic in any hook or handler)                                  │
+//!     ErrorOccurred ─▶ intensity left? ── yes ─▶ RecoveryStart ─▶ fresh agent from  │
+//!                          │                      the factory ─▶ initialize() ─▶ RecoveryComplete
+//!                          no ─▶ ManualIntervention (parked in `manual` until ManualFixed)
+//! ```
+//!
+//! **Messages at the moment of failure.** A typed message ([`Ask`]) is only handled
+//! while the agent is serviceable (monitoring, active, optimizing, standby,
+//! maintenance). One that arrives in another state, or that was waiting for the agent
+//! when it failed, is answered with [`AskError::Unavailable`] or
+//! [`AskError::Restarted`] — never handed to the fresh instance unasked and never
+//! dropped silently. The failing message itself gets [`AskError::Failed`].
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+use vigil_persistence::shared_state::Heartbeat;
+use vigil_persistence::types::Ts;
+use vigil_persistence::{Severity, SharedState, Write};
+
+use crate::agent::{Agent, AgentError, AgentSettings};
+use crate::context::AgentContext;
+use crate::events::{EventBus, EventKind, LifecycleEvent};
+use crate::lifecycle::{Cause, LifecycleError, LifecycleMessage, State, Transition, Trigger};
+
+/// A message an agent answers with a typed reply: implement [`Handles`] for it.
+pub trait AgentMessage: Send + 'static {
+    /// The reply.
+    type Reply: Send + 'static;
+}
+
+/// An agent that answers messages of type `M`.
+pub trait Handles<M: AgentMessage>: Agent {
+    /// Answers one message. An error is a failure of the agent, like a panic.
+    #[allow(async_fn_in_trait)]
+    async fn handle(&mut self, message: M, ctx: &AgentContext) -> Result<M::Reply, AgentError>;
+}
+
+/// Why a typed message got no reply.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The agent is not in a state that serves messages.
+    #[error("agent is {0}, not serving messages")]
+    Unavailable(State),
+    /// The agent failed while the message waited; it was not delivered.
+    #[error("agent failed and restarted before the message was handled")]
+    Restarted,
+    /// The handler failed (the agent is being recovered).
+    #[error("handler failed: {0}")]
+    Failed(String),
+    /// The agent's mailbox is closed or full.
+    #[error("agent mailbox: {0}")]
+    Mailbox(#[from] MailboxError),
+    /// No agent with that id and type.
+    #[error("no agent `{0}` of that type")]
+    NotFound(String),
+}
+
+/// Envelope of a typed message to an agent.
+#[derive(Debug)]
+pub struct Ask<M: AgentMessage>(pub M);
+
+impl<M: AgentMessage> Message for Ask<M> {
+    type Result = Result<M::Reply, AskError>;
+}
+
+/// Restart intensity: at most `max_restarts` within `period`, else escalate (OTP's
+/// `intensity` and `period`; default 1 in 5 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartIntensity {
+    /// Restarts allowed within the period.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub period: Duration,
+    /// Delay before the second restart within the period; doubles after, with jitter.
+    pub base_backoff: Duration,
+    /// Upper bound of that delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartIntensity {
+    fn default() -> Self {
+        Self {
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RestartIntensity {
+    /// At most `max_restarts` within `period`.
+    pub fn new(max_restarts: u32, period: Duration) -> Self {
+        Self { max_restarts, period, ..Self::default() }
+    }
+
+    /// Delay before restart number `attempt` (1-based): none for the first, then
+    /// exponential with jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let exp = self.base_backoff.saturating_mul(1 << (attempt - 2).min(16)).min(self.max_backoff);
+        let half = exp / 2;
+        half + Duration::from_micros(rand::random_range(0..=half.as_micros() as u64))
+    }
+}
+
+/// A snapshot of one agent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentStatus {
+    /// The agent's id.
+    pub agent_id: String,
+    /// Its state.
+    pub state: State,
+    /// Cycles completed since it was spawned.
+    pub cycles: u64,
+    /// Restarts since it was spawned.
+    pub restarts: u64,
+    /// Cycle ticks skipped because a cycle still ran.
+    pub overruns: u64,
+}
+
+/// Asks for an [`AgentStatus`].
+#[derive(Debug, Message)]
+#[rtype(result = "AgentStatus")]
+pub struct GetStatus;
+
+type Factory<A> = Box<dyn Fn() -> A>;
+
+/// The actor that runs one agent of type `A`.
+pub struct AgentHost<A: Agent> {
+    id: String,
+    settings: AgentSettings,
+    state: Rc<Cell<State>>,
+    /// Bumped on every restart; messages waiting across a restart are refused.
+    generation: Rc<Cell<u64>>,
+    agent: Rc<tokio::sync::Mutex<A>>,
+    factory: Factory<A>,
+    ctx: AgentContext,
+    intensity: RestartIntensity,
+    recent_restarts: VecDeque<Instant>,
+    last_payload: Option<serde_json::Value>,
+    cycles: Rc<Cell<u64>>,
+    /// Set while a cycle runs: a tick that finds it set is skipped, not queued.
+    cycle_running: Rc<Cell<bool>>,
+    restarts: u64,
+    overruns: u64,
+    ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+impl<A: Agent> std::fmt::Debug for AgentHost<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHost")
+            .field("id", &self.id)
+            .field("state", &self.state.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to spawn an agent: its id, factory and restart intensity.
+pub(crate) struct HostParts<A: Agent> {
+    pub(crate) id: String,
+    pub(crate) factory: Factory<A>,
+    pub(crate) intensity: RestartIntensity,
+    pub(crate) shared: SharedState,
+    pub(crate) events: EventBus,
+    pub(crate) ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+impl<A: Agent> AgentHost<A> {
+    pub(crate) fn new(parts: HostParts<A>) -> Self {
+        let first = (parts.factory)();
+        Self {
+            settings: A::settings(),
+            state: Rc::new(Cell::new(State::Initializing)),
+            generation: Rc::new(Cell::new(0)),
+            agent: Rc::new(tokio::sync::Mutex::new(first)),
+            factory: parts.factory,
+            ctx: AgentContext::new(parts.id.clone(), parts.shared, parts.events),
+            id: parts.id,
+            intensity: parts.intensity,
+            recent_restarts: VecDeque::new(),
+            last_payload: None,
+            cycles: Rc::new(Cell::new(0)),
+            cycle_running: Rc::new(Cell::new(false)),
+            restarts: 0,
+            overruns: 0,
+            ready: Some(parts.ready),
+        }
+    }
+
+    fn publish(&self, kind: EventKind, cause: Cause) {
+        self.ctx.events().publish(LifecycleEvent::new(self.id.clone(), kind, cause));
+    }
+
+    /// Persists and applies a transition; the future resolves once it is recorded.
+    fn transition(
+        &mut self,
+        trigger: Trigger,
+        cause: Cause,
+    ) -> impl ActorFuture<Self, Output = Result<Transition, LifecycleError>> + use<A> {
+        let planned = Transition::new(self.id.clone(), self.state.get(), trigger, cause);
+        let shared = self.ctx.shared_state().clone();
+        async move {
+            let transition = planned?;
+            persist_transition(&shared, &transition).await.map_err(|e| LifecycleError::Persistence(e.to_string()))?;
+            Ok(transition)
+        }
+        .into_actor(self)
+        .map(|result, host: &mut Self, ctx| {
+            if let Ok(transition) = &result {
+                host.state.set(transition.to);
+                tracing::info!(agent.id = %host.id, from = %transition.from, to = %transition.to, cause = %transition.cause, "transition");
+                host.publish(
+                    EventKind::Transition { from: transition.from, to: transition.to, trigger: transition.trigger },
+                    transition.cause.clone(),
+                );
+                let agent = host.agent.clone();
+                let hook_ctx = host.ctx.clone();
+                let applied = transition.clone();
+                ctx.spawn(
+                    async move {
+                        let mut agent = agent.lock().await;
+                        AssertUnwindSafe(agent.on_transition(&applied, &hook_ctx)).catch_unwind().await.err()
+                    }
+                    .into_actor(host)
+                    .map(|panic, host, ctx| {
+                        if let Some(payload) = panic {
+                            host.fail(panic_message(&payload), ctx);
+                        }
+                    }),
+                );
+            }
+            result
+        })
+    }
+
+    /// Runs `initialize` on the current agent instance.
+    fn initialize(&self) -> impl Future<Output = Result<(), String>> + use<A> {
+        let agent = self.agent.clone();
+        let ctx = self.ctx.clone();
+        async move { run_hook(async move { agent.lock().await.initialize(&ctx).await }).await }
+    }
+
+    /// Boot: register, walk to `active`, start the timers.
+    fn boot(&mut self, ctx: &mut Context<Self>) {
+        let shared = self.ctx.shared_state().clone();
+        let id = self.id.clone();
+        let name = std::any::type_name::<A>().rsplit("::").next().unwrap_or("agent").to_owned();
+        let register =
+            async move { shared.register_agent(&id, &name).await.map(drop).map_err(|e| e.to_string()) };
+        let sequence = register
+            .into_actor(self)
+            .then(|done, host: &mut Self, _| host.step(done, Trigger::Initialize))
+            .then(|done, host: &mut Self, _| {
+                let init = host.initialize();
+                async move {
+                    done?;
+                    init.await
+                }
+                .into_actor(host)
+            })
+            .then(|done, host: &mut Self, _| host.step(done, Trigger::DeployComplete))
+            .then(|done, host: &mut Self, _| host.step(done, Trigger::Start))
+            .map(|outcome: Result<(), String>, host: &mut Self, ctx| {
+                if let Some(ready) = host.ready.take() {
+                    let _ = ready.send(outcome.clone());
+                }
+                match outcome {
+                    Ok(()) => host.start_timers(ctx),
+                    Err(reason) => host.fail(reason, ctx),
+                }
+            });
+        ctx.wait(sequence);
+    }
+
+    /// One startup transition, unless an earlier step failed.
+    fn step(
+        &mut self,
+        done: Result<(), String>,
+        trigger: Trigger,
+    ) -> ResponseActFuture<Self, Result<(), String>> {
+        match done {
+            Err(reason) => Box::pin(fut::ready(Err(reason))),
+            Ok(()) => Box::pin(
+                self.transition(trigger, Cause::Startup)
+                    .map(|applied, _, _| applied.map(drop).map_err(|e| e.to_string())),
+            ),
+        }
+    }
+
+    fn start_timers(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.settings.cycle_interval, |host, ctx| host.tick(ctx));
+        ctx.run_interval(self.settings.heartbeat_interval, |host, ctx| host.beat(ctx));
+        // A first heartbeat right away, so a new agent is never reported stale.
+        self.beat(ctx);
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.state.get() != State::Active {
+            return;
+        }
+        if self.cycle_running.get() {
+            self.overruns += 1;
+            self.publish(
+                EventKind::CycleOverrun,
+                Cause::Other { reason: "previous cycle still running".into() },
+            );
+            return;
+        }
+        self.cycle_running.set(true);
+        let agent = self.agent.clone();
+        let running = self.cycle_running.clone();
+        let hook_ctx = self.ctx.clone();
+        let generation = self.generation.get();
+        let cycles = self.cycles.clone();
+        ctx.spawn(
+            async move {
+                let mut agent = agent.lock().await;
+                let started = Instant::now();
+                let outcome = run_hook(agent.cycle(&hook_ctx)).await;
+                running.set(false);
+                (outcome, started.elapsed())
+            }
+            .into_actor(self)
+            .map(move |(outcome, elapsed), host, ctx| match outcome {
+                Ok(()) => {
+                    cycles.set(cycles.get() + 1);
+                    tracing::trace!(agent.id = %host.id, ?elapsed, "cycle");
+                }
+                // A failure of an instance that was already replaced is old news.
+                Err(reason) if host.generation.get() == generation => host.fail(reason, ctx),
+                Err(_) => {}
+            }),
+        );
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if let Ok(agent) = self.agent.try_lock() {
+            self.last_payload = agent.heartbeat_payload();
+        }
+        let mut heartbeat = Heartbeat::new().status(self.state.get().as_str());
+        if let Some(payload) = self.last_payload.clone() {
+            heartbeat = heartbeat.metadata(payload);
+        }
+        let shared = self.ctx.shared_state().clone();
+        let id = self.id.clone();
+        ctx.spawn(async move { shared.send_heartbeat(&id, heartbeat).await }.into_actor(self).map(
+            |result, host, _| {
+                if let Err(e) = result {
+                    tracing::warn!(agent.id = %host.id, error = %e, "heartbeat not recorded");
+                    host.publish(
+                        EventKind::HeartbeatMissed { reason: e.to_string() },
+                        Cause::Other { reason: e.to_string() },
+                    );
+                }
+            },
+        ));
+    }
+
+    /// Handles a failure: ErrorOccurred, then a restart or, past the intensity, manual.
+    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+        let state = self.state.get();
+        if matches!(state, State::Error | State::Manual | State::Shutdown) {
+            return; // already being handled, parked, or gone
+        }
+        tracing::warn!(agent.id = %self.id, %reason, "agent failed");
+        self.generation.set(self.generation.get() + 1);
+        self.publish(
+            EventKind::Failure { reason: reason.clone() },
+            Cause::Failure { reason: reason.clone() },
+        );
+        let now = Instant::now();
+        while self.recent_restarts.front().is_some_and(|t| now.duration_since(*t) > self.intensity.period) {
+            self.recent_restarts.pop_front();
+        }
+        let attempt = self.recent_restarts.len() as u32 + 1;
+        let exceeded = attempt > self.intensity.max_restarts;
+        let error = self.transition(Trigger::ErrorOccurred, Cause::Failure { reason: reason.clone() });
+        let next = error.map(move |applied, host: &mut Self, ctx| {
+            if let Err(e) = applied {
+                tracing::error!(agent.id = %host.id, error = %e, "could not record the failure");
+            }
+            if exceeded {
+                let why = format!(
+                    "restart intensity exceeded ({} restarts within {:?}); last failure: {reason}",
+                    host.intensity.max_restarts, host.intensity.period
+                );
+                ctx.wait(
+                    host.transition(Trigger::ManualIntervention, Cause::Escalation { reason: why })
+                        .map(|_, _, _| ()),
+                );
+            } else {
+                host.recent_restarts.push_back(Instant::now());
+                let delay = host.intensity.backoff(attempt);
+                ctx.run_later(delay, move |host, ctx| host.restart(attempt, ctx));
+            }
+        });
+        ctx.wait(next);
+    }
+
+    /// RecoveryStart, a fresh instance from the factory, initialize, RecoveryComplete.
+    fn restart(&mut self, attempt: u32, ctx: &mut Context<Self>) {
+        let recovery = self.transition(Trigger::RecoveryStart, Cause::Restart { attempt });
+        let fresh = (self.factory)();
+        let agent = self.agent.clone();
+        let sequence = recovery
+            .then(move |_, host: &mut Self, _| {
+                let init = host.initialize();
+                async move {
+                    *agent.lock().await = fresh;
+                    init.await
+                }
+                .into_actor(host)
+            })
+            .then(move |initialized, host: &mut Self, _| {
+                host.restarts += 1;
+                host.publish(EventKind::Restarted { attempt }, Cause::Restart { attempt });
+                let next = match &initialized {
+                    Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
+                    Err(reason) => {
+                        host.transition(Trigger::RecoveryFailed, Cause::Failure { reason: reason.clone() })
+                    }
+                };
+                next.map(move |_, _, _| initialized)
+            })
+            .map(|initialized, host: &mut Self, ctx| {
+                if let Err(reason) = initialized {
+                    // RecoveryFailed put us back in `error`; count it as another failure.
+                    host.state.set(State::Recovery);
+                    host.fail(reason, ctx);
+                }
+            });
+        ctx.wait(sequence);
+    }
+
+    /// From `manual`: a fresh instance, initialize, ManualFixed.
+    fn fix(&mut self) -> impl ActorFuture<Self, Output = Result<Transition, LifecycleError>> + use<A> {
+        self.recent_restarts.clear();
+        self.generation.set(self.generation.get() + 1);
+        let fresh = (self.factory)();
+        let agent = self.agent.clone();
+        let init = self.initialize();
+        async move {
+            *agent.lock().await = fresh;
+            init.await
+        }
+        .into_actor(self)
+        .then(|initialized, host: &mut Self, _| {
+            host.restarts += 1;
+            let fixed = host.transition(Trigger::ManualFixed, Cause::Requested);
+            async move { initialized }.into_actor(host).then(|initialized, _, _| {
+                fixed.map(move |result, _, _| {
+                    initialized.map_err(|reason| {
+                        LifecycleError::Persistence(format!("initialize failed: {reason}"))
+                    })?;
+                    result
+                })
+            })
+        })
+    }
+
+    /// Runs the shutdown hook within the agent's timeout, then stops the actor.
+    fn stop_agent(&mut self, ctx: &mut Context<Self>) {
+        let agent = self.agent.clone();
+        let hook_ctx = self.ctx.clone();
+        let timeout = self.settings.shutdown_timeout;
+        let id = self.id.clone();
+        ctx.wait(
+            async move {
+                let hook = run_hook(async move { agent.lock().await.shutdown(&hook_ctx).await });
+                match tokio::time::timeout(timeout, hook).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(reason)) => tracing::warn!(agent.id = %id, %reason, "shutdown hook failed"),
+                    Err(_) => {
+                        tracing::warn!(agent.id = %id, ?timeout, "shutdown hook timed out; stopping anyway")
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        );
+    }
+}
+
+/// Runs a hook, turning an error or a panic into a failure reason.
+async fn run_hook<F: Future<Output = Result<(), AgentError>>>(hook: F) -> Result<(), String> {
+    match AssertUnwindSafe(hook).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(payload) => Err(panic_message(&payload)),
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    format!("panicked: {text}")
+}
+
+/// Records a transition: the agent's status and a `state_transition` event, in one batch.
+async fn persist_transition(
+    shared: &SharedState,
+    t: &Transition,
+) -> Result<(), vigil_persistence::StoreError> {
+    let at = Ts::from(t.at);
+    let severity = match t.to {
+        State::Error => Severity::Error,
+        State::Manual => Severity::Critical,
+        State::Recovery => Severity::Warning,
+        _ => Severity::Info,
+    };
+    let data = serde_json::json!({
+        "agent_id": t.agent_id,
+        "from": t.from,
+        "to": t.to,
+        "trigger": t.trigger,
+        "cause": t.cause,
+    });
+    shared
+        .write(Write::StateChange { agent_id: t.agent_id.clone(), status: t.to.as_str().into(), at })
+        .await?;
+    shared.write(Write::Event { event_type: "state_transition".into(), severity, data: Some(data), at }).await
+}
+
+impl<A: Agent> Actor for AgentHost<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        self.boot(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.publish(EventKind::Stopped, Cause::Shutdown);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err("agent stopped before it started".into()));
+        }
+    }
+}
+
+impl<A: Agent, M: LifecycleMessage> Handler<M> for AgentHost<A> {
+    type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
+
+    fn handle(&mut self, message: M, _ctx: &mut Context<Self>) -> Self::Result {
+        let cause = message.cause();
+        match M::TRIGGER {
+            Trigger::ManualFixed if self.state.get() == State::Manual => {
+                AtomicResponse::new(Box::pin(self.fix()))
+            }
+            Trigger::ShutdownRequest => {
+                AtomicResponse::new(Box::pin(self.transition(M::TRIGGER, cause).map(|result, host, ctx| {
+                    if result.is_ok() {
+                        host.stop_agent(ctx);
+                    }
+                    result
+                })))
+            }
+            trigger => AtomicResponse::new(Box::pin(self.transition(trigger, cause))),
+        }
+    }
+}
+
+impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
+    type Result = ResponseActFuture<Self, Result<M::Reply, AskError>>;
+
+    fn handle(&mut self, Ask(message): Ask<M>, _ctx: &mut Context<Self>) -> Self::Result {
+        let state = self.state.get();
+        let serviceable = matches!(
+            state,
+            State::Monitoring | State::Active | State::Optimizing | State::Standby | State::Maintenance
+        );
+        if !serviceable {
+            return Box::pin(fut::ready(Err(AskError::Unavailable(state))));
+        }
+        let agent = self.agent.clone();
+        let hook_ctx = self.ctx.clone();
+        let generation = self.generation.clone();
+        let sent_in = generation.get();
+        Box::pin(
+            async move {
+                let mut agent = agent.lock().await;
+                if generation.get() != sent_in {
+                    return Err(AskError::Restarted);
+                }
+                match AssertUnwindSafe(agent.handle(message, &hook_ctx)).catch_unwind().await {
+                    Ok(Ok(reply)) => Ok(reply),
+                    Ok(Err(error)) => Err(AskError::Failed(error.to_string())),
+                    Err(payload) => Err(AskError::Failed(panic_message(&payload))),
+                }
+            }
+            .into_actor(self)
+            .map(move |result, host, ctx| {
+                if let Err(AskError::Failed(reason)) = &result
+                    && host.generation.get() == sent_in
+                {
+                    host.fail(reason.clone(), ctx);
+                }
+                result
+            }),
+        )
+    }
+}
+
+impl<A: Agent> Handler<GetStatus> for AgentHost<A> {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(AgentStatus {
+            agent_id: self.id.clone(),
+            state: self.state.get(),
+            cycles: self.cycles.get(),
+            restarts: self.restarts,
+            overruns: self.overruns,
+        })
+    }
+}
