@@ -119,10 +119,7 @@ impl DatabaseUrl {
         // url's own messages never echo the input, so they are safe to pass on.
         let url = url::Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(invalid(format!(
-                "scheme `{}` is not postgres:// or postgresql://",
-                url.scheme()
-            )));
+            return Err(invalid(format!("scheme `{}` is not postgres:// or postgresql://", url.scheme())));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid("no host".into()));
@@ -187,7 +184,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, initial_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(2) }
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
     }
 }
 
@@ -272,16 +273,25 @@ impl PoolConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_connections == 0 {
-            return Err(ConfigError::InvalidValue { name: "max_connections", reason: "must be at least 1".into() });
+            return Err(ConfigError::InvalidValue {
+                name: "max_connections",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.min_connections > self.max_connections {
             return Err(ConfigError::InvalidValue {
                 name: "min_connections",
-                reason: format!("{} is more than max_connections ({})", self.min_connections, self.max_connections),
+                reason: format!(
+                    "{} is more than max_connections ({})",
+                    self.min_connections, self.max_connections
+                ),
             });
         }
         if self.command_timeout.is_zero() {
-            return Err(ConfigError::InvalidValue { name: "command_timeout", reason: "must be positive".into() });
+            return Err(ConfigError::InvalidValue {
+                name: "command_timeout",
+                reason: "must be positive".into(),
+            });
         }
         Ok(())
     }
@@ -392,8 +402,10 @@ impl DatabaseConfig {
             let url = DatabaseUrl::parse(raw, ConfigSource::Explicit)?;
             return Ok(Self::postgres_with(url, ConfigSource::Explicit, PoolConfig::default()));
         }
-        let forced = inputs.use_postgresql.as_deref().map(|v| parse_bool(ENV_USE_POSTGRESQL, v)).transpose()?;
-        let sqlite = || Self::sqlite(inputs.sqlite_path.clone().unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()));
+        let forced =
+            inputs.use_postgresql.as_deref().map(|v| parse_bool(ENV_USE_POSTGRESQL, v)).transpose()?;
+        let sqlite =
+            || Self::sqlite(inputs.sqlite_path.clone().unwrap_or_else(|| DEFAULT_SQLITE_PATH.into()));
         if forced == Some(false) {
             return Ok(sqlite());
         }
@@ -450,7 +462,11 @@ impl DatabaseConfig {
 
     /// PostgreSQL at `url` with default pool settings.
     pub fn postgres(url: &str) -> Result<Self, ConfigError> {
-        Ok(Self::postgres_with(DatabaseUrl::parse(url, ConfigSource::Explicit)?, ConfigSource::Explicit, PoolConfig::default()))
+        Ok(Self::postgres_with(
+            DatabaseUrl::parse(url, ConfigSource::Explicit)?,
+            ConfigSource::Explicit,
+            PoolConfig::default(),
+        ))
     }
 
     fn postgres_with(url: DatabaseUrl, source: ConfigSource, pool: PoolConfig) -> Self {
@@ -504,8 +520,12 @@ impl DatabaseConfig {
     pub fn describe(&self) -> String {
         match self {
             DatabaseConfig::Postgres { url, .. } => url.redacted(),
-            DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } => format!("sqlite:{}", path.display()),
-            DatabaseConfig::Sqlite { location: SqliteLocation::Memory(name), .. } => format!("sqlite::memory:{name}"),
+            DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } => {
+                format!("sqlite:{}", path.display())
+            }
+            DatabaseConfig::Sqlite { location: SqliteLocation::Memory(name), .. } => {
+                format!("sqlite::memory:{name}")
+            }
         }
     }
 }

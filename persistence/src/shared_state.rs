@@ -249,13 +249,21 @@ impl SharedState {
     /// Registers an agent (or refreshes its name and resets its state to
     /// `initializing` if it exists) and returns its row.
     pub async fn register_agent(&self, agent_id: &str, agent_name: &str) -> Result<AgentRecord, StoreError> {
-        self.write(Write::RegisterAgent { agent_id: agent_id.into(), agent_name: agent_name.into(), at: Ts::now() })
-            .await?;
+        self.write(Write::RegisterAgent {
+            agent_id: agent_id.into(),
+            agent_name: agent_name.into(),
+            at: Ts::now(),
+        })
+        .await?;
         self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))
     }
 
     /// Records a heartbeat: a row in `agent_heartbeats` and the agent's `last_heartbeat`.
-    pub async fn update_agent_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat) -> Result<(), StoreError> {
+    pub async fn update_agent_heartbeat(
+        &self,
+        agent_id: &str,
+        heartbeat: Heartbeat,
+    ) -> Result<(), StoreError> {
         self.write(heartbeat_write(agent_id, heartbeat)).await
     }
 
@@ -267,7 +275,8 @@ impl SharedState {
 
     /// Sets the agent's `status` and `last_state_change`.
     pub async fn update_agent_state(&self, agent_id: &str, status: &str) -> Result<(), StoreError> {
-        self.write(Write::StateChange { agent_id: agent_id.into(), status: status.into(), at: Ts::now() }).await
+        self.write(Write::StateChange { agent_id: agent_id.into(), status: status.into(), at: Ts::now() })
+            .await
     }
 
     /// One agent's row.
@@ -322,15 +331,20 @@ impl SharedState {
     }
 
     /// [`get_stale_agents`](Self::get_stale_agents) as seen at `now`.
-    pub async fn get_stale_agents_at(&self, now: Ts, window: Duration) -> Result<Vec<AgentRecord>, StoreError> {
-        let window = chrono::Duration::from_std(window).map_err(|_| StoreError::invalid("window", "too large"))?;
+    pub async fn get_stale_agents_at(
+        &self,
+        now: Ts,
+        window: Duration,
+    ) -> Result<Vec<AgentRecord>, StoreError> {
+        let window =
+            chrono::Duration::from_std(window).map_err(|_| StoreError::invalid("window", "too large"))?;
         let cutoff = Ts::from(now.get() - window);
         self.store
             .run(move |inner| async move {
                 with_conn!(inner, |conn| {
-                    let last_seen = diesel::dsl::sql::<diesel::sql_types::Nullable<crate::types::sql_types::TsTz>>(
-                        "COALESCE(last_heartbeat, created_at)",
-                    );
+                    let last_seen = diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<crate::types::sql_types::TsTz>,
+                    >("COALESCE(last_heartbeat, created_at)");
                     Ok(agents::table
                         .filter(last_seen.lt(Some(cutoff)))
                         .filter(agents::status.is_null().or(agents::status.ne("shutdown")))
@@ -344,7 +358,11 @@ impl SharedState {
     }
 
     /// The most recent heartbeats of one agent, newest first.
-    pub async fn recent_heartbeats(&self, agent_id: &str, limit: i64) -> Result<Vec<HeartbeatRecord>, StoreError> {
+    pub async fn recent_heartbeats(
+        &self,
+        agent_id: &str,
+        limit: i64,
+    ) -> Result<Vec<HeartbeatRecord>, StoreError> {
         let agent_id = agent_id.to_owned();
         self.store
             .run(move |inner| {
@@ -394,7 +412,8 @@ impl SharedState {
                             .into_boxed();
                         if let Some(agent_id) = agent_id {
                             let ids = agents::table.filter(agents::agent_id.eq(agent_id)).select(agents::id);
-                            query = query.filter(performance_metrics::agent_id.nullable().eq_any(ids.nullable()));
+                            query =
+                                query.filter(performance_metrics::agent_id.nullable().eq_any(ids.nullable()));
                         }
                         Ok(query
                             .order((performance_metrics::timestamp.asc(), performance_metrics::id.asc()))
@@ -497,8 +516,13 @@ impl SharedState {
         query: &str,
         context: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
-        self.write(Write::HelpRequest { request_id: request_id.into(), query: query.into(), context, at: Ts::now() })
-            .await
+        self.write(Write::HelpRequest {
+            request_id: request_id.into(),
+            query: query.into(),
+            context,
+            at: Ts::now(),
+        })
+        .await
     }
 
     /// Pending help requests, oldest first.
@@ -554,7 +578,10 @@ impl SharedState {
     }
 
     /// The answer to a help request, if there is one.
-    pub async fn get_help_response(&self, request_id: &str) -> Result<Option<HelpResponseRecord>, StoreError> {
+    pub async fn get_help_response(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<HelpResponseRecord>, StoreError> {
         let request_id = request_id.to_owned();
         self.store
             .run(move |inner| {
@@ -594,7 +621,8 @@ impl SharedState {
 
     /// Messages sent or received by an agent, oldest first.
     pub async fn agent_communications(&self, agent_id: &str) -> Result<Vec<CommunicationRecord>, StoreError> {
-        let agent = self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))?;
+        let agent =
+            self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))?;
         self.store
             .run(move |inner| async move {
                 with_conn!(inner, |conn| Ok(agent_communications::table
@@ -632,7 +660,10 @@ impl SharedState {
     }
 
     /// The exchanges of one conversation, oldest first.
-    pub async fn llm_conversation(&self, conversation_id: &str) -> Result<Vec<ConversationRecord>, StoreError> {
+    pub async fn llm_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
         let conversation_id = conversation_id.to_owned();
         self.store
             .run(move |inner| {
@@ -685,10 +716,11 @@ impl SharedState {
                 with_conn!(inner, |conn| {
                     use diesel_async::AsyncConnection;
                     conn.transaction(async |conn| {
-                        let heartbeats =
-                            diesel::delete(agent_heartbeats::table.filter(agent_heartbeats::timestamp.lt(cutoff)))
-                                .execute(conn)
-                                .await?;
+                        let heartbeats = diesel::delete(
+                            agent_heartbeats::table.filter(agent_heartbeats::timestamp.lt(cutoff)),
+                        )
+                        .execute(conn)
+                        .await?;
                         let metrics = diesel::delete(
                             performance_metrics::table.filter(performance_metrics::timestamp.lt(cutoff)),
                         )
@@ -713,7 +745,13 @@ impl SharedState {
                         )
                         .execute(conn)
                         .await?;
-                        Ok::<_, StoreError>(CleanupReport { heartbeats, metrics, events, communications, conversations })
+                        Ok::<_, StoreError>(CleanupReport {
+                            heartbeats,
+                            metrics,
+                            events,
+                            communications,
+                            conversations,
+                        })
                     })
                     .await
                 })

@@ -139,6 +139,28 @@ impl StoreInner {
     pub(crate) fn pool_config(&self) -> &PoolConfig {
         self.config.pool()
     }
+
+    /// Opens a PostgreSQL connection outside the pool, set up like the pooled ones, for
+    /// a writer that keeps it (no health check per checkout, statements stay prepared).
+    /// `None` on SQLite.
+    pub(crate) async fn establish_pg(&self) -> Option<Result<AsyncPgConnection, StoreError>> {
+        let DatabaseConfig::Postgres { url, pool, .. } = &self.config else { return None };
+        let statement_timeout = pool.command_timeout.as_millis();
+        Some(
+            async {
+                let mut conn =
+                    AsyncPgConnection::establish(url.expose()).await.map_err(StoreError::Connect)?;
+                conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}")).await?;
+                Ok(conn)
+            }
+            .await,
+        )
+    }
+
+    /// Counts one database attempt in the query statistics.
+    pub(crate) fn record_attempt(&self, elapsed: Duration, error: Option<&StoreError>) {
+        self.record(elapsed, error);
+    }
 }
 
 /// A handle to the shared-state database. Cheap to clone; clones share the pool.
@@ -482,8 +504,9 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             let version: String = diesel::select(sql::<Text>("current_setting('server_version')"))
                 .get_result(&mut *conn)
                 .await?;
-            let size_bytes: i64 =
-                diesel::select(sql::<BigInt>("pg_database_size(current_database())")).get_result(&mut *conn).await?;
+            let size_bytes: i64 = diesel::select(sql::<BigInt>("pg_database_size(current_database())"))
+                .get_result(&mut *conn)
+                .await?;
             let active: i64 = diesel::select(sql::<BigInt>(
                 "(SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active')",
             ))
@@ -496,15 +519,22 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for table in TABLES {
-                let rows: i64 =
-                    diesel::select(sql::<BigInt>(&format!("({})", count_sql(table)))).get_result(&mut *conn).await?;
+                let rows: i64 = diesel::select(sql::<BigInt>(&format!("({})", count_sql(table))))
+                    .get_result(&mut *conn)
+                    .await?;
                 tables.push(TableRows { table: table.into(), rows });
             }
-            Ok(ProbeDetails { version, connections: Some(ConnectionCounts { active, idle }), size_bytes, tables })
+            Ok(ProbeDetails {
+                version,
+                connections: Some(ConnectionCounts { active, idle }),
+                size_bytes,
+                tables,
+            })
         }
         Backend::Sqlite(pool) => {
             let mut conn = inner.checkout(pool).await?;
-            let version: String = diesel::select(sql::<Text>("sqlite_version()")).get_result(&mut *conn).await?;
+            let version: String =
+                diesel::select(sql::<Text>("sqlite_version()")).get_result(&mut *conn).await?;
             let size_bytes: i64 = diesel::select(sql::<BigInt>(
                 "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())",
             ))
@@ -512,8 +542,9 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for table in TABLES {
-                let rows: i64 =
-                    diesel::select(sql::<BigInt>(&format!("({})", count_sql(table)))).get_result(&mut *conn).await?;
+                let rows: i64 = diesel::select(sql::<BigInt>(&format!("({})", count_sql(table))))
+                    .get_result(&mut *conn)
+                    .await?;
                 tables.push(TableRows { table: table.into(), rows });
             }
             let state = pool.state();
@@ -521,7 +552,12 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
                 active: i64::from(state.connections.saturating_sub(state.idle_connections)),
                 idle: i64::from(state.idle_connections),
             };
-            Ok(ProbeDetails { version: format!("SQLite {version}"), connections: Some(connections), size_bytes, tables })
+            Ok(ProbeDetails {
+                version: format!("SQLite {version}"),
+                connections: Some(connections),
+                size_bytes,
+                tables,
+            })
         }
     }
 }
@@ -590,7 +626,11 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
             manager_config.custom_setup = Box::new(move |url| {
                 async move {
                     let mut conn = SqliteConn::establish(url).await?;
-                    let journal = if in_memory { "" } else { "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;" };
+                    let journal = if in_memory {
+                        ""
+                    } else {
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                    };
                     conn.batch_execute(&format!(
                         "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; {journal}"
                     ))

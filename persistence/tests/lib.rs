@@ -1,1 +1,2 @@
-
+//! Integration tests of vigil-persistence, one binary.
+mod actor;
