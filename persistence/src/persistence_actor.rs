@@ -598,7 +598,8 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
     let mut given_up: Option<String> = None;
     let mut transactions = 0u64;
     // Ranges still to commit, in order (the next one on top).
-    let mut pending: Vec<Range<usize>> = Vec::from([0..writes.len()]);
+    let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
+    pending.push(0..writes.len());
     while let Some(range) = pending.pop() {
         if let Some(reason) = &given_up {
             for slot in &mut results[range] {
