@@ -12,6 +12,9 @@ pub mod writes;
 
 pub use config::DatabaseConfig;
 pub use error::StoreError;
+pub use persistence_actor::{
+    PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
+};
 pub use shared_state::SharedState;
 pub use store::Store;
 pub use writes::{HelpStatus, Severity, Write};

@@ -139,6 +139,28 @@ impl StoreInner {
     pub(crate) fn pool_config(&self) -> &PoolConfig {
         self.config.pool()
     }
+
+    /// Opens a PostgreSQL connection outside the pool, set up like the pooled ones, for
+    /// a writer that keeps it (no health check per checkout, statements stay prepared).
+    /// `None` on SQLite.
+    pub(crate) async fn establish_pg(&self) -> Option<Result<AsyncPgConnection, StoreError>> {
+        let DatabaseConfig::Postgres { url, pool, .. } = &self.config else { return None };
+        let statement_timeout = pool.command_timeout.as_millis();
+        Some(
+            async {
+                let mut conn =
+                    AsyncPgConnection::establish(url.expose()).await.map_err(StoreError::Connect)?;
+                conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}")).await?;
+                Ok(conn)
+            }
+            .await,
+        )
+    }
+
+    /// Counts one database attempt in the query statistics.
+    pub(crate) fn record_attempt(&self, elapsed: Duration, error: Option<&StoreError>) {
+        self.record(elapsed, error);
+    }
 }
 
 /// A handle to the shared-state database. Cheap to clone; clones share the pool.

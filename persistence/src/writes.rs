@@ -385,12 +385,68 @@ macro_rules! insert_rows_impl {
 }
 
 insert_rows_impl! {
-    NewHeartbeat => agent_heartbeats::table,
     NewMetric => performance_metrics::table,
     NewSystemEvent => system_events::table,
     NewHelpRequest => help_requests::table,
     NewCommunication => agent_communications::table,
     NewConversation => llm_conversations::table,
+}
+
+impl InsertRows<NewHeartbeat> for AsyncPgConnection {
+    // The hottest table: one array per column and `INSERT ... SELECT * FROM UNNEST`,
+    // so a batch of any size is one statement with five parameters and one prepared
+    // statement, reused (diesel's insert DSL binds every value and re-prepares).
+    async fn insert_rows(&mut self, rows: Vec<NewHeartbeat>) -> QueryResult<usize> {
+        use diesel::sql_types::{Array, Integer, Nullable, Text};
+
+        use crate::types::sql_types::{JsonDoc, TsTz};
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut stamps = Vec::with_capacity(rows.len());
+        let mut statuses = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
+        let mut metadata = Vec::with_capacity(rows.len());
+        for row in rows {
+            ids.push(row.agent_id);
+            // The column default (NOW()) for a row without a timestamp, as the DSL would.
+            stamps.push(row.timestamp.unwrap_or_else(Ts::now));
+            statuses.push(row.status);
+            messages.push(row.message);
+            metadata.push(row.metadata);
+        }
+        diesel::sql_query(
+            "INSERT INTO agent_heartbeats (agent_id, timestamp, status, message, metadata) \
+             SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[], $4::text[], $5::jsonb[])",
+        )
+        .bind::<Array<Nullable<Integer>>, _>(ids)
+        .bind::<Array<TsTz>, _>(stamps)
+        .bind::<Array<Nullable<Text>>, _>(statuses)
+        .bind::<Array<Nullable<Text>>, _>(messages)
+        .bind::<Array<Nullable<JsonDoc>>, _>(metadata)
+        .execute(self)
+        .await
+    }
+}
+
+impl InsertRows<NewHeartbeat> for SqliteConn {
+    async fn insert_rows(&mut self, rows: Vec<NewHeartbeat>) -> QueryResult<usize> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.spawn_blocking(move |conn| {
+            let mut written = 0;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                written += diesel::RunQueryDsl::execute(
+                    diesel::insert_into(agent_heartbeats::table).values(chunk),
+                    conn,
+                )?;
+            }
+            Ok(written)
+        })
+        .await
+    }
 }
 
 /// The outcome of each write of a batch, in order. The batch committed; a write that
@@ -399,7 +455,7 @@ pub(crate) type BatchOutcome = Vec<Result<(), StoreError>>;
 
 /// The latest agents-row change of one agent within a batch.
 #[derive(Default)]
-struct AgentUpdate {
+pub(crate) struct AgentUpdate {
     last_heartbeat: Option<Ts>,
     status: Option<(String, Ts)>,
 }
@@ -407,9 +463,15 @@ struct AgentUpdate {
 /// Applies `writes` in one transaction on either backend. The body is compiled once
 /// per connection type.
 macro_rules! define_apply {
-    ($name:ident, $conn_ty:ty) => {
+    ($name:ident, $in_tx:ident, $conn_ty:ty) => {
         pub(crate) async fn $name(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
-            conn.transaction(async |conn| {
+            conn.transaction(async |conn| $in_tx(conn, writes).await).await
+        }
+
+        /// The body of the batch, to run inside a transaction the caller opened.
+        #[allow(dead_code, reason = "only the PostgreSQL writer opens its own transactions")]
+        pub(crate) async fn $in_tx(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
+            {
                 let mut outcome: BatchOutcome = writes.iter().map(Write::validate).collect();
 
                 // 1. Registrations.
@@ -567,41 +629,11 @@ macro_rules! define_apply {
                 conn.insert_rows(communications).await?;
                 conn.insert_rows(conversations).await?;
 
-                // 4. One UPDATE per agent.
-                let now = Ts::now();
-                for (id, update) in updates {
-                    let target = agents::table.filter(agents::id.eq(id));
-                    match (update.last_heartbeat, update.status) {
-                        (Some(beat), Some((status, changed))) => {
-                            diesel::update(target)
-                                .set((
-                                    agents::last_heartbeat.eq(beat),
-                                    agents::status.eq(status),
-                                    agents::last_state_change.eq(changed),
-                                    agents::updated_at.eq(now),
-                                ))
-                                .execute(conn)
-                                .await?
-                        }
-                        (Some(beat), None) => {
-                            diesel::update(target)
-                                .set((agents::last_heartbeat.eq(beat), agents::updated_at.eq(now)))
-                                .execute(conn)
-                                .await?
-                        }
-                        (None, Some((status, changed))) => {
-                            diesel::update(target)
-                                .set((
-                                    agents::status.eq(status),
-                                    agents::last_state_change.eq(changed),
-                                    agents::updated_at.eq(now),
-                                ))
-                                .execute(conn)
-                                .await?
-                        }
-                        (None, None) => 0,
-                    };
-                }
+                // 4. The agents rows: one statement (PostgreSQL) or one per agent (SQLite).
+                let mut updates: Vec<(i32, AgentUpdate)> = updates.into_iter().collect();
+                // A stable order, so two writers never lock the same rows in opposite orders.
+                updates.sort_unstable_by_key(|(id, _)| *id);
+                conn.update_agents(updates, Ts::now()).await?;
 
                 // 5. System state (last value per key) and help answers.
                 for (key, (value, at)) in state {
@@ -632,11 +664,99 @@ macro_rules! define_apply {
                     .await?;
                 }
                 Ok::<_, StoreError>(outcome)
-            })
-            .await
+            }
         }
     };
 }
 
-define_apply!(apply_batch_pg, AsyncPgConnection);
-define_apply!(apply_batch_sqlite, SqliteConn);
+define_apply!(apply_batch_pg, apply_batch_pg_in_tx, AsyncPgConnection);
+define_apply!(apply_batch_sqlite, apply_batch_sqlite_in_tx, SqliteConn);
+
+/// Writes the per-agent changes of a batch to `agents`.
+pub(crate) trait UpdateAgents {
+    async fn update_agents(&mut self, updates: Vec<(i32, AgentUpdate)>, now: Ts) -> QueryResult<()>;
+}
+
+impl UpdateAgents for AsyncPgConnection {
+    // One statement for the whole batch: one array per column, joined with UNNEST. A
+    // column an agent did not change keeps its value (COALESCE with the current one).
+    async fn update_agents(&mut self, updates: Vec<(i32, AgentUpdate)>, now: Ts) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Integer, Nullable, Text};
+
+        use crate::types::sql_types::TsTz;
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(updates.len());
+        let mut beats = Vec::with_capacity(updates.len());
+        let mut statuses = Vec::with_capacity(updates.len());
+        let mut changes = Vec::with_capacity(updates.len());
+        for (id, update) in updates {
+            ids.push(id);
+            beats.push(update.last_heartbeat);
+            let (status, changed) = update.status.unzip();
+            statuses.push(status);
+            changes.push(changed);
+        }
+        diesel::sql_query(
+            "UPDATE agents AS a SET \
+               last_heartbeat = COALESCE(u.beat, a.last_heartbeat), \
+               status = COALESCE(u.status, a.status), \
+               last_state_change = COALESCE(u.changed, a.last_state_change), \
+               updated_at = $5 \
+             FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[], $4::timestamptz[]) \
+               AS u(id, beat, status, changed) \
+             WHERE a.id = u.id",
+        )
+        .bind::<Array<Integer>, _>(ids)
+        .bind::<Array<Nullable<TsTz>>, _>(beats)
+        .bind::<Array<Nullable<Text>>, _>(statuses)
+        .bind::<Array<Nullable<TsTz>>, _>(changes)
+        .bind::<TsTz, _>(now)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+}
+
+impl UpdateAgents for SqliteConn {
+    // SQLite runs in-process: a statement per agent costs no round trip.
+    async fn update_agents(&mut self, updates: Vec<(i32, AgentUpdate)>, now: Ts) -> QueryResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.spawn_blocking(move |conn| {
+            for (id, update) in updates {
+                let target = agents::table.filter(agents::id.eq(id));
+                let beat = update.last_heartbeat;
+                match (beat, update.status) {
+                    (Some(beat), Some((status, changed))) => diesel::RunQueryDsl::execute(
+                        diesel::update(target).set((
+                            agents::last_heartbeat.eq(beat),
+                            agents::status.eq(status),
+                            agents::last_state_change.eq(changed),
+                            agents::updated_at.eq(now),
+                        )),
+                        conn,
+                    )?,
+                    (Some(beat), None) => diesel::RunQueryDsl::execute(
+                        diesel::update(target)
+                            .set((agents::last_heartbeat.eq(beat), agents::updated_at.eq(now))),
+                        conn,
+                    )?,
+                    (None, Some((status, changed))) => diesel::RunQueryDsl::execute(
+                        diesel::update(target).set((
+                            agents::status.eq(status),
+                            agents::last_state_change.eq(changed),
+                            agents::updated_at.eq(now),
+                        )),
+                        conn,
+                    )?,
+                    (None, None) => 0,
+                };
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod actor;
 mod config;
 mod schema;
 mod shared_state;

@@ -301,6 +301,12 @@ impl Runtime {
                 Err(_) => report.failed.push((entry.id, format!("did not stop within {limit:?}"))),
             }
         }
+        // Everything the agents wrote is committed before the runtime reports done.
+        if let vigil_persistence::shared_state::Writer::Actor(writer) = self.inner.shared.writer()
+            && let Err(e) = writer.flush().await
+        {
+            report.failed.push(("persistence".into(), e.to_string()));
+        }
         tracing::info!(stopped = report.stopped.len(), failed = report.failed.len(), "runtime shut down");
         report
     }

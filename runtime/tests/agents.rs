@@ -58,8 +58,14 @@ impl Agent for Second {
     }
 }
 
-async fn full_life(db: TestDb) {
-    let shared = SharedState::new(db.store().await);
+async fn full_life(db: TestDb, through_actor: bool) {
+    let store = db.store().await;
+    let shared = if through_actor {
+        let writer = vigil_persistence::PersistenceActor::start(store.clone(), Default::default());
+        SharedState::with_writer(store, vigil_persistence::shared_state::Writer::Actor(writer))
+    } else {
+        SharedState::new(store)
+    };
     let (tick, mut ticks) = mpsc::unbounded_channel();
     let factory = move || Worker { cycles: 0, panic_at: None, tick: tick.clone() };
     let runtime =
@@ -102,13 +108,13 @@ async fn full_life(db: TestDb) {
 
 #[actix_rt::test]
 async fn full_life_on_sqlite() {
-    full_life(TestDb::sqlite()).await;
+    full_life(TestDb::sqlite(), false).await;
 }
 
 #[actix_rt::test]
-async fn full_life_on_postgres() {
+async fn full_life_on_postgres_through_the_persistence_actor() {
     let Some(db) = TestDb::postgres().await else { return };
-    full_life(db).await;
+    full_life(db, true).await;
 }
 
 #[actix_rt::test]
