@@ -332,6 +332,13 @@ async fn backpressure_when_the_queue_is_full(db: &TestDb) {
         other => panic!("expected QueueFull, got {other:?}"),
     }
 
+    // Wait (bounded) until a failed flush has been retried at least once, so the
+    // recovery below is a real retry on every machine, however loaded.
+    let deadline = std::time::Instant::now() + NET;
+    while handle.stats().retries == 0 {
+        assert!(std::time::Instant::now() < deadline, "no flush was retried");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     handle.fail_next_flushes(0);
     for task in waiting {
         tokio::time::timeout(NET, task).await.expect("in time").expect("task").expect("persisted");
