@@ -24,10 +24,9 @@
 //! dropped silently. The failing message itself gets [`AskError::Failed`].
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -39,6 +38,7 @@ use crate::agent::{Agent, AgentError, AgentSettings};
 use crate::context::AgentContext;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
 use crate::lifecycle::{Cause, LifecycleError, LifecycleMessage, State, Transition, Trigger};
+use crate::supervisor::{ChildExited, Exit};
 
 /// A message an agent answers with a typed reply: implement [`Handles`] for it.
 pub trait AgentMessage: Send + 'static {
@@ -82,50 +82,6 @@ impl<M: AgentMessage> Message for Ask<M> {
     type Result = Result<M::Reply, AskError>;
 }
 
-/// Restart intensity: at most `max_restarts` within `period`, else escalate (OTP's
-/// `intensity` and `period`; default 1 in 5 s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RestartIntensity {
-    /// Restarts allowed within the period.
-    pub max_restarts: u32,
-    /// The sliding window.
-    pub period: Duration,
-    /// Delay before the second restart within the period; doubles after, with jitter.
-    pub base_backoff: Duration,
-    /// Upper bound of that delay.
-    pub max_backoff: Duration,
-}
-
-impl Default for RestartIntensity {
-    fn default() -> Self {
-        Self {
-            max_restarts: 1,
-            period: Duration::from_secs(5),
-            base_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RestartIntensity {
-    /// At most `max_restarts` within `period`.
-    pub fn new(max_restarts: u32, period: Duration) -> Self {
-        Self { max_restarts, period, ..Self::default() }
-    }
-
-    /// Delay before restart number `attempt` (1-based): none for the first, then
-    /// exponential with jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        if attempt <= 1 {
-            return Duration::ZERO;
-        }
-        let exp = self.base_backoff.saturating_mul(1 << (attempt - 2).min(16)).min(self.max_backoff);
-        let half = exp / 2;
-        half + Duration::from_micros(rand::random_range(0..=half.as_micros() as u64))
-    }
-}
-
 /// A snapshot of one agent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AgentStatus {
@@ -158,8 +114,8 @@ pub struct AgentHost<A: Agent> {
     agent: Rc<tokio::sync::Mutex<A>>,
     factory: Factory<A>,
     ctx: AgentContext,
-    intensity: RestartIntensity,
-    recent_restarts: VecDeque<Instant>,
+    /// Where failures are reported; the supervisor decides what happens next.
+    supervisor: Recipient<ChildExited>,
     last_payload: Option<serde_json::Value>,
     cycles: Rc<Cell<u64>>,
     /// Set while a cycle runs: a tick that finds it set is skipped, not queued.
@@ -178,11 +134,11 @@ impl<A: Agent> std::fmt::Debug for AgentHost<A> {
     }
 }
 
-/// How to spawn an agent: its id, factory and restart intensity.
+/// How to spawn an agent: its id, factory and supervisor.
 pub(crate) struct HostParts<A: Agent> {
     pub(crate) id: String,
     pub(crate) factory: Factory<A>,
-    pub(crate) intensity: RestartIntensity,
+    pub(crate) supervisor: Recipient<ChildExited>,
     pub(crate) shared: SharedState,
     pub(crate) events: EventBus,
     pub(crate) ready: tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -199,8 +155,7 @@ impl<A: Agent> AgentHost<A> {
             factory: parts.factory,
             ctx: AgentContext::new(parts.id.clone(), parts.shared, parts.events),
             id: parts.id,
-            intensity: parts.intensity,
-            recent_restarts: VecDeque::new(),
+            supervisor: parts.supervisor,
             last_payload: None,
             cycles: Rc::new(Cell::new(0)),
             cycle_running: Rc::new(Cell::new(false)),
@@ -379,7 +334,8 @@ impl<A: Agent> AgentHost<A> {
         ));
     }
 
-    /// Handles a failure: ErrorOccurred, then a restart or, past the intensity, manual.
+    /// Handles a failure: ErrorOccurred (persisted and published), then the supervisor
+    /// is told and decides (restart per its strategy, or escalate).
     fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
         let state = self.state.get();
         if matches!(state, State::Error | State::Manual | State::Shutdown) {
@@ -387,77 +343,107 @@ impl<A: Agent> AgentHost<A> {
         }
         tracing::warn!(agent.id = %self.id, %reason, "agent failed");
         self.generation.set(self.generation.get() + 1);
+        let generation = self.generation.get();
         self.publish(
             EventKind::Failure { reason: reason.clone() },
             Cause::Failure { reason: reason.clone() },
         );
-        let now = Instant::now();
-        while self.recent_restarts.front().is_some_and(|t| now.duration_since(*t) > self.intensity.period) {
-            self.recent_restarts.pop_front();
-        }
-        let attempt = self.recent_restarts.len() as u32 + 1;
-        let exceeded = attempt > self.intensity.max_restarts;
         let error = self.transition(Trigger::ErrorOccurred, Cause::Failure { reason: reason.clone() });
         let next = error.map(move |applied, host: &mut Self, ctx| {
             if let Err(e) = applied {
                 tracing::error!(agent.id = %host.id, error = %e, "could not record the failure");
             }
-            if exceeded {
-                let why = format!(
-                    "restart intensity exceeded ({} restarts within {:?}); last failure: {reason}",
-                    host.intensity.max_restarts, host.intensity.period
-                );
-                ctx.wait(
-                    host.transition(Trigger::ManualIntervention, Cause::Escalation { reason: why })
-                        .map(|_, _, _| ()),
-                );
-            } else {
-                host.recent_restarts.push_back(Instant::now());
-                let delay = host.intensity.backoff(attempt);
-                ctx.run_later(delay, move |host, ctx| host.restart(attempt, ctx));
-            }
+            let report = ChildExited { child_id: host.id.clone(), generation, exit: Exit::Failed(reason) };
+            // `send`, not `do_send`: it waits for room in the supervisor's bounded mailbox.
+            let supervisor = host.supervisor.clone();
+            ctx.spawn(
+                async move {
+                    let _ = supervisor.send(report).await;
+                }
+                .into_actor(host),
+            );
         });
         ctx.wait(next);
     }
 
-    /// RecoveryStart, a fresh instance from the factory, initialize, RecoveryComplete.
-    fn restart(&mut self, attempt: u32, ctx: &mut Context<Self>) {
-        let recovery = self.transition(Trigger::RecoveryStart, Cause::Restart { attempt });
+    /// Brings the agent back to `active` with a fresh instance from the factory:
+    /// from `error` through RecoveryStart; from a running state (a sibling's restart
+    /// under one_for_all / rest_for_one) through ErrorOccurred first; from `manual`
+    /// through ManualFixed. Resolves to the new generation, or the reason it failed
+    /// (the agent is then in `error`).
+    fn restart(&mut self, attempt: u32, cause: Cause) -> ResponseActFuture<Self, Result<u64, String>> {
+        let state = self.state.get();
+        if state == State::Shutdown {
+            return Box::pin(fut::ready(Err("the agent has shut down".into())));
+        }
+        if state == State::Manual {
+            return Box::pin(self.fix().map(|result, host: &mut Self, _| {
+                result.map(|_| host.generation.get()).map_err(|e| e.to_string())
+            }));
+        }
+        self.generation.set(self.generation.get() + 1);
+        let into_error: ResponseActFuture<Self, ()> = if state.is_running() && state != State::Recovery {
+            Box::pin(self.transition(Trigger::ErrorOccurred, cause.clone()).map(|_, _, _| ()))
+        } else if state == State::Recovery {
+            Box::pin(self.transition(Trigger::RecoveryFailed, cause.clone()).map(|_, _, _| ()))
+        } else {
+            Box::pin(fut::ready(()))
+        };
         let fresh = (self.factory)();
         let agent = self.agent.clone();
-        let sequence = recovery
-            .then(move |_, host: &mut Self, _| {
-                let init = host.initialize();
-                async move {
-                    *agent.lock().await = fresh;
-                    init.await
-                }
-                .into_actor(host)
-            })
-            .then(move |initialized, host: &mut Self, _| {
-                host.restarts += 1;
-                host.publish(EventKind::Restarted { attempt }, Cause::Restart { attempt });
-                let next = match &initialized {
-                    Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
-                    Err(reason) => {
-                        host.transition(Trigger::RecoveryFailed, Cause::Failure { reason: reason.clone() })
+        Box::pin(
+            into_error
+                .then(move |(), host: &mut Self, _| {
+                    host.transition(Trigger::RecoveryStart, Cause::Restart { attempt })
+                })
+                .then(move |_, host: &mut Self, _| {
+                    let init = host.initialize();
+                    async move {
+                        *agent.lock().await = fresh;
+                        init.await
                     }
-                };
-                next.map(move |_, _, _| initialized)
-            })
-            .map(|initialized, host: &mut Self, ctx| {
-                if let Err(reason) = initialized {
-                    // RecoveryFailed put us back in `error`; count it as another failure.
-                    host.state.set(State::Recovery);
-                    host.fail(reason, ctx);
+                    .into_actor(host)
+                })
+                .then(move |initialized, host: &mut Self, _| {
+                    host.restarts += 1;
+                    host.publish(EventKind::Restarted { attempt }, Cause::Restart { attempt });
+                    let next = match &initialized {
+                        Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
+                        Err(reason) => host
+                            .transition(Trigger::RecoveryFailed, Cause::Failure { reason: reason.clone() }),
+                    };
+                    next.map(move |applied, host: &mut Self, _| {
+                        initialized?;
+                        applied.map_err(|e| e.to_string())?;
+                        Ok(host.generation.get())
+                    })
+                }),
+        )
+    }
+
+    /// Drives the agent to `manual` from wherever it is, recording `reason`.
+    fn park(&mut self, reason: String) -> ResponseActFuture<Self, ()> {
+        let cause = Cause::Escalation { reason: reason.clone() };
+        let to_error: ResponseActFuture<Self, ()> = match self.state.get() {
+            State::Manual | State::Shutdown => return Box::pin(fut::ready(())),
+            State::Error => Box::pin(fut::ready(())),
+            State::Recovery => {
+                Box::pin(self.transition(Trigger::RecoveryFailed, cause.clone()).map(|_, _, _| ()))
+            }
+            _ => Box::pin(self.transition(Trigger::ErrorOccurred, cause.clone()).map(|_, _, _| ())),
+        };
+        self.generation.set(self.generation.get() + 1);
+        Box::pin(to_error.then(move |(), host: &mut Self, _| {
+            host.transition(Trigger::ManualIntervention, cause).map(|result, host: &mut Self, _| {
+                if let Err(e) = result {
+                    tracing::error!(agent.id = %host.id, error = %e, "could not park the agent");
                 }
-            });
-        ctx.wait(sequence);
+            })
+        }))
     }
 
     /// From `manual`: a fresh instance, initialize, ManualFixed.
     fn fix(&mut self) -> impl ActorFuture<Self, Output = Result<Transition, LifecycleError>> + use<A> {
-        self.recent_restarts.clear();
         self.generation.set(self.generation.get() + 1);
         let fresh = (self.factory)();
         let agent = self.agent.clone();
@@ -623,6 +609,37 @@ impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
                 result
             }),
         )
+    }
+}
+
+/// Supervisor to child: come back to `active` with fresh state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, String>")]
+pub(crate) struct RestartAgent {
+    pub(crate) attempt: u32,
+    pub(crate) cause: Cause,
+}
+
+impl<A: Agent> Handler<RestartAgent> for AgentHost<A> {
+    type Result = AtomicResponse<Self, Result<u64, String>>;
+
+    fn handle(&mut self, message: RestartAgent, _ctx: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(self.restart(message.attempt, message.cause))
+    }
+}
+
+/// Supervisor to child: go to `manual` and stay there until ManualFixed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ParkAgent {
+    pub(crate) reason: String,
+}
+
+impl<A: Agent> Handler<ParkAgent> for AgentHost<A> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, message: ParkAgent, _ctx: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(self.park(message.reason))
     }
 }
 

@@ -5,11 +5,13 @@ pub mod events;
 pub mod host;
 pub mod lifecycle;
 pub mod runtime;
+pub mod supervisor;
 
 pub use agent::{Agent, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart};
 pub use context::AgentContext;
 pub use events::{EventBus, EventKind, EventStream, LifecycleEvent};
-pub use host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles, RestartIntensity};
+pub use host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
 pub use lifecycle::{Cause, LifecycleError, State, Transition, Trigger, next_state};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeError, ShutdownReport};
+pub use supervisor::{ChildSpec, RestartIntensity, Strategy, SupervisorSpec};
 pub use vigil_macros::Agent;

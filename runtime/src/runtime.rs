@@ -28,9 +28,8 @@
 //! }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -38,12 +37,12 @@ use vigil_persistence::SharedState;
 
 use crate::agent::Agent;
 use crate::events::{EventBus, EventStream};
-use crate::host::{
-    AgentHost, AgentMessage, AgentStatus, Ask, AskError, GetStatus, Handles, HostParts, RestartIntensity,
+use crate::host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
+use crate::lifecycle::{LifecycleError, LifecycleMessage, Transition};
+use crate::supervisor::{
+    ChildSpec, Environment, RestartIntensity, ShutdownSubtree, Strategy, SubtreeStatuses, Supervisor,
+    SupervisorSpec,
 };
-use crate::lifecycle::{LifecycleError, LifecycleMessage, ShutdownRequest, Transition};
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,60 +56,27 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
-    /// Two agents were given the same id.
-    #[error("two agents share the id `{0}`")]
+    /// Two children were given the same id.
+    #[error("two children share the id `{0}`")]
     DuplicateId(String),
+    /// The tree did not finish starting in time.
+    #[error("the agents did not start within {0:?}")]
+    StartTimeout(Duration),
 }
 
-/// Type-erased operations on one running agent.
-trait AgentControl: Send + Sync {
-    fn status(&self) -> BoxFuture<Result<AgentStatus, MailboxError>>;
-    fn shutdown(&self) -> BoxFuture<Result<Result<Transition, LifecycleError>, MailboxError>>;
-    fn addr_any(&self) -> &(dyn std::any::Any + Send + Sync);
-    fn shutdown_timeout(&self) -> Duration;
-}
-
-struct Control<A: Agent> {
-    addr: Addr<AgentHost<A>>,
-    shutdown_timeout: Duration,
-}
-
-impl<A: Agent> AgentControl for Control<A> {
-    fn status(&self) -> BoxFuture<Result<AgentStatus, MailboxError>> {
-        Box::pin(self.addr.send(GetStatus))
-    }
-    fn shutdown(&self) -> BoxFuture<Result<Result<Transition, LifecycleError>, MailboxError>> {
-        Box::pin(self.addr.send(ShutdownRequest))
-    }
-    fn addr_any(&self) -> &(dyn std::any::Any + Send + Sync) {
-        &self.addr
-    }
-    fn shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout
-    }
-}
-
-struct Entry {
-    id: String,
-    control: Box<dyn AgentControl>,
-}
-
-type Spawner =
-    Box<dyn FnOnce(SharedState, EventBus) -> (Entry, tokio::sync::oneshot::Receiver<Result<(), String>>)>;
-
-/// Builds a [`Runtime`].
+/// Builds a [`Runtime`]: the children of the top supervisor, its strategy and
+/// intensity.
 #[must_use = "call .start() to run the agents"]
 pub struct RuntimeBuilder {
     shared: SharedState,
     events: EventBus,
-    spawners: Vec<(String, Spawner)>,
+    top: SupervisorSpec,
     start_timeout: Duration,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.spawners.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("RuntimeBuilder").field("agents", &ids).finish_non_exhaustive()
+        f.debug_struct("RuntimeBuilder").field("top", &self.top).finish_non_exhaustive()
     }
 }
 
@@ -124,85 +90,84 @@ impl RuntimeBuilder {
 
     /// Adds an agent under an explicit id (several agents of one type).
     pub fn agent_with_id<A: Agent>(self, id: impl Into<String>, factory: impl Fn() -> A + 'static) -> Self {
-        self.agent_with(id, RestartIntensity::default(), factory)
+        self.child(ChildSpec::agent(id, factory))
     }
 
-    /// Adds an agent with an explicit id and restart intensity.
-    pub fn agent_with<A: Agent>(
-        mut self,
-        id: impl Into<String>,
-        intensity: RestartIntensity,
-        factory: impl Fn() -> A + 'static,
-    ) -> Self {
-        let id = id.into();
-        let agent_id = id.clone();
-        let spawner: Spawner = Box::new(move |shared, events| {
-            let (ready, started) = tokio::sync::oneshot::channel();
-            let parts = HostParts {
-                id: agent_id.clone(),
-                factory: Box::new(factory),
-                intensity,
-                shared,
-                events,
-                ready,
-            };
-            let addr = AgentHost::new(parts).start();
-            let control = Control { addr, shutdown_timeout: A::settings().shutdown_timeout };
-            (Entry { id: agent_id, control: Box::new(control) }, started)
-        });
-        self.spawners.push((id, spawner));
+    /// Adds a child: an agent ([`ChildSpec::agent`]) or a nested supervisor
+    /// ([`ChildSpec::supervisor`]).
+    pub fn child(mut self, child: ChildSpec) -> Self {
+        self.top = self.top.child(child);
         self
     }
 
-    /// How long each agent may take to reach `active` at start (default 30 s).
+    /// Adds a nested supervisor.
+    pub fn supervisor(self, spec: SupervisorSpec) -> Self {
+        self.child(ChildSpec::supervisor(spec))
+    }
+
+    /// The top supervisor's strategy (default one_for_one).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.top.set_strategy(strategy);
+        self
+    }
+
+    /// The top supervisor's restart intensity (default 1 in 5 s). Past it, the
+    /// affected agents are parked in `manual`.
+    pub fn intensity(mut self, intensity: RestartIntensity) -> Self {
+        self.top = self.top.intensity(intensity);
+        self
+    }
+
+    /// Uses this event bus (to subscribe before the agents start).
+    pub fn events(mut self, events: EventBus) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// How long the whole tree may take to reach `active` at start (default 60 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
         self
     }
 
-    /// Starts the agents in the order added, each reaching `active` before the next
+    /// Starts the tree: children in order, each reaching `active` before the next
     /// starts. Must be called inside an actix `System`.
     pub async fn start(self) -> Result<Runtime, RuntimeError> {
         let mut seen = std::collections::HashSet::new();
-        for (id, _) in &self.spawners {
+        for id in self.top.all_ids() {
             if !seen.insert(id.clone()) {
-                return Err(RuntimeError::DuplicateId(id.clone()));
+                return Err(RuntimeError::DuplicateId(id));
             }
         }
-        let runtime = Runtime {
-            inner: Arc::new(RuntimeInner {
-                shared: self.shared,
-                events: self.events,
-                agents: Mutex::new(Vec::new()),
+        let env = Environment { shared: self.shared, events: self.events, registry: Arc::default() };
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let root = Supervisor::new(self.top, env.clone(), None, ready).start();
+        let runtime = Runtime { inner: Arc::new(RuntimeInner { env, root }) };
+        let failure = match tokio::time::timeout(self.start_timeout, started).await {
+            Ok(Ok(failures)) => failures
+                .into_iter()
+                .next()
+                .map(|(agent_id, reason)| RuntimeError::AgentStart { agent_id, reason }),
+            Ok(Err(_)) => Some(RuntimeError::AgentStart {
+                agent_id: "root".into(),
+                reason: "supervisor stopped".into(),
             }),
+            Err(_) => Some(RuntimeError::StartTimeout(self.start_timeout)),
         };
-        for (id, spawn) in self.spawners {
-            let (entry, started) = spawn(runtime.inner.shared.clone(), runtime.inner.events.clone());
-            runtime.inner.agents.lock().expect("registry lock").push(entry);
-            let outcome = tokio::time::timeout(self.start_timeout, started).await;
-            let failure = match outcome {
-                Ok(Ok(Ok(()))) => None,
-                Ok(Ok(Err(reason))) => Some(reason),
-                Ok(Err(_)) => Some("the agent stopped during startup".into()),
-                Err(_) => Some(format!("not active within {:?}", self.start_timeout)),
-            };
-            if let Some(reason) = failure {
-                runtime.shutdown().await;
-                return Err(RuntimeError::AgentStart { agent_id: id, reason });
-            }
+        if let Some(error) = failure {
+            runtime.shutdown().await;
+            return Err(error);
         }
         Ok(runtime)
     }
 }
 
 struct RuntimeInner {
-    shared: SharedState,
-    events: EventBus,
-    /// In start order; shutdown walks it backwards.
-    agents: Mutex<Vec<Entry>>,
+    env: Environment,
+    root: Addr<Supervisor>,
 }
 
-/// A handle to running agents. Cheap to clone.
+/// A handle to a running supervision tree. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<RuntimeInner>,
@@ -224,48 +189,45 @@ pub struct ShutdownReport {
 }
 
 impl Runtime {
-    /// A builder over `shared`.
+    /// A builder over `shared`, with a one_for_one top supervisor.
     pub fn builder(shared: SharedState) -> RuntimeBuilder {
         RuntimeBuilder {
             shared,
             events: EventBus::default(),
-            spawners: Vec::new(),
-            start_timeout: Duration::from_secs(30),
+            top: SupervisorSpec::new("root", Strategy::OneForOne),
+            start_timeout: Duration::from_secs(60),
         }
     }
 
     /// The shared state the agents use.
     pub fn shared_state(&self) -> &SharedState {
-        &self.inner.shared
+        &self.inner.env.shared
     }
 
     /// Subscribes to the lifecycle event stream.
     pub fn subscribe(&self) -> EventStream {
-        self.inner.events.subscribe()
+        self.inner.env.events.subscribe()
     }
 
-    /// The ids of the running agents, in start order.
+    /// The top supervisor (for `which_children`, `start_child`, ... messages).
+    pub fn root(&self) -> &Addr<Supervisor> {
+        &self.inner.root
+    }
+
+    /// The ids of every agent in the tree, in start order.
     pub fn agent_ids(&self) -> Vec<String> {
-        self.inner.agents.lock().expect("registry lock").iter().map(|e| e.id.clone()).collect()
+        self.inner.env.registry.lock().expect("registry lock").iter().map(|(id, _)| id.clone()).collect()
     }
 
     /// A snapshot of every agent, in start order.
     pub async fn statuses(&self) -> Vec<AgentStatus> {
-        let requests: Vec<_> =
-            self.inner.agents.lock().expect("registry lock").iter().map(|e| e.control.status()).collect();
-        let mut statuses = Vec::with_capacity(requests.len());
-        for request in requests {
-            if let Ok(status) = request.await {
-                statuses.push(status);
-            }
-        }
-        statuses
+        self.inner.root.send(SubtreeStatuses).await.unwrap_or_default()
     }
 
     /// The address of agent `id` of type `A`.
     pub fn addr<A: Agent>(&self, id: &str) -> Option<Addr<AgentHost<A>>> {
-        let agents = self.inner.agents.lock().expect("registry lock");
-        agents.iter().find(|e| e.id == id)?.control.addr_any().downcast_ref::<Addr<AgentHost<A>>>().cloned()
+        let registry = self.inner.env.registry.lock().expect("registry lock");
+        registry.iter().find(|(key, _)| key == id)?.1.downcast_ref::<Addr<AgentHost<A>>>().cloned()
     }
 
     /// Sends a typed message to agent `id` and awaits its reply.
@@ -288,21 +250,19 @@ impl Runtime {
     }
 
     /// Stops every agent in reverse start order, each through ShutdownRequest within
-    /// its shutdown timeout (plus a second for persistence).
+    /// its shutdown timeout (then killed), and flushes the persistence writer.
     pub async fn shutdown(&self) -> ShutdownReport {
-        let entries: Vec<Entry> = std::mem::take(&mut *self.inner.agents.lock().expect("registry lock"));
-        let mut report = ShutdownReport::default();
-        for entry in entries.into_iter().rev() {
-            let limit = entry.control.shutdown_timeout() + Duration::from_secs(1);
-            match tokio::time::timeout(limit, entry.control.shutdown()).await {
-                Ok(Ok(Ok(_))) => report.stopped.push(entry.id),
-                Ok(Ok(Err(e))) => report.failed.push((entry.id, e.to_string())),
-                Ok(Err(_)) => report.failed.push((entry.id, "already stopped".into())),
-                Err(_) => report.failed.push((entry.id, format!("did not stop within {limit:?}"))),
-            }
-        }
+        let mut order = self.agent_ids();
+        order.reverse();
+        let failed = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();
+        let failed_ids: HashMap<&str, &str> =
+            failed.iter().map(|(id, why)| (id.as_str(), why.as_str())).collect();
+        let mut report = ShutdownReport {
+            stopped: order.into_iter().filter(|id| !failed_ids.contains_key(id.as_str())).collect(),
+            failed: failed.clone(),
+        };
         // Everything the agents wrote is committed before the runtime reports done.
-        if let vigil_persistence::shared_state::Writer::Actor(writer) = self.inner.shared.writer()
+        if let vigil_persistence::shared_state::Writer::Actor(writer) = self.inner.env.shared.writer()
             && let Err(e) = writer.flush().await
         {
             report.failed.push(("persistence".into(), e.to_string()));

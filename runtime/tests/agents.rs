@@ -125,7 +125,8 @@ async fn a_panicking_cycle_is_restarted_with_fresh_state() {
     // Every fresh instance panics at its second cycle.
     let factory = move || Worker { cycles: 0, panic_at: Some(2), tick: tick.clone() };
     let runtime = Runtime::builder(shared.clone())
-        .agent_with("worker", vigil_runtime::RestartIntensity::new(5, Duration::from_secs(60)), factory)
+        .intensity(vigil_runtime::RestartIntensity::new(5, Duration::from_secs(60)))
+        .agent_with_id("worker", factory)
         .start()
         .await
         .unwrap();
@@ -158,7 +159,8 @@ async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
     let (tick, _ticks) = mpsc::unbounded_channel();
     let factory = move || Worker { cycles: 0, panic_at: Some(1), tick: tick.clone() };
     let runtime = Runtime::builder(shared.clone())
-        .agent_with("worker", vigil_runtime::RestartIntensity::new(1, Duration::from_secs(60)), factory)
+        .intensity(vigil_runtime::RestartIntensity::new(1, Duration::from_secs(60)))
+        .agent_with_id("worker", factory)
         .start()
         .await
         .unwrap();

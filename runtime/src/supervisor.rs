@@ -1,0 +1,962 @@
+//! Supervision with OTP semantics: strategies, restart types, restart intensity with
+//! escalation, backoff, ordered start and reverse-order shutdown, nested trees.
+//!
+//! A [`Supervisor`] is an actix actor that owns an ordered list of children — agents
+//! or other supervisors. When a child fails (a hook or handler returned an error or
+//! panicked; the child has already recorded `ErrorOccurred`), the supervisor decides:
+//!
+//! | strategy                  | restarted after child *c* fails                     |
+//! |---------------------------|-----------------------------------------------------|
+//! | [`Strategy::OneForOne`]   | *c* only                                            |
+//! | [`Strategy::OneForAll`]   | every child, in start order                         |
+//! | [`Strategy::RestForOne`]  | *c* and every child started after it, in order      |
+//!
+//! | restart type ([`Restart`]) | on failure                                         |
+//! |----------------------------|----------------------------------------------------|
+//! | `Permanent`                | restarted                                          |
+//! | `Transient`                | restarted (Vigil agents end only by failure or ShutdownRequest; a ShutdownRequest is never undone) |
+//! | `Temporary`                | not restarted: shut down and left out of the group |
+//!
+//! A restart gives the agent a fresh instance from its factory and walks
+//! `error -> recovery -> active` (siblings restarted with it go `active -> error ->
+//! recovery -> active`, cause recorded); the address stays the same, so senders keep
+//! working. The first restart in a quiet period is immediate; later ones wait an
+//! exponential backoff with jitter, capped.
+//!
+//! **Intensity.** More than `max_restarts` restarts within `period` (OTP default 1 in
+//! 5 s) and the supervisor gives up: a nested supervisor *escalates* — its parent sees
+//! it as a failed child and applies its own strategy to the whole subtree; the top
+//! supervisor parks the affected agents in `manual` (persisted, published with the
+//! reason). The runtime keeps running; `ManualFixed` restarts a parked agent.
+//!
+//! ```no_run
+//! use vigil_runtime::supervisor::{ChildSpec, Strategy, SupervisorSpec};
+//! use vigil_runtime::{Agent, AgentContext, AgentResult, RestartIntensity};
+//! # #[derive(vigil_runtime::Agent, Default)] struct Fetcher;
+//! # impl Agent for Fetcher { async fn cycle(&mut self, _: &AgentContext) -> AgentResult { Ok(()) } }
+//! # #[derive(vigil_runtime::Agent, Default)] struct Parser;
+//! # impl Agent for Parser { async fn cycle(&mut self, _: &AgentContext) -> AgentResult { Ok(()) } }
+//! let pipeline = SupervisorSpec::new("pipeline", Strategy::RestForOne)
+//!     .intensity(RestartIntensity::new(3, std::time::Duration::from_secs(10)))
+//!     .child(ChildSpec::agent("fetcher", Fetcher::default))
+//!     .child(ChildSpec::agent("parser", Parser::default));
+//! ```
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use vigil_persistence::SharedState;
+
+use crate::agent::{Agent, Restart};
+use crate::events::{EventBus, EventKind, LifecycleEvent};
+use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent};
+use crate::lifecycle::{Cause, ManualFixed, ShutdownRequest, State};
+
+type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// How a supervisor restarts its children when one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Restart only the failed child.
+    #[default]
+    OneForOne,
+    /// Restart every child.
+    OneForAll,
+    /// Restart the failed child and the children started after it.
+    RestForOne,
+}
+
+/// Restart intensity and backoff: at most `max_restarts` within `period`, else
+/// escalate (OTP's `intensity` and `period`; default 1 in 5 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartIntensity {
+    /// Restarts allowed within the period.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub period: Duration,
+    /// Delay before the second restart within the period; doubles after, with jitter.
+    pub base_backoff: Duration,
+    /// Upper bound of that delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartIntensity {
+    fn default() -> Self {
+        Self {
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RestartIntensity {
+    /// At most `max_restarts` within `period`.
+    pub fn new(max_restarts: u32, period: Duration) -> Self {
+        Self { max_restarts, period, ..Self::default() }
+    }
+
+    /// Sets the backoff bounds.
+    #[must_use]
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base_backoff = base;
+        self.max_backoff = max.max(base);
+        self
+    }
+
+    /// Delay before restart number `attempt` within the period (1-based): none for the
+    /// first, then exponential with jitter (between half and all of the step), capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let step = self.base_backoff.saturating_mul(1 << (attempt - 2).min(16)).min(self.max_backoff);
+        let half = step / 2;
+        half + Duration::from_micros(rand::random_range(0..=half.as_micros() as u64))
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// A hook or handler failed or panicked.
+    Failed(String),
+}
+
+/// Child to supervisor: I failed (already recorded as `ErrorOccurred`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ChildExited {
+    /// The child's id.
+    pub child_id: String,
+    /// The child's generation when it failed; a report about an instance the
+    /// supervisor has already replaced is ignored.
+    pub generation: u64,
+    /// How it ended.
+    pub exit: Exit,
+}
+
+/// Type-erased operations on one child (agent or supervisor).
+trait ChildControl {
+    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>>;
+    fn park(&self, reason: String) -> LocalFuture<()>;
+    fn fix(&self) -> LocalFuture<Result<(), String>>;
+    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), String>>;
+    fn statuses(&self) -> LocalFuture<Vec<AgentStatus>>;
+    fn is_supervisor(&self) -> bool;
+}
+
+struct AgentChild<A: Agent> {
+    addr: Addr<AgentHost<A>>,
+}
+
+impl<A: Agent> ChildControl for AgentChild<A> {
+    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>> {
+        let request = self.addr.send(RestartAgent { attempt, cause });
+        Box::pin(async move { request.await.map_err(|e| e.to_string())? })
+    }
+    fn park(&self, reason: String) -> LocalFuture<()> {
+        let request = self.addr.send(ParkAgent { reason });
+        Box::pin(async move {
+            let _ = request.await;
+        })
+    }
+    fn fix(&self) -> LocalFuture<Result<(), String>> {
+        let request = self.addr.send(ManualFixed);
+        Box::pin(
+            async move { request.await.map_err(|e| e.to_string())?.map(drop).map_err(|e| e.to_string()) },
+        )
+    }
+    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), String>> {
+        let request = self.addr.send(ShutdownRequest);
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, request).await {
+                Ok(Ok(Ok(_))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(e.to_string()),
+                Ok(Err(_)) => Ok(()), // already stopped
+                Err(_) => {
+                    // Killed: the actor stops at its next poll, whatever its hook does.
+                    addr.do_send(Kill);
+                    Err(format!("did not stop within {timeout:?}; killed"))
+                }
+            }
+        })
+    }
+    fn statuses(&self) -> LocalFuture<Vec<AgentStatus>> {
+        let request = self.addr.send(GetStatus);
+        Box::pin(async move { request.await.into_iter().collect() })
+    }
+    fn is_supervisor(&self) -> bool {
+        false
+    }
+}
+
+/// Stops an agent's actor at once (the shutdown timeout has passed).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Kill;
+
+impl<A: Agent> Handler<Kill> for AgentHost<A> {
+    type Result = ();
+    fn handle(&mut self, _: Kill, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+struct SupervisorChild {
+    addr: Addr<Supervisor>,
+}
+
+impl ChildControl for SupervisorChild {
+    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>> {
+        let request = self.addr.send(RestartSubtree { attempt, cause });
+        Box::pin(async move { request.await.map_err(|e| e.to_string())? })
+    }
+    fn park(&self, reason: String) -> LocalFuture<()> {
+        let request = self.addr.send(ParkSubtree { reason });
+        Box::pin(async move {
+            let _ = request.await;
+        })
+    }
+    fn fix(&self) -> LocalFuture<Result<(), String>> {
+        let request = self.addr.send(FixParked);
+        Box::pin(async move { request.await.map_err(|e| e.to_string())? })
+    }
+    fn shutdown(&self, _timeout: Duration) -> LocalFuture<Result<(), String>> {
+        let request = self.addr.send(ShutdownSubtree);
+        Box::pin(async move {
+            let failed = request.await.map_err(|e| e.to_string())?;
+            if failed.is_empty() { Ok(()) } else { Err(format!("{failed:?}")) }
+        })
+    }
+    fn statuses(&self) -> LocalFuture<Vec<AgentStatus>> {
+        let request = self.addr.send(SubtreeStatuses);
+        Box::pin(async move { request.await.unwrap_or_default() })
+    }
+    fn is_supervisor(&self) -> bool {
+        true
+    }
+}
+
+/// Everything a child needs from its supervisor to start.
+#[derive(Clone)]
+pub(crate) struct Environment {
+    pub(crate) shared: SharedState,
+    pub(crate) events: EventBus,
+    /// Typed addresses of every agent in the tree, by id (`Runtime::addr`).
+    pub(crate) registry: Arc<Mutex<Vec<(String, Box<dyn Any + Send>)>>>,
+}
+
+type Spawn = Box<
+    dyn Fn(&Environment, Recipient<ChildExited>) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>),
+>;
+
+/// One child of a supervisor: what it is, how to start it, when to restart it.
+#[must_use]
+pub struct ChildSpec {
+    id: String,
+    /// For a supervisor child: the ids of its subtree (checked for duplicates).
+    nested_ids: Option<Vec<String>>,
+    restart: Restart,
+    shutdown_timeout: Duration,
+    spawn: Spawn,
+}
+
+impl std::fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildSpec {
+    /// An agent child built by `factory` (called again for every restart). Its restart
+    /// type and shutdown timeout come from the agent's settings.
+    pub fn agent<A: Agent>(id: impl Into<String>, factory: impl Fn() -> A + 'static) -> Self {
+        let id = id.into();
+        let settings = A::settings();
+        let factory = Arc::new(factory);
+        let child_id = id.clone();
+        let spawn: Spawn = Box::new(move |env, supervisor| {
+            let (ready, started) = tokio::sync::oneshot::channel();
+            let factory = factory.clone();
+            let parts = HostParts {
+                id: child_id.clone(),
+                factory: Box::new(move || factory()),
+                supervisor,
+                shared: env.shared.clone(),
+                events: env.events.clone(),
+                ready,
+            };
+            let addr = AgentHost::new(parts).start();
+            let mut registry = env.registry.lock().expect("registry lock");
+            registry.retain(|(id, _)| *id != child_id);
+            registry.push((child_id.clone(), Box::new(addr.clone())));
+            drop(registry);
+            let started: LocalFuture<Result<(), String>> =
+                Box::pin(
+                    async move { started.await.unwrap_or_else(|_| Err("stopped during startup".into())) },
+                );
+            (Rc::new(AgentChild { addr }) as Rc<dyn ChildControl>, started)
+        });
+        Self {
+            id,
+            nested_ids: None,
+            restart: settings.restart,
+            shutdown_timeout: settings.shutdown_timeout,
+            spawn,
+        }
+    }
+
+    /// A nested supervisor.
+    pub fn supervisor(spec: SupervisorSpec) -> Self {
+        let id = spec.name.clone();
+        let nested_ids = Some(spec.all_ids());
+        let spec = Arc::new(Mutex::new(Some(spec)));
+        let spawn: Spawn = Box::new(move |env, parent| {
+            let (ready, started) = tokio::sync::oneshot::channel();
+            // A supervisor child is spawned once; restarts restart its subtree in place.
+            let spec = spec.lock().expect("spec lock").take().expect("a supervisor child is spawned once");
+            let addr = Supervisor::new(spec, env.clone(), Some(parent), ready).start();
+            let started: LocalFuture<Result<(), String>> = Box::pin(async move {
+                match started.await {
+                    Ok(failures) if failures.is_empty() => Ok(()),
+                    Ok(failures) => Err(format!("{failures:?}")),
+                    Err(_) => Err("supervisor stopped during startup".into()),
+                }
+            });
+            (Rc::new(SupervisorChild { addr }) as Rc<dyn ChildControl>, started)
+        });
+        Self { id, nested_ids, restart: Restart::Permanent, shutdown_timeout: Duration::from_secs(60), spawn }
+    }
+
+    /// Overrides the restart type.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Overrides the time the child gets to stop before it is killed.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The child's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A supervisor's configuration and children.
+#[must_use]
+#[derive(Debug)]
+pub struct SupervisorSpec {
+    name: String,
+    strategy: Strategy,
+    intensity: RestartIntensity,
+    children: Vec<ChildSpec>,
+}
+
+impl SupervisorSpec {
+    /// A supervisor named `name` with `strategy`, default intensity and no children.
+    pub fn new(name: impl Into<String>, strategy: Strategy) -> Self {
+        Self { name: name.into(), strategy, intensity: RestartIntensity::default(), children: Vec::new() }
+    }
+
+    /// Sets the restart intensity.
+    pub fn intensity(mut self, intensity: RestartIntensity) -> Self {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Adds a child (children start in the order added).
+    pub fn child(mut self, child: ChildSpec) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    /// The supervisor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn set_strategy(&mut self, strategy: Strategy) {
+        self.strategy = strategy;
+    }
+
+    /// Every id in the tree: children, nested supervisors and their children.
+    pub(crate) fn all_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for child in &self.children {
+            ids.push(child.id.clone());
+            if let Some(nested) = &child.nested_ids {
+                ids.extend(nested.iter().cloned());
+            }
+        }
+        ids
+    }
+}
+
+struct Child {
+    spec: ChildSpec,
+    control: Option<Rc<dyn ChildControl>>,
+    /// The generation the supervisor last knows of; older failure reports are stale.
+    generation: u64,
+}
+
+/// The supervisor actor. See the module documentation.
+pub struct Supervisor {
+    name: String,
+    strategy: Strategy,
+    intensity: RestartIntensity,
+    children: Vec<Child>,
+    /// Restart times within the current period.
+    recent: VecDeque<Instant>,
+    env: Environment,
+    /// `None` at the top of the tree.
+    parent: Option<Recipient<ChildExited>>,
+    /// Bumped when this supervisor's subtree is restarted by its parent.
+    generation: u64,
+    ready: Option<tokio::sync::oneshot::Sender<Vec<(String, String)>>>,
+    self_addr: Option<Addr<Supervisor>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("name", &self.name)
+            .field("strategy", &self.strategy)
+            .field("children", &self.children.iter().map(|c| c.spec.id.as_str()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        spec: SupervisorSpec,
+        env: Environment,
+        parent: Option<Recipient<ChildExited>>,
+        ready: tokio::sync::oneshot::Sender<Vec<(String, String)>>,
+    ) -> Self {
+        Self {
+            name: spec.name,
+            strategy: spec.strategy,
+            intensity: spec.intensity,
+            children: spec
+                .children
+                .into_iter()
+                .map(|spec| Child { spec, control: None, generation: 0 })
+                .collect(),
+            recent: VecDeque::new(),
+            env,
+            parent,
+            generation: 0,
+            ready: Some(ready),
+            self_addr: None,
+        }
+    }
+
+    /// Starts children `from..` in order, each reaching `active` before the next.
+    fn start_children(&mut self, from: usize) -> LocalFuture<Vec<(String, String)>> {
+        let me = self.recipient();
+        let mut startups = Vec::new();
+        for child in &mut self.children[from..] {
+            if child.control.is_some() {
+                continue;
+            }
+            let (control, started) = (child.spec.spawn)(&self.env, me.clone());
+            child.control = Some(control);
+            startups.push((child.spec.id.clone(), started));
+        }
+        Box::pin(async move {
+            let mut failures = Vec::new();
+            // Spawned in order; awaiting in order makes each start before the next is
+            // awaited, and a child's own boot does not wait for its siblings.
+            for (id, started) in startups {
+                if let Err(reason) = started.await {
+                    failures.push((id, reason));
+                }
+            }
+            failures
+        })
+    }
+
+    fn recipient(&self) -> Recipient<ChildExited> {
+        // Only called from inside the actor, where the address exists.
+        self.self_addr.clone().expect("supervisor started").recipient()
+    }
+
+    /// The children a failure of child `index` restarts, per the strategy.
+    fn affected(&self, index: usize) -> Vec<usize> {
+        let live = |i: &usize| self.children[*i].control.is_some();
+        match self.strategy {
+            Strategy::OneForOne => vec![index],
+            Strategy::OneForAll => (0..self.children.len()).filter(live).collect(),
+            Strategy::RestForOne => (index..self.children.len()).filter(live).collect(),
+        }
+    }
+
+    fn publish(&self, agent_id: &str, kind: EventKind, cause: Cause) {
+        self.env.events.publish(LifecycleEvent::new(agent_id, kind, cause));
+    }
+
+    /// Handles the failure of child `index`: restart per strategy, or escalate.
+    fn on_failure(&mut self, index: usize, reason: String, ctx: &mut Context<Self>) {
+        let id = self.children[index].spec.id.clone();
+        if self.children[index].spec.restart == Restart::Temporary {
+            tracing::info!(supervisor = %self.name, child = %id, "temporary child failed; not restarted");
+            if let Some(control) = self.children[index].control.take() {
+                let timeout = self.children[index].spec.shutdown_timeout;
+                ctx.spawn(
+                    async move {
+                        let _ = control.shutdown(timeout).await;
+                    }
+                    .into_actor(self),
+                );
+            }
+            return;
+        }
+        let now = Instant::now();
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > self.intensity.period) {
+            self.recent.pop_front();
+        }
+        let attempt = self.recent.len() as u32 + 1;
+        let affected = self.affected(index);
+        if attempt > self.intensity.max_restarts {
+            let why = format!(
+                "supervisor `{}`: restart intensity exceeded ({} restarts within {:?}); last failure of `{id}`: {reason}",
+                self.name, self.intensity.max_restarts, self.intensity.period
+            );
+            self.escalate(affected, why, ctx);
+            return;
+        }
+        self.recent.push_back(now);
+        let delay = self.intensity.backoff(attempt);
+        let mut restarts = Vec::new();
+        for i in &affected {
+            let child = &self.children[*i];
+            let cause = if *i == index {
+                Cause::Restart { attempt }
+            } else {
+                Cause::Other { reason: format!("{:?}: sibling `{id}` failed", self.strategy) }
+            };
+            let control = child.control.clone().expect("affected children are live");
+            restarts.push((*i, child.spec.id.clone(), cause, control));
+        }
+        tracing::info!(supervisor = %self.name, child = %id, attempt, ?delay, strategy = ?self.strategy, "restarting");
+        let work = async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut outcomes = Vec::new();
+            // In start order, one after the other, as OTP does.
+            for (i, child_id, cause, control) in restarts {
+                outcomes.push((i, child_id, control.restart(attempt, cause).await));
+            }
+            outcomes
+        };
+        ctx.wait(work.into_actor(self).map(|outcomes, supervisor, ctx| {
+            for (i, child_id, outcome) in outcomes {
+                match outcome {
+                    Ok(generation) => supervisor.children[i].generation = generation,
+                    // The fresh instance failed to initialize: another failure.
+                    Err(reason) => {
+                        tracing::warn!(child = %child_id, %reason, "restart failed");
+                        supervisor.on_failure(i, reason, ctx);
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Intensity exceeded: hand the failure to the parent, or at the top park the
+    /// affected agents in `manual`.
+    fn escalate(&mut self, affected: Vec<usize>, reason: String, ctx: &mut Context<Self>) {
+        tracing::error!(supervisor = %self.name, %reason, "escalating");
+        self.publish(
+            &self.name,
+            EventKind::Failure { reason: reason.clone() },
+            Cause::Escalation { reason: reason.clone() },
+        );
+        if let Some(parent) = self.parent.clone() {
+            let report = ChildExited {
+                child_id: self.name.clone(),
+                generation: self.generation,
+                exit: Exit::Failed(reason),
+            };
+            ctx.spawn(
+                async move {
+                    let _ = parent.send(report).await;
+                }
+                .into_actor(self),
+            );
+            return;
+        }
+        let parks: Vec<_> = affected
+            .iter()
+            .filter_map(|i| self.children[*i].control.as_ref().map(|c| c.park(reason.clone())))
+            .collect();
+        ctx.wait(
+            async move {
+                for park in parks {
+                    park.await;
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        self.self_addr = Some(ctx.address());
+        let startup = self.start_children(0);
+        ctx.wait(startup.into_actor(self).map(|failures, supervisor, _| {
+            if let Some(ready) = supervisor.ready.take() {
+                let _ = ready.send(failures);
+            }
+        }));
+    }
+}
+
+impl Handler<ChildExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, report: ChildExited, ctx: &mut Context<Self>) {
+        let Some(index) = self.children.iter().position(|c| c.spec.id == report.child_id) else { return };
+        let child = &self.children[index];
+        if child.control.is_none() || report.generation < child.generation {
+            return; // terminated, or a report about an instance already replaced
+        }
+        let Exit::Failed(reason) = report.exit;
+        self.on_failure(index, reason, ctx);
+    }
+}
+
+/// Parent to nested supervisor: restart every child, in order, with fresh state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, String>")]
+struct RestartSubtree {
+    attempt: u32,
+    cause: Cause,
+}
+
+impl Handler<RestartSubtree> for Supervisor {
+    type Result = AtomicResponse<Self, Result<u64, String>>;
+
+    fn handle(&mut self, message: RestartSubtree, _ctx: &mut Context<Self>) -> Self::Result {
+        self.generation += 1;
+        self.recent.clear();
+        let generation = self.generation;
+        let controls: Vec<_> = self.children.iter().filter_map(|c| c.control.clone()).collect();
+        AtomicResponse::new(Box::pin(
+            async move {
+                for control in controls {
+                    control.restart(message.attempt, message.cause.clone()).await?;
+                }
+                Ok(generation)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Parent to nested supervisor: park every agent of the subtree in `manual`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct ParkSubtree {
+    reason: String,
+}
+
+impl Handler<ParkSubtree> for Supervisor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, message: ParkSubtree, _ctx: &mut Context<Self>) -> Self::Result {
+        let controls: Vec<_> = self.children.iter().filter_map(|c| c.control.clone()).collect();
+        AtomicResponse::new(Box::pin(
+            async move {
+                for control in controls {
+                    control.park(message.reason.clone()).await;
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Restarts every parked agent of the subtree (ManualFixed on each).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct FixParked;
+
+impl Handler<FixParked> for Supervisor {
+    type Result = AtomicResponse<Self, Result<(), String>>;
+
+    fn handle(&mut self, _: FixParked, _ctx: &mut Context<Self>) -> Self::Result {
+        self.recent.clear();
+        let controls: Vec<_> = self.children.iter().filter_map(|c| c.control.clone()).collect();
+        AtomicResponse::new(Box::pin(
+            async move {
+                for control in controls {
+                    if control.is_supervisor() {
+                        control.fix().await?;
+                    } else if control.statuses().await.iter().any(|s| s.state == State::Manual) {
+                        control.fix().await?;
+                    }
+                }
+                Ok(())
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Stops every child in reverse start order, each within its shutdown timeout;
+/// replies with the children that did not stop cleanly.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(String, String)>")]
+pub struct ShutdownSubtree;
+
+impl Handler<ShutdownSubtree> for Supervisor {
+    type Result = AtomicResponse<Self, Vec<(String, String)>>;
+
+    fn handle(&mut self, _: ShutdownSubtree, _ctx: &mut Context<Self>) -> Self::Result {
+        let children: Vec<_> = self
+            .children
+            .iter_mut()
+            .rev()
+            .filter_map(|c| {
+                c.control.take().map(|control| (c.spec.id.clone(), c.spec.shutdown_timeout, control))
+            })
+            .collect();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut failed = Vec::new();
+                for (id, timeout, control) in children {
+                    if let Err(reason) = control.shutdown(timeout).await {
+                        failed.push((id, reason));
+                    }
+                }
+                failed
+            }
+            .into_actor(self)
+            .map(|failed, _, ctx| {
+                ctx.stop();
+                failed
+            }),
+        ))
+    }
+}
+
+/// Statuses of every agent in the subtree, in start order.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<AgentStatus>")]
+pub struct SubtreeStatuses;
+
+impl Handler<SubtreeStatuses> for Supervisor {
+    type Result = ResponseActFuture<Self, Vec<AgentStatus>>;
+
+    fn handle(&mut self, _: SubtreeStatuses, _ctx: &mut Context<Self>) -> Self::Result {
+        let controls: Vec<_> = self.children.iter().filter_map(|c| c.control.clone()).collect();
+        Box::pin(
+            async move {
+                let mut all = Vec::new();
+                for control in controls {
+                    all.extend(control.statuses().await);
+                }
+                all
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// What [`WhichChildren`] reports of one child.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChildInfo {
+    /// The child's id.
+    pub id: String,
+    /// Whether it is a supervisor.
+    pub supervisor: bool,
+    /// Its restart type.
+    pub restart: Restart,
+    /// Whether it is running (not terminated).
+    pub running: bool,
+}
+
+/// Lists the children in start order (OTP `which_children`).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ChildInfo>")]
+pub struct WhichChildren;
+
+impl Handler<WhichChildren> for Supervisor {
+    type Result = MessageResult<WhichChildren>;
+
+    fn handle(&mut self, _: WhichChildren, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.children
+                .iter()
+                .map(|c| ChildInfo {
+                    id: c.spec.id.clone(),
+                    supervisor: c.control.as_ref().is_some_and(|control| control.is_supervisor()),
+                    restart: c.spec.restart,
+                    running: c.control.is_some(),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Child counts (OTP `count_children`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ChildCounts {
+    /// Child specs held.
+    pub specs: usize,
+    /// Children running.
+    pub active: usize,
+    /// Running children that are supervisors.
+    pub supervisors: usize,
+    /// Running children that are agents.
+    pub workers: usize,
+}
+
+/// Counts the children (OTP `count_children`).
+#[derive(Debug, Message)]
+#[rtype(result = "ChildCounts")]
+pub struct CountChildren;
+
+impl Handler<CountChildren> for Supervisor {
+    type Result = MessageResult<CountChildren>;
+
+    fn handle(&mut self, _: CountChildren, _ctx: &mut Context<Self>) -> Self::Result {
+        let running: Vec<_> = self.children.iter().filter_map(|c| c.control.as_ref()).collect();
+        let supervisors = running.iter().filter(|c| c.is_supervisor()).count();
+        MessageResult(ChildCounts {
+            specs: self.children.len(),
+            active: running.len(),
+            supervisors,
+            workers: running.len() - supervisors,
+        })
+    }
+}
+
+/// Why a supervisor operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// No child with that id.
+    #[error("no child `{0}`")]
+    NoSuchChild(String),
+    /// A child with that id exists already.
+    #[error("a child `{0}` exists already")]
+    AlreadyExists(String),
+    /// The child is already running.
+    #[error("child `{0}` is already running")]
+    AlreadyRunning(String),
+    /// The child did not start or stop cleanly.
+    #[error("child `{id}`: {reason}")]
+    Child {
+        /// The child.
+        id: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Adds and starts a child at the end of the start order (OTP `start_child`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SupervisorError>")]
+pub struct StartChild(pub ChildSpec);
+
+impl Handler<StartChild> for Supervisor {
+    type Result = AtomicResponse<Self, Result<(), SupervisorError>>;
+
+    fn handle(&mut self, StartChild(spec): StartChild, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.children.iter().any(|c| c.spec.id == spec.id) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(SupervisorError::AlreadyExists(spec.id)))));
+        }
+        let index = self.children.len();
+        self.children.push(Child { spec, control: None, generation: 0 });
+        let startup = self.start_children(index);
+        AtomicResponse::new(Box::pin(startup.into_actor(self).map(|failures, _, _| {
+            match failures.into_iter().next() {
+                None => Ok(()),
+                Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
+            }
+        })))
+    }
+}
+
+/// Stops a child and keeps its spec, so it can be restarted (OTP `terminate_child`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SupervisorError>")]
+pub struct TerminateChild(pub String);
+
+impl Handler<TerminateChild> for Supervisor {
+    type Result = AtomicResponse<Self, Result<(), SupervisorError>>;
+
+    fn handle(&mut self, TerminateChild(id): TerminateChild, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(child) = self.children.iter_mut().find(|c| c.spec.id == id) else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(SupervisorError::NoSuchChild(id)))));
+        };
+        let Some(control) = child.control.take() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        };
+        let timeout = child.spec.shutdown_timeout;
+        AtomicResponse::new(
+            Box::pin(
+                async move {
+                    control.shutdown(timeout).await.map_err(|reason| SupervisorError::Child { id, reason })
+                }
+                .into_actor(self),
+            ),
+        )
+    }
+}
+
+/// Starts a terminated child again from its spec (OTP `restart_child`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SupervisorError>")]
+pub struct RestartChild(pub String);
+
+impl Handler<RestartChild> for Supervisor {
+    type Result = AtomicResponse<Self, Result<(), SupervisorError>>;
+
+    fn handle(&mut self, RestartChild(id): RestartChild, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(index) = self.children.iter().position(|c| c.spec.id == id) else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(SupervisorError::NoSuchChild(id)))));
+        };
+        if self.children[index].control.is_some() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(SupervisorError::AlreadyRunning(id)))));
+        }
+        if self.children[index].spec.nested_ids.is_some() {
+            let reason = "a terminated supervisor child cannot be started again; add a new one".to_owned();
+            return AtomicResponse::new(Box::pin(fut::ready(Err(SupervisorError::Child { id, reason }))));
+        }
+        // Only this child: `start_children` skips the ones already running.
+        let startup = self.start_children(index);
+        AtomicResponse::new(Box::pin(startup.into_actor(self).map(|failures, _, _| {
+            match failures.into_iter().next() {
+                None => Ok(()),
+                Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
+            }
+        })))
+    }
+}
