@@ -248,13 +248,16 @@ impl ChildControl for SupervisorChild {
     }
 }
 
+/// Typed agent addresses by id, in start order.
+pub(crate) type Registry = Arc<Mutex<Vec<(String, Box<dyn Any + Send>)>>>;
+
 /// Everything a child needs from its supervisor to start.
 #[derive(Clone)]
 pub(crate) struct Environment {
     pub(crate) shared: SharedState,
     pub(crate) events: EventBus,
     /// Typed addresses of every agent in the tree, by id (`Runtime::addr`).
-    pub(crate) registry: Arc<Mutex<Vec<(String, Box<dyn Any + Send>)>>>,
+    pub(crate) registry: Registry,
 }
 
 type Spawn = Box<
@@ -287,7 +290,7 @@ impl ChildSpec {
     pub fn agent<A: Agent>(id: impl Into<String>, factory: impl Fn() -> A + 'static) -> Self {
         let id = id.into();
         let settings = A::settings();
-        let factory = Arc::new(factory);
+        let factory = Rc::new(factory);
         let child_id = id.clone();
         let spawn: Spawn = Box::new(move |env, supervisor| {
             let (ready, started) = tokio::sync::oneshot::channel();
@@ -324,11 +327,11 @@ impl ChildSpec {
     pub fn supervisor(spec: SupervisorSpec) -> Self {
         let id = spec.name.clone();
         let nested_ids = Some(spec.all_ids());
-        let spec = Arc::new(Mutex::new(Some(spec)));
+        let spec = std::cell::RefCell::new(Some(spec));
         let spawn: Spawn = Box::new(move |env, parent| {
             let (ready, started) = tokio::sync::oneshot::channel();
             // A supervisor child is spawned once; restarts restart its subtree in place.
-            let spec = spec.lock().expect("spec lock").take().expect("a supervisor child is spawned once");
+            let spec = spec.borrow_mut().take().expect("a supervisor child is spawned once");
             let addr = Supervisor::new(spec, env.clone(), Some(parent), ready).start();
             let started: LocalFuture<Result<(), String>> = Box::pin(async move {
                 match started.await {
@@ -715,9 +718,8 @@ impl Handler<FixParked> for Supervisor {
         AtomicResponse::new(Box::pin(
             async move {
                 for control in controls {
-                    if control.is_supervisor() {
-                        control.fix().await?;
-                    } else if control.statuses().await.iter().any(|s| s.state == State::Manual) {
+                    let parked = control.statuses().await.iter().any(|s| s.state == State::Manual);
+                    if control.is_supervisor() || parked {
                         control.fix().await?;
                     }
                 }
