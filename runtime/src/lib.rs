@@ -1,4 +1,8 @@
 //! Vigil's agent runtime.
+
+// The derive emits `::vigil_runtime::...` paths; this makes them resolve in here too.
+extern crate self as vigil_runtime;
+
 pub mod agent;
 pub mod context;
 pub mod events;
@@ -6,6 +10,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod runtime;
 pub mod supervisor;
+pub mod testkit;
 
 pub use agent::{Agent, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart};
 pub use context::AgentContext;

@@ -83,13 +83,17 @@ impl std::fmt::Debug for RuntimeBuilder {
 impl RuntimeBuilder {
     /// Adds an agent under its derived name, built by `factory` (called again on
     /// every restart, so each restart starts from fresh state).
-    pub fn agent<A: Agent>(self, factory: impl Fn() -> A + 'static) -> Self {
+    pub fn agent<A: Agent>(self, factory: impl Fn() -> A + Send + Sync + 'static) -> Self {
         let id = A::settings().name.to_owned();
         self.agent_with_id(id, factory)
     }
 
     /// Adds an agent under an explicit id (several agents of one type).
-    pub fn agent_with_id<A: Agent>(self, id: impl Into<String>, factory: impl Fn() -> A + 'static) -> Self {
+    pub fn agent_with_id<A: Agent>(
+        self,
+        id: impl Into<String>,
+        factory: impl Fn() -> A + Send + Sync + 'static,
+    ) -> Self {
         self.child(ChildSpec::agent(id, factory))
     }
 

@@ -260,8 +260,10 @@ pub(crate) struct Environment {
     pub(crate) registry: Registry,
 }
 
+/// Spawns a child (on the supervisor's thread); `Send` so specs can travel in messages.
 type Spawn = Box<
-    dyn Fn(&Environment, Recipient<ChildExited>) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>),
+    dyn Fn(&Environment, Recipient<ChildExited>) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>)
+        + Send,
 >;
 
 /// One child of a supervisor: what it is, how to start it, when to restart it.
@@ -287,10 +289,10 @@ impl std::fmt::Debug for ChildSpec {
 impl ChildSpec {
     /// An agent child built by `factory` (called again for every restart). Its restart
     /// type and shutdown timeout come from the agent's settings.
-    pub fn agent<A: Agent>(id: impl Into<String>, factory: impl Fn() -> A + 'static) -> Self {
+    pub fn agent<A: Agent>(id: impl Into<String>, factory: impl Fn() -> A + Send + Sync + 'static) -> Self {
         let id = id.into();
         let settings = A::settings();
-        let factory = Rc::new(factory);
+        let factory = Arc::new(factory);
         let child_id = id.clone();
         let spawn: Spawn = Box::new(move |env, supervisor| {
             let (ready, started) = tokio::sync::oneshot::channel();
@@ -327,11 +329,11 @@ impl ChildSpec {
     pub fn supervisor(spec: SupervisorSpec) -> Self {
         let id = spec.name.clone();
         let nested_ids = Some(spec.all_ids());
-        let spec = std::cell::RefCell::new(Some(spec));
+        let spec = Mutex::new(Some(spec));
         let spawn: Spawn = Box::new(move |env, parent| {
             let (ready, started) = tokio::sync::oneshot::channel();
             // A supervisor child is spawned once; restarts restart its subtree in place.
-            let spec = spec.borrow_mut().take().expect("a supervisor child is spawned once");
+            let spec = spec.lock().expect("spec lock").take().expect("a supervisor child is spawned once");
             let addr = Supervisor::new(spec, env.clone(), Some(parent), ready).start();
             let started: LocalFuture<Result<(), String>> = Box::pin(async move {
                 match started.await {

@@ -1,0 +1,372 @@
+//! Supervision under simulated failures: strategies, restart types, intensity and
+//! escalation, panics in every hook, hung shutdowns, restart storms, and a seeded
+//! random run over a three-level tree. Every wait is on an event, with a timeout as a
+//! safety net; nothing sleeps to wait.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use vigil_persistence::shared_state::EventFilter;
+use vigil_runtime::supervisor::{ChildSpec, CountChildren, Strategy, SupervisorSpec, WhichChildren};
+use vigil_runtime::testkit::{Fault, FaultPlan, FaultyAgent, memory_state, wait_until_active};
+use vigil_runtime::{
+    Agent, AgentContext, AgentError, AgentMessage, AgentResult, EventBus, EventKind, Handles, Restart,
+    RestartIntensity, Runtime, State,
+};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn faulty(plan: &FaultPlan, id: &str) -> ChildSpec {
+    let plan = plan.clone();
+    ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
+}
+
+fn generous() -> RestartIntensity {
+    RestartIntensity::new(1_000, Duration::from_secs(60))
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+/// Starts a root supervisor with `strategy` over children a, b, c, injects one panic
+/// into b, and returns how many restarts each child saw once all are active again.
+async fn restarts_after_b_fails(strategy: Strategy) -> HashMap<String, u64> {
+    let plan = FaultPlan::new().at_cycle("b", 3, Fault::Panic);
+    let runtime = Runtime::builder(memory_state().await)
+        .strategy(strategy)
+        .intensity(generous())
+        .child(faulty(&plan, "a"))
+        .child(faulty(&plan, "b"))
+        .child(faulty(&plan, "c"))
+        .start()
+        .await
+        .unwrap();
+    let mut events = runtime.subscribe();
+    events
+        .wait_for(LIMIT, |e| e.agent_id == "b" && matches!(e.kind, EventKind::Restarted { .. }))
+        .await
+        .unwrap();
+    wait_until_active(&runtime, LIMIT).await.unwrap();
+    let restarts = runtime.statuses().await.into_iter().map(|s| (s.agent_id, s.restarts)).collect();
+    runtime.shutdown().await;
+    restarts
+}
+
+#[actix_rt::test]
+async fn one_for_one_restarts_only_the_failed_child() {
+    let restarts = restarts_after_b_fails(Strategy::OneForOne).await;
+    assert_eq!((restarts["a"], restarts["b"], restarts["c"]), (0, 1, 0));
+}
+
+#[actix_rt::test]
+async fn one_for_all_restarts_every_child() {
+    let restarts = restarts_after_b_fails(Strategy::OneForAll).await;
+    assert_eq!((restarts["a"], restarts["b"], restarts["c"]), (1, 1, 1));
+}
+
+#[actix_rt::test]
+async fn rest_for_one_restarts_the_failed_child_and_later_ones() {
+    let restarts = restarts_after_b_fails(Strategy::RestForOne).await;
+    assert_eq!((restarts["a"], restarts["b"], restarts["c"]), (0, 1, 1));
+}
+
+#[actix_rt::test]
+async fn one_for_all_restarts_in_start_order() {
+    let plan = FaultPlan::new().at_cycle("c", 2, Fault::Error);
+    let events = EventBus::default();
+    let mut stream = events.subscribe();
+    let runtime = Runtime::builder(memory_state().await)
+        .events(events)
+        .strategy(Strategy::OneForAll)
+        .intensity(generous())
+        .child(faulty(&plan, "a"))
+        .child(faulty(&plan, "b"))
+        .child(faulty(&plan, "c"))
+        .start()
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let event = stream.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { .. })).await.unwrap();
+        order.push(event.agent_id);
+    }
+    assert_eq!(order, ["a", "b", "c"]);
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn restart_types_permanent_transient_temporary() {
+    let plan = FaultPlan::new()
+        .at_cycle("perm", 2, Fault::Panic)
+        .at_cycle("trans", 2, Fault::Panic)
+        .at_cycle("temp", 2, Fault::Panic);
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .child(faulty(&plan, "perm").restart(Restart::Permanent))
+        .child(faulty(&plan, "trans").restart(Restart::Transient))
+        .child(faulty(&plan, "temp").restart(Restart::Temporary))
+        .start()
+        .await
+        .unwrap();
+    let mut events = runtime.subscribe();
+    events.wait_for_state("temp", State::Shutdown, LIMIT).await.expect("a temporary child is not restarted");
+    let children = runtime.root().send(WhichChildren).await.unwrap();
+    let temp = children.iter().find(|c| c.id == "temp").unwrap();
+    assert!(!temp.running);
+    assert_eq!(temp.restart, Restart::Temporary);
+    for id in ["perm", "trans"] {
+        if runtime.statuses().await.iter().any(|s| s.agent_id == id && s.restarts == 0) {
+            events
+                .wait_for(LIMIT, |e| e.agent_id == id && matches!(e.kind, EventKind::Restarted { .. }))
+                .await
+                .unwrap();
+        }
+    }
+    let counts = runtime.root().send(CountChildren).await.unwrap();
+    assert_eq!((counts.specs, counts.active, counts.workers, counts.supervisors), (3, 2, 2, 0));
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn nested_intensity_exceeded_escalates_and_the_parent_restarts_the_subtree() {
+    // `inner` allows one restart per minute; x fails twice, so inner escalates and the
+    // root (one_for_one) restarts inner's whole subtree: y is restarted with it.
+    let plan = FaultPlan::new().at_cycle("x", 2, Fault::Panic).at_cycle("x", 4, Fault::Panic);
+    let inner = SupervisorSpec::new("inner", Strategy::OneForOne)
+        .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
+        .child(faulty(&plan, "x"))
+        .child(faulty(&plan, "y"));
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .child(faulty(&plan, "top"))
+        .supervisor(inner)
+        .start()
+        .await
+        .unwrap();
+    let mut events = runtime.subscribe();
+    let escalation = events
+        .wait_for(LIMIT, |e| e.agent_id == "inner" && matches!(e.kind, EventKind::Failure { .. }))
+        .await
+        .expect("inner escalated");
+    assert!(matches!(escalation.cause, vigil_runtime::Cause::Escalation { .. }));
+    events
+        .wait_for(LIMIT, |e| e.agent_id == "y" && matches!(e.kind, EventKind::Restarted { .. }))
+        .await
+        .unwrap();
+    wait_until_active(&runtime, LIMIT).await.unwrap();
+    let restarts: HashMap<_, _> =
+        runtime.statuses().await.into_iter().map(|s| (s.agent_id, s.restarts)).collect();
+    assert_eq!(restarts["top"], 0, "the parent restarted only the escalating subtree");
+    assert_eq!(restarts["y"], 1);
+    assert_eq!(restarts["x"], 2, "once by inner, once with the subtree");
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
+    let plan = FaultPlan::new().at_cycle("w", 1, Fault::Panic).at_cycle("w", 2, Fault::Panic);
+    let state = memory_state().await;
+    let runtime = Runtime::builder(state.clone())
+        .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
+        .child(faulty(&plan, "w"))
+        .child(faulty(&plan, "bystander"))
+        .start()
+        .await
+        .unwrap();
+    let mut events = runtime.subscribe();
+    let parked = events.wait_for_state("w", State::Manual, LIMIT).await.unwrap();
+    let vigil_runtime::Cause::Escalation { reason } = &parked.cause else { panic!("{:?}", parked.cause) };
+    assert!(reason.contains("restart intensity exceeded"), "{reason}");
+    assert_eq!(state.get_agent("w").await.unwrap().unwrap().status.as_deref(), Some("manual"));
+    let bystander = runtime.statuses().await.into_iter().find(|s| s.agent_id == "bystander").unwrap();
+    assert_eq!(
+        bystander.state,
+        State::Active,
+        "one_for_one parks only the failing agent; the runtime keeps running"
+    );
+    runtime.root().send(vigil_runtime::supervisor::FixParked).await.unwrap().unwrap();
+    wait_until_active(&runtime, LIMIT).await.unwrap();
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_panic_in_initialize_is_a_failure_and_is_retried() {
+    let plan = FaultPlan::new().on_initialize("w", Fault::Panic, 1);
+    let runtime =
+        Runtime::builder(memory_state().await).intensity(generous()).child(faulty(&plan, "w")).start().await;
+    // The first start failed in initialize: reported, not hidden.
+    let error = runtime.unwrap_err();
+    assert!(error.to_string().contains("injected panic in w.initialize"), "{error}");
+
+    // Under a supervisor that is already running, a failing initialize is restarted.
+    let plan = FaultPlan::new().on_initialize("late", Fault::Error, 2);
+    let runtime = Runtime::builder(memory_state().await).intensity(generous()).start().await.unwrap();
+    let mut events = runtime.subscribe();
+    let started =
+        runtime.root().send(vigil_runtime::supervisor::StartChild(faulty(&plan, "late"))).await.unwrap();
+    assert!(started.is_err(), "start_child reports the failed initialize");
+    events.wait_for_state("late", State::Active, LIMIT).await.expect("restarted until initialize succeeded");
+    assert_eq!(plan.injected(), 2);
+    runtime.shutdown().await;
+}
+
+/// Panics when asked to.
+#[derive(vigil_runtime::Agent, Default)]
+#[agent(name = "fragile", cycle = "1h")]
+struct Fragile {
+    handled: u32,
+}
+
+impl Agent for Fragile {
+    async fn cycle(&mut self, _ctx: &AgentContext) -> AgentResult {
+        Ok(())
+    }
+}
+
+struct Poke {
+    panic: bool,
+}
+
+impl AgentMessage for Poke {
+    type Reply = u32;
+}
+
+impl Handles<Poke> for Fragile {
+    async fn handle(&mut self, poke: Poke, _ctx: &AgentContext) -> Result<u32, AgentError> {
+        assert!(!poke.panic, "poked to death");
+        self.handled += 1;
+        Ok(self.handled)
+    }
+}
+
+#[actix_rt::test]
+async fn a_panic_in_a_message_handler_restarts_with_fresh_state() {
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .agent(Fragile::default)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(runtime.ask::<Fragile, _>("fragile", Poke { panic: false }).await.unwrap(), 1);
+    assert_eq!(runtime.ask::<Fragile, _>("fragile", Poke { panic: false }).await.unwrap(), 2);
+    let mut events = runtime.subscribe();
+    let failed = runtime.ask::<Fragile, _>("fragile", Poke { panic: true }).await.unwrap_err();
+    assert!(failed.to_string().contains("poked to death"), "{failed}");
+    events.wait_for_state("fragile", State::Active, LIMIT).await.unwrap();
+    assert_eq!(runtime.ask::<Fragile, _>("fragile", Poke { panic: false }).await.unwrap(), 1, "fresh state");
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_hung_agent_is_stopped_at_its_shutdown_timeout() {
+    let plan = FaultPlan::new().at_cycle("stuck", 1, Fault::Hang);
+    let runtime = Runtime::builder(memory_state().await).child(faulty(&plan, "stuck")).start().await.unwrap();
+    let mut events = runtime.subscribe();
+    // Wait until the hanging cycle has begun (it holds the agent for good).
+    while plan.cycles("stuck") == 0 {
+        events.wait_for(LIMIT, |_| true).await.ok();
+    }
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(LIMIT, runtime.shutdown()).await.expect("shutdown finished");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped at its 200 ms timeout, not hung: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.stopped, ["stuck"]);
+}
+
+#[actix_rt::test]
+async fn a_restart_storm_stays_consistent() {
+    // Fails every cycle; 200 restarts in a row.
+    let plan = FaultPlan::seeded(7, 1.0);
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(
+            RestartIntensity::new(100_000, Duration::from_secs(60))
+                .with_backoff(Duration::ZERO, Duration::ZERO),
+        )
+        .child(faulty(&plan, "storm"))
+        .start()
+        .await;
+    // The very first cycle may already have failed; the runtime started regardless.
+    let runtime = runtime.unwrap();
+    let mut events = runtime.subscribe();
+    let mut restarts = 0;
+    while restarts < 200 {
+        events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { .. })).await.unwrap();
+        restarts += 1;
+    }
+    plan.disable();
+    wait_until_active(&runtime, LIMIT).await.unwrap();
+    let status = runtime.statuses().await.pop().unwrap();
+    assert!(status.restarts >= 200, "{status:?}");
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_seeded_random_run_of_a_thousand_faults_over_three_levels() {
+    const SEED: u64 = 0x5eed;
+    let plan = FaultPlan::seeded(SEED, 0.2);
+    let leaf = |name: &str, strategy, ids: [&str; 2]| {
+        SupervisorSpec::new(name, strategy)
+            .intensity(
+                RestartIntensity::new(3, Duration::from_millis(200))
+                    .with_backoff(Duration::ZERO, Duration::from_millis(2)),
+            )
+            .child(faulty(&plan, ids[0]))
+            .child(faulty(&plan, ids[1]))
+    };
+    let middle = SupervisorSpec::new("middle", Strategy::OneForAll)
+        .intensity(
+            RestartIntensity::new(50, Duration::from_secs(1))
+                .with_backoff(Duration::ZERO, Duration::from_millis(2)),
+        )
+        .child(ChildSpec::supervisor(leaf("leaf-a", Strategy::RestForOne, ["a1", "a2"])))
+        .child(ChildSpec::supervisor(leaf("leaf-b", Strategy::OneForOne, ["b1", "b2"])))
+        .child(faulty(&plan, "m1"));
+    let events = EventBus::new(1 << 18);
+    let mut stream = events.subscribe();
+    let state = memory_state().await;
+    let runtime = Runtime::builder(state.clone())
+        .events(events)
+        .intensity(
+            RestartIntensity::new(1_000_000, Duration::from_secs(1))
+                .with_backoff(Duration::ZERO, Duration::ZERO),
+        )
+        .child(faulty(&plan, "r1"))
+        .supervisor(middle)
+        .start()
+        .await
+        .unwrap();
+    // Count every transition published while the faults run.
+    let mut transitions = 0u64;
+    while plan.injected() < 1_000 {
+        match stream.wait_for(LIMIT, |_| true).await {
+            Ok(event) if event.entered().is_some() => transitions += 1,
+            Ok(_) => {}
+            Err(e) => panic!("seed {SEED:#x}: {e} after {} faults", plan.injected()),
+        }
+    }
+    plan.disable();
+    wait_until_active(&runtime, LIMIT)
+        .await
+        .unwrap_or_else(|e| panic!("seed {SEED:#x}: not all active: {e}"));
+    let statuses = runtime.statuses().await;
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
+    assert!(statuses.iter().all(|s| s.state == State::Active), "{statuses:?}");
+    // Drain what is left on the stream, then compare with what was persisted.
+    while let Ok(event) = stream.wait_for(Duration::from_millis(200), |_| true).await {
+        if event.entered().is_some() {
+            transitions += 1;
+        }
+    }
+    let persisted = state
+        .recent_events(EventFilter {
+            event_type: Some("state_transition".into()),
+            limit: Some(1_000_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len() as u64;
+    assert_eq!(persisted, transitions, "every published transition was persisted, and only those");
+    runtime.shutdown().await;
+}
