@@ -3,6 +3,7 @@
 
 use vigil_persistence::SharedState;
 
+use crate::control::RuntimeControl;
 use crate::events::EventBus;
 
 /// What a hook can reach. Cheap to clone.
@@ -11,11 +12,23 @@ pub struct AgentContext {
     agent_id: String,
     shared: SharedState,
     events: EventBus,
+    control: RuntimeControl,
 }
 
 impl AgentContext {
-    pub(crate) fn new(agent_id: String, shared: SharedState, events: EventBus) -> Self {
-        Self { agent_id, shared, events }
+    pub(crate) fn new(
+        agent_id: String,
+        shared: SharedState,
+        events: EventBus,
+        control: RuntimeControl,
+    ) -> Self {
+        Self { agent_id, shared, events, control }
+    }
+
+    /// The control plane: statuses of other agents, restarts through their
+    /// supervisors, fixes of parked agents.
+    pub fn control(&self) -> &RuntimeControl {
+        &self.control
     }
 
     /// The agent's id (`agents.agent_id`).

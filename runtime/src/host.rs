@@ -141,6 +141,7 @@ pub(crate) struct HostParts<A: Agent> {
     pub(crate) supervisor: Recipient<ChildExited>,
     pub(crate) shared: SharedState,
     pub(crate) events: EventBus,
+    pub(crate) control: crate::control::RuntimeControl,
     pub(crate) ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
@@ -153,7 +154,7 @@ impl<A: Agent> AgentHost<A> {
             generation: Rc::new(Cell::new(0)),
             agent: Rc::new(tokio::sync::Mutex::new(first)),
             factory: parts.factory,
-            ctx: AgentContext::new(parts.id.clone(), parts.shared, parts.events),
+            ctx: AgentContext::new(parts.id.clone(), parts.shared, parts.events, parts.control),
             id: parts.id,
             supervisor: parts.supervisor,
             last_payload: None,

@@ -5,6 +5,7 @@ extern crate self as vigil_runtime;
 
 pub mod agent;
 pub mod context;
+pub mod control;
 pub mod events;
 pub mod host;
 pub mod lifecycle;
@@ -14,6 +15,7 @@ pub mod testkit;
 
 pub use agent::{Agent, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart};
 pub use context::AgentContext;
+pub use control::{ControlError, RuntimeControl};
 pub use events::{EventBus, EventKind, EventStream, LifecycleEvent};
 pub use host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
 pub use lifecycle::{Cause, LifecycleError, State, Transition, Trigger, next_state};

@@ -36,6 +36,7 @@ use actix::prelude::*;
 use vigil_persistence::SharedState;
 
 use crate::agent::Agent;
+use crate::control::RuntimeControl;
 use crate::events::{EventBus, EventStream};
 use crate::host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
 use crate::lifecycle::{LifecycleError, LifecycleMessage, Transition};
@@ -143,7 +144,8 @@ impl RuntimeBuilder {
                 return Err(RuntimeError::DuplicateId(id));
             }
         }
-        let env = Environment { shared: self.shared, events: self.events, registry: Arc::default() };
+        let control = RuntimeControl::new(Arc::default());
+        let env = Environment { shared: self.shared, events: self.events, control };
         let (ready, started) = tokio::sync::oneshot::channel();
         let root = Supervisor::new(self.top, env.clone(), None, ready).start();
         let runtime = Runtime { inner: Arc::new(RuntimeInner { env, root }) };
@@ -220,7 +222,12 @@ impl Runtime {
 
     /// The ids of every agent in the tree, in start order.
     pub fn agent_ids(&self) -> Vec<String> {
-        self.inner.env.registry.lock().expect("registry lock").iter().map(|(id, _)| id.clone()).collect()
+        self.inner.env.control.agent_ids()
+    }
+
+    /// Type-erased control by agent id (restart, stop, fix, statuses).
+    pub fn control(&self) -> &RuntimeControl {
+        &self.inner.env.control
     }
 
     /// A snapshot of every agent, in start order.
@@ -230,8 +237,8 @@ impl Runtime {
 
     /// The address of agent `id` of type `A`.
     pub fn addr<A: Agent>(&self, id: &str) -> Option<Addr<AgentHost<A>>> {
-        let registry = self.inner.env.registry.lock().expect("registry lock");
-        registry.iter().find(|(key, _)| key == id)?.1.downcast_ref::<Addr<AgentHost<A>>>().cloned()
+        let registry = self.inner.env.control.registry().lock().expect("registry lock");
+        registry.iter().find(|e| e.id == id)?.addr.downcast_ref::<Addr<AgentHost<A>>>().cloned()
     }
 
     /// Sends a typed message to agent `id` and awaits its reply.

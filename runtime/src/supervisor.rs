@@ -42,7 +42,6 @@
 //!     .child(ChildSpec::agent("parser", Parser::default));
 //! ```
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -54,6 +53,7 @@ use actix::prelude::*;
 use vigil_persistence::SharedState;
 
 use crate::agent::{Agent, Restart};
+use crate::control::ControlEntry;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
 use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent};
 use crate::lifecycle::{Cause, ManualFixed, ShutdownRequest, State};
@@ -248,22 +248,18 @@ impl ChildControl for SupervisorChild {
     }
 }
 
-/// Typed agent addresses by id, in start order.
-pub(crate) type Registry = Arc<Mutex<Vec<(String, Box<dyn Any + Send>)>>>;
-
 /// Everything a child needs from its supervisor to start.
 #[derive(Clone)]
 pub(crate) struct Environment {
     pub(crate) shared: SharedState,
     pub(crate) events: EventBus,
     /// Typed addresses of every agent in the tree, by id (`Runtime::addr`).
-    pub(crate) registry: Registry,
+    pub(crate) control: crate::control::RuntimeControl,
 }
 
 /// Spawns a child (on the supervisor's thread); `Send` so specs can travel in messages.
 type Spawn = Box<
-    dyn Fn(&Environment, Recipient<ChildExited>) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>)
-        + Send,
+    dyn Fn(&Environment, Addr<Supervisor>) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>) + Send,
 >;
 
 /// One child of a supervisor: what it is, how to start it, when to restart it.
@@ -294,21 +290,29 @@ impl ChildSpec {
         let settings = A::settings();
         let factory = Arc::new(factory);
         let child_id = id.clone();
-        let spawn: Spawn = Box::new(move |env, supervisor| {
+        let spawn: Spawn = Box::new(move |env, owner| {
             let (ready, started) = tokio::sync::oneshot::channel();
             let factory = factory.clone();
             let parts = HostParts {
                 id: child_id.clone(),
                 factory: Box::new(move || factory()),
-                supervisor,
+                supervisor: owner.clone().recipient(),
                 shared: env.shared.clone(),
                 events: env.events.clone(),
+                control: env.control.clone(),
                 ready,
             };
             let addr = AgentHost::new(parts).start();
-            let mut registry = env.registry.lock().expect("registry lock");
-            registry.retain(|(id, _)| *id != child_id);
-            registry.push((child_id.clone(), Box::new(addr.clone())));
+            let entry = ControlEntry {
+                id: child_id.clone(),
+                addr: Box::new(addr.clone()),
+                status: addr.clone().recipient(),
+                fix: addr.clone().recipient(),
+                owner,
+            };
+            let mut registry = env.control.registry().lock().expect("registry lock");
+            registry.retain(|e| e.id != child_id);
+            registry.push(entry);
             drop(registry);
             let started: LocalFuture<Result<(), String>> =
                 Box::pin(
@@ -334,7 +338,7 @@ impl ChildSpec {
             let (ready, started) = tokio::sync::oneshot::channel();
             // A supervisor child is spawned once; restarts restart its subtree in place.
             let spec = spec.lock().expect("spec lock").take().expect("a supervisor child is spawned once");
-            let addr = Supervisor::new(spec, env.clone(), Some(parent), ready).start();
+            let addr = Supervisor::new(spec, env.clone(), Some(parent.recipient()), ready).start();
             let started: LocalFuture<Result<(), String>> = Box::pin(async move {
                 match started.await {
                     Ok(failures) if failures.is_empty() => Ok(()),
@@ -476,7 +480,8 @@ impl Supervisor {
 
     /// Starts children `from..` in order, each reaching `active` before the next.
     fn start_children(&mut self, from: usize) -> LocalFuture<Vec<(String, String)>> {
-        let me = self.recipient();
+        // Only called from inside the actor, where the address exists.
+        let me = self.self_addr.clone().expect("supervisor started");
         let mut startups = Vec::new();
         for child in &mut self.children[from..] {
             if child.control.is_some() {
@@ -497,11 +502,6 @@ impl Supervisor {
             }
             failures
         })
-    }
-
-    fn recipient(&self) -> Recipient<ChildExited> {
-        // Only called from inside the actor, where the address exists.
-        self.self_addr.clone().expect("supervisor started").recipient()
     }
 
     /// The children a failure of child `index` restarts, per the strategy.
@@ -962,5 +962,32 @@ impl Handler<RestartChild> for Supervisor {
                 Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
             }
         })))
+    }
+}
+
+/// A restart asked for by an agent or operator ([`crate::RuntimeControl::restart`]):
+/// handled like a failure of the child, so strategy and intensity apply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SupervisorError>")]
+pub(crate) struct RestartRequested {
+    pub(crate) child_id: String,
+    pub(crate) reason: String,
+}
+
+impl Handler<RestartRequested> for Supervisor {
+    type Result = Result<(), SupervisorError>;
+
+    fn handle(&mut self, request: RestartRequested, ctx: &mut Context<Self>) -> Self::Result {
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.spec.id == request.child_id)
+            .ok_or_else(|| SupervisorError::NoSuchChild(request.child_id.clone()))?;
+        if self.children[index].control.is_none() {
+            return Err(SupervisorError::Child { id: request.child_id, reason: "terminated".into() });
+        }
+        tracing::info!(supervisor = %self.name, child = %request.child_id, reason = %request.reason, "restart requested");
+        self.on_failure(index, format!("restart requested: {}", request.reason), ctx);
+        Ok(())
     }
 }

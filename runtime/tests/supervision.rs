@@ -370,3 +370,32 @@ async fn a_seeded_random_run_of_a_thousand_faults_over_three_levels() {
     assert_eq!(persisted, transitions, "every published transition was persisted, and only those");
     runtime.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn the_control_plane_restarts_stops_and_fixes_by_id() {
+    let plan = FaultPlan::new();
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .child(faulty(&plan, "a"))
+        .child(faulty(&plan, "b"))
+        .start()
+        .await
+        .unwrap();
+    let control = runtime.control().clone();
+    let mut events = runtime.subscribe();
+    control.restart("a", "operator asked").await.unwrap();
+    let restarted = events
+        .wait_for(LIMIT, |e| e.agent_id == "a" && matches!(e.kind, EventKind::Restarted { .. }))
+        .await
+        .unwrap();
+    assert_eq!(restarted.cause, vigil_runtime::Cause::Restart { attempt: 1 });
+    events.wait_for_state("a", State::Active, LIMIT).await.unwrap();
+    assert_eq!(control.status("a").await.unwrap().restarts, 1);
+
+    control.stop("b").await.unwrap();
+    assert!(matches!(control.status("b").await, Err(vigil_runtime::ControlError::NotRunning(_))));
+    assert!(matches!(control.restart("ghost", "x").await, Err(vigil_runtime::ControlError::UnknownAgent(_))));
+    // ManualFixed is refused unless the agent is parked.
+    assert!(matches!(control.fix("a").await, Err(vigil_runtime::ControlError::Lifecycle(_))));
+    runtime.shutdown().await;
+}

@@ -1,0 +1,118 @@
+//! [`RuntimeControl`]: what an agent (or an operator tool) may ask of the running
+//! tree by agent id — statuses, restarts, parking, fixes — without knowing agent types.
+//!
+//! Requests go to the supervisor that owns the agent, so a requested restart follows
+//! that supervisor's strategy and counts against its restart intensity, exactly like
+//! a failure would: a health agent that keeps asking for restarts of a broken agent
+//! ends up escalating, not looping.
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+
+use crate::host::{AgentStatus, GetStatus};
+use crate::lifecycle::{LifecycleError, ManualFixed, Transition};
+use crate::supervisor::{RestartRequested, Supervisor, SupervisorError, TerminateChild};
+
+/// One agent as the control plane sees it.
+pub(crate) struct ControlEntry {
+    pub(crate) id: String,
+    /// The typed `Addr<AgentHost<A>>`, for `Runtime::addr`.
+    pub(crate) addr: Box<dyn std::any::Any + Send>,
+    pub(crate) status: Recipient<GetStatus>,
+    pub(crate) fix: Recipient<ManualFixed>,
+    pub(crate) owner: Addr<Supervisor>,
+}
+
+/// Every agent of the tree, in start order.
+pub(crate) type Registry = Arc<Mutex<Vec<ControlEntry>>>;
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No agent with that id.
+    #[error("no agent `{0}`")]
+    UnknownAgent(String),
+    /// The agent or its supervisor has stopped.
+    #[error("agent `{0}` is not running")]
+    NotRunning(String),
+    /// The supervisor refused or failed.
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    /// The lifecycle refused (e.g. ManualFixed on an agent that is not parked).
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+}
+
+/// Type-erased control of the running tree. Cheap to clone.
+#[derive(Clone)]
+pub struct RuntimeControl {
+    registry: Registry,
+}
+
+impl std::fmt::Debug for RuntimeControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeControl").field("agents", &self.agent_ids()).finish()
+    }
+}
+
+impl RuntimeControl {
+    pub(crate) fn new(registry: Registry) -> Self {
+        Self { registry }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The ids of every agent, in start order.
+    pub fn agent_ids(&self) -> Vec<String> {
+        self.registry.lock().expect("registry lock").iter().map(|e| e.id.clone()).collect()
+    }
+
+    fn with_entry<T>(&self, id: &str, f: impl FnOnce(&ControlEntry) -> T) -> Result<T, ControlError> {
+        let registry = self.registry.lock().expect("registry lock");
+        registry.iter().find(|e| e.id == id).map(f).ok_or_else(|| ControlError::UnknownAgent(id.into()))
+    }
+
+    /// A snapshot of one agent.
+    pub async fn status(&self, id: &str) -> Result<AgentStatus, ControlError> {
+        let request = self.with_entry(id, |e| e.status.send(GetStatus))?;
+        request.await.map_err(|_| ControlError::NotRunning(id.into()))
+    }
+
+    /// Snapshots of every running agent, in start order.
+    pub async fn statuses(&self) -> Vec<AgentStatus> {
+        let requests: Vec<_> =
+            self.registry.lock().expect("registry lock").iter().map(|e| e.status.send(GetStatus)).collect();
+        let mut statuses = Vec::with_capacity(requests.len());
+        for request in requests {
+            if let Ok(status) = request.await {
+                statuses.push(status);
+            }
+        }
+        statuses
+    }
+
+    /// Restarts an agent with fresh state through its supervisor, recording `reason`.
+    /// The supervisor's strategy and restart intensity apply.
+    pub async fn restart(&self, id: &str, reason: impl Into<String>) -> Result<(), ControlError> {
+        let request = self.with_entry(id, |e| {
+            e.owner.send(RestartRequested { child_id: id.into(), reason: reason.into() })
+        })?;
+        request.await.map_err(|_| ControlError::NotRunning(id.into()))?.map_err(ControlError::from)
+    }
+
+    /// Stops an agent through its supervisor (it is not restarted; its spec is kept).
+    pub async fn stop(&self, id: &str) -> Result<(), ControlError> {
+        let request = self.with_entry(id, |e| e.owner.send(TerminateChild(id.into())))?;
+        request.await.map_err(|_| ControlError::NotRunning(id.into()))?.map_err(ControlError::from)
+    }
+
+    /// Restarts an agent parked in `manual` (ManualFixed).
+    pub async fn fix(&self, id: &str) -> Result<Transition, ControlError> {
+        let request = self.with_entry(id, |e| e.fix.send(ManualFixed))?;
+        Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
+    }
+}
