@@ -82,6 +82,9 @@ impl<M: AgentMessage> Message for Ask<M> {
     type Result = Result<M::Reply, AskError>;
 }
 
+/// Longest an agent's `initialize` hook may run before it counts as failed.
+pub const INITIALIZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A snapshot of one agent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AgentStatus {
@@ -120,6 +123,8 @@ pub struct AgentHost<A: Agent> {
     cycles: Rc<Cell<u64>>,
     /// Set while a cycle runs: a tick that finds it set is skipped, not queued.
     cycle_running: Rc<Cell<bool>>,
+    /// The running cycle's future, cancelled when the instance is replaced.
+    cycle_handle: Option<SpawnHandle>,
     restarts: u64,
     overruns: u64,
     ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
@@ -160,6 +165,7 @@ impl<A: Agent> AgentHost<A> {
             last_payload: None,
             cycles: Rc::new(Cell::new(0)),
             cycle_running: Rc::new(Cell::new(false)),
+            cycle_handle: None,
             restarts: 0,
             overruns: 0,
             ready: Some(parts.ready),
@@ -212,11 +218,17 @@ impl<A: Agent> AgentHost<A> {
         })
     }
 
-    /// Runs `initialize` on the current agent instance.
+    /// Runs `initialize` on the current agent instance, within [`INITIALIZE_TIMEOUT`]:
+    /// an initialize that never returns is a failure, not a stuck supervisor.
     fn initialize(&self) -> impl Future<Output = Result<(), String>> + use<A> {
         let agent = self.agent.clone();
         let ctx = self.ctx.clone();
-        async move { run_hook(async move { agent.lock().await.initialize(&ctx).await }).await }
+        async move {
+            let hook = run_hook(async move { agent.lock().await.initialize(&ctx).await });
+            tokio::time::timeout(INITIALIZE_TIMEOUT, hook)
+                .await
+                .unwrap_or_else(|_| Err(format!("initialize did not finish within {INITIALIZE_TIMEOUT:?}")))
+        }
     }
 
     /// Boot: register, walk to `active`, start the timers.
@@ -291,7 +303,7 @@ impl<A: Agent> AgentHost<A> {
         let hook_ctx = self.ctx.clone();
         let generation = self.generation.get();
         let cycles = self.cycles.clone();
-        ctx.spawn(
+        let handle = ctx.spawn(
             async move {
                 let mut agent = agent.lock().await;
                 let started = Instant::now();
@@ -310,6 +322,7 @@ impl<A: Agent> AgentHost<A> {
                 Err(_) => {}
             }),
         );
+        self.cycle_handle = Some(handle);
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
@@ -372,13 +385,18 @@ impl<A: Agent> AgentHost<A> {
     /// under one_for_all / rest_for_one) through ErrorOccurred first; from `manual`
     /// through ManualFixed. Resolves to the new generation, or the reason it failed
     /// (the agent is then in `error`).
-    fn restart(&mut self, attempt: u32, cause: Cause) -> ResponseActFuture<Self, Result<u64, String>> {
+    fn restart(
+        &mut self,
+        attempt: u32,
+        cause: Cause,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<u64, String>> {
         let state = self.state.get();
         if state == State::Shutdown {
             return Box::pin(fut::ready(Err("the agent has shut down".into())));
         }
         if state == State::Manual {
-            return Box::pin(self.fix().map(|result, host: &mut Self, _| {
+            return Box::pin(self.fix(ctx).map(|result, host: &mut Self, _| {
                 result.map(|_| host.generation.get()).map_err(|e| e.to_string())
             }));
         }
@@ -390,20 +408,14 @@ impl<A: Agent> AgentHost<A> {
         } else {
             Box::pin(fut::ready(()))
         };
-        let fresh = (self.factory)();
-        let agent = self.agent.clone();
         Box::pin(
             into_error
                 .then(move |(), host: &mut Self, _| {
                     host.transition(Trigger::RecoveryStart, Cause::Restart { attempt })
                 })
-                .then(move |_, host: &mut Self, _| {
-                    let init = host.initialize();
-                    async move {
-                        *agent.lock().await = fresh;
-                        init.await
-                    }
-                    .into_actor(host)
+                .then(move |_, host: &mut Self, ctx| {
+                    host.replace_instance(ctx);
+                    host.initialize().into_actor(host)
                 })
                 .then(move |initialized, host: &mut Self, _| {
                     host.restarts += 1;
@@ -420,6 +432,17 @@ impl<A: Agent> AgentHost<A> {
                     })
                 }),
         )
+    }
+
+    /// Puts a fresh instance from the factory in place of the current one. A cycle of
+    /// the old instance that is still running (hung, say) is dropped, not waited for:
+    /// its database work runs on the store's runtime and is not cut half-way.
+    fn replace_instance(&mut self, ctx: &mut Context<Self>) {
+        if let Some(running) = self.cycle_handle.take() {
+            ctx.cancel_future(running);
+        }
+        self.cycle_running.set(false);
+        self.agent = Rc::new(tokio::sync::Mutex::new((self.factory)()));
     }
 
     /// Drives the agent to `manual` from wherever it is, recording `reason`.
@@ -444,17 +467,13 @@ impl<A: Agent> AgentHost<A> {
     }
 
     /// From `manual`: a fresh instance, initialize, ManualFixed.
-    fn fix(&mut self) -> impl ActorFuture<Self, Output = Result<Transition, LifecycleError>> + use<A> {
+    fn fix(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> impl ActorFuture<Self, Output = Result<Transition, LifecycleError>> + use<A> {
         self.generation.set(self.generation.get() + 1);
-        let fresh = (self.factory)();
-        let agent = self.agent.clone();
-        let init = self.initialize();
-        async move {
-            *agent.lock().await = fresh;
-            init.await
-        }
-        .into_actor(self)
-        .then(|initialized, host: &mut Self, _| {
+        self.replace_instance(ctx);
+        self.initialize().into_actor(self).then(|initialized, host: &mut Self, _| {
             host.restarts += 1;
             let fixed = host.transition(Trigger::ManualFixed, Cause::Requested);
             async move { initialized }.into_actor(host).then(|initialized, _, _| {
@@ -553,11 +572,11 @@ impl<A: Agent> Actor for AgentHost<A> {
 impl<A: Agent, M: LifecycleMessage> Handler<M> for AgentHost<A> {
     type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
 
-    fn handle(&mut self, message: M, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, message: M, ctx: &mut Context<Self>) -> Self::Result {
         let cause = message.cause();
         match M::TRIGGER {
             Trigger::ManualFixed if self.state.get() == State::Manual => {
-                AtomicResponse::new(Box::pin(self.fix()))
+                AtomicResponse::new(Box::pin(self.fix(ctx)))
             }
             Trigger::ShutdownRequest => {
                 AtomicResponse::new(Box::pin(self.transition(M::TRIGGER, cause).map(|result, host, ctx| {
@@ -624,8 +643,8 @@ pub(crate) struct RestartAgent {
 impl<A: Agent> Handler<RestartAgent> for AgentHost<A> {
     type Result = AtomicResponse<Self, Result<u64, String>>;
 
-    fn handle(&mut self, message: RestartAgent, _ctx: &mut Context<Self>) -> Self::Result {
-        AtomicResponse::new(self.restart(message.attempt, message.cause))
+    fn handle(&mut self, message: RestartAgent, ctx: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(self.restart(message.attempt, message.cause, ctx))
     }
 }
 

@@ -399,3 +399,30 @@ async fn the_control_plane_restarts_stops_and_fixes_by_id() {
     assert!(matches!(control.fix("a").await, Err(vigil_runtime::ControlError::Lifecycle(_))));
     runtime.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_hung_cycle_does_not_block_a_requested_restart() {
+    let plan = FaultPlan::new().at_cycle("stuck", 2, Fault::Hang);
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .child(faulty(&plan, "stuck"))
+        .start()
+        .await
+        .unwrap();
+    let mut events = runtime.subscribe();
+    while plan.cycles("stuck") < 2 {
+        events.wait_for(LIMIT, |_| true).await.ok();
+    }
+    // The hung cycle holds the old instance for good; the restart replaces it anyway.
+    runtime.control().restart("stuck", "hung").await.unwrap();
+    events
+        .wait_for(LIMIT, |e| e.agent_id == "stuck" && matches!(e.kind, EventKind::Restarted { .. }))
+        .await
+        .unwrap();
+    events.wait_for_state("stuck", State::Active, LIMIT).await.unwrap();
+    let before = plan.cycles("stuck");
+    while plan.cycles("stuck") < before + 3 {
+        events.wait_for(LIMIT, |_| true).await.ok();
+    }
+    runtime.shutdown().await;
+}
