@@ -426,3 +426,39 @@ async fn a_hung_cycle_does_not_block_a_requested_restart() {
     }
     runtime.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn messages_queued_behind_a_failing_one_are_refused_not_lost() {
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .agent(Fragile::default)
+        .start()
+        .await
+        .unwrap();
+    let addr = runtime.addr::<Fragile>("fragile").unwrap();
+    // Queue a fatal message and three more behind it before any is handled.
+    let fatal = addr.send(vigil_runtime::Ask(Poke { panic: true }));
+    let queued: Vec<_> = (0..3).map(|_| addr.send(vigil_runtime::Ask(Poke { panic: false }))).collect();
+    assert!(matches!(fatal.await.unwrap(), Err(vigil_runtime::AskError::Failed(_))));
+    for reply in queued {
+        // Each gets a typed answer: refused because the instance it was queued for failed.
+        let reply = reply.await.unwrap();
+        assert!(
+            matches!(
+                reply,
+                Err(vigil_runtime::AskError::Restarted) | Err(vigil_runtime::AskError::Unavailable(_))
+            ),
+            "{reply:?}"
+        );
+    }
+    let mut events = runtime.subscribe();
+    if runtime.statuses().await[0].state != State::Active {
+        events.wait_for_state("fragile", State::Active, LIMIT).await.unwrap();
+    }
+    assert_eq!(
+        runtime.ask::<Fragile, _>("fragile", Poke { panic: false }).await.unwrap(),
+        1,
+        "served by the fresh instance"
+    );
+    runtime.shutdown().await;
+}
