@@ -1,4 +1,5 @@
 //! Vigil's shared-state database.
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod models;

@@ -164,3 +164,23 @@ diesel::allow_tables_to_appear_in_same_query!(
     agent_communications,
     llm_conversations,
 );
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::sql_types::TsTz;
+
+    agent_commands (id) {
+        id -> Int4,
+        #[max_length = 255]
+        agent_id -> Varchar,
+        #[max_length = 20]
+        action -> Varchar,
+        #[max_length = 20]
+        status -> Varchar,
+        #[max_length = 255]
+        requested_by -> Nullable<Varchar>,
+        outcome -> Nullable<Text>,
+        created_at -> Nullable<TsTz>,
+        updated_at -> Nullable<TsTz>,
+    }
+}

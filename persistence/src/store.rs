@@ -327,6 +327,42 @@ impl Store {
         .await
     }
 
+    /// Listens on a PostgreSQL notification channel: each notification's payload
+    /// arrives on the returned receiver. The listener runs on the store's runtime on a
+    /// connection of its own and reconnects (with backoff) when that connection drops;
+    /// it ends when the receiver is dropped. `None` on SQLite, which has no
+    /// notifications (poll instead).
+    pub fn listen(&self, channel: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        let DatabaseConfig::Postgres { url, pool, .. } = &self.inner.config else { return None };
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let (url, policy, channel) = (url.clone(), pool.retry.clone(), channel.to_owned());
+        let runtime = self.inner.runtime.0.as_ref().expect("the runtime lives as long as the store");
+        runtime.spawn(async move {
+            use futures_util::StreamExt;
+            let mut failures = 0;
+            while !sender.is_closed() {
+                let listened = async {
+                    let mut conn = AsyncPgConnection::establish(url.expose()).await.map_err(StoreError::Connect)?;
+                    conn.batch_execute(&format!("LISTEN {channel}")).await?;
+                    let mut notifications = std::pin::pin!(conn.notifications_stream());
+                    while let Some(notification) = notifications.next().await {
+                        failures = 0;
+                        if sender.send(notification?.payload).await.is_err() {
+                            break; // nobody listens any more
+                        }
+                    }
+                    Ok::<_, StoreError>(())
+                };
+                if let Err(error) = listened.await {
+                    tracing::warn!(%channel, %error, "notification listener lost its connection; reconnecting");
+                    tokio::time::sleep(policy.backoff(failures)).await;
+                    failures = (failures + 1).min(10);
+                }
+            }
+        });
+        Some(receiver)
+    }
+
     /// Whether this store is on PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         matches!(self.inner.backend, Backend::Pg(_))

@@ -4,6 +4,7 @@
 extern crate self as vigil_runtime;
 
 pub mod agent;
+pub mod commands;
 pub mod context;
 pub mod control;
 pub mod events;

@@ -29,7 +29,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -73,6 +73,7 @@ pub struct RuntimeBuilder {
     events: EventBus,
     top: SupervisorSpec,
     start_timeout: Duration,
+    operator_commands: bool,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -129,6 +130,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Carries out operator commands from the database (`vigil agent restart|stop|fix`)
+    /// for this runtime's agents (default off; `vigil run` turns it on). See
+    /// [`crate::commands`].
+    pub fn operator_commands(mut self, enabled: bool) -> Self {
+        self.operator_commands = enabled;
+        self
+    }
+
     /// How long the whole tree may take to reach `active` at start (default 60 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -148,7 +157,7 @@ impl RuntimeBuilder {
         let env = Environment { shared: self.shared, events: self.events, control };
         let (ready, started) = tokio::sync::oneshot::channel();
         let root = Supervisor::new(self.top, env.clone(), None, ready).start();
-        let runtime = Runtime { inner: Arc::new(RuntimeInner { env, root }) };
+        let runtime = Runtime { inner: Arc::new(RuntimeInner { env, root, commands: Mutex::new(None) }) };
         let failure = match tokio::time::timeout(self.start_timeout, started).await {
             Ok(Ok(failures)) => failures
                 .into_iter()
@@ -164,6 +173,12 @@ impl RuntimeBuilder {
             runtime.shutdown().await;
             return Err(error);
         }
+        if self.operator_commands {
+            let env = &runtime.inner.env;
+            let processor =
+                crate::commands::spawn(env.shared.clone(), env.control.clone(), env.events.clone());
+            *runtime.inner.commands.lock().expect("commands lock") = Some(processor);
+        }
         Ok(runtime)
     }
 }
@@ -171,6 +186,8 @@ impl RuntimeBuilder {
 struct RuntimeInner {
     env: Environment,
     root: Addr<Supervisor>,
+    /// The operator command processor, when enabled; stopped at shutdown.
+    commands: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
 }
 
 /// A handle to a running supervision tree. Cheap to clone.
@@ -202,6 +219,7 @@ impl Runtime {
             events: EventBus::default(),
             top: SupervisorSpec::new("root", Strategy::OneForOne),
             start_timeout: Duration::from_secs(60),
+            operator_commands: false,
         }
     }
 
@@ -263,6 +281,9 @@ impl Runtime {
     /// Stops every agent in reverse start order, each through ShutdownRequest within
     /// its shutdown timeout (then killed), and flushes the persistence writer.
     pub async fn shutdown(&self) -> ShutdownReport {
+        if let Some(processor) = self.inner.commands.lock().expect("commands lock").take() {
+            processor.abort();
+        }
         let mut order = self.agent_ids();
         order.reverse();
         let failed = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();

@@ -1,0 +1,257 @@
+//! Operator commands to running agents, through the database.
+//!
+//! `vigil agent restart|stop|fix ID` in one shell reaches a `vigil run` in another —
+//! or on another machine — because the command is a row in `agent_commands`:
+//!
+//! ```text
+//!  vigil agent restart worker          runtime (command processor)
+//!  ──────────────────────────          ─────────────────────────────────────────
+//!  INSERT agent_commands (pending) ──▶ NOTIFY vigil_commands (PostgreSQL) or poll (SQLite)
+//!                                      claim: pending -> running (atomic)
+//!                                      RuntimeControl::restart(worker)
+//!  poll until done / failed       ◀── complete: done|failed + outcome
+//! ```
+//!
+//! Commands bypass the group-commit writer: submitting needs the new row's id, and a
+//! claim needs to know which rows it won — both are single atomic statements.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::schema::agent_commands;
+use crate::shared_state::SharedState;
+use crate::store::with_conn;
+use crate::types::Ts;
+
+/// The PostgreSQL notification channel raised on every new command.
+pub const COMMAND_CHANNEL: &str = "vigil_commands";
+
+/// What to do to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandAction {
+    /// Restart with fresh state through its supervisor.
+    Restart,
+    /// Stop it (it is not restarted).
+    Stop,
+    /// Restart an agent parked in `manual` (ManualFixed).
+    Fix,
+}
+
+impl CommandAction {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandAction::Restart => "restart",
+            CommandAction::Stop => "stop",
+            CommandAction::Fix => "fix",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "restart" => Some(CommandAction::Restart),
+            "stop" => Some(CommandAction::Stop),
+            "fix" => Some(CommandAction::Fix),
+            _ => None,
+        }
+    }
+}
+
+/// Where a command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandStatus {
+    /// Waiting for a runtime to pick it up.
+    Pending,
+    /// Claimed by a runtime.
+    Running,
+    /// Carried out.
+    Done,
+    /// Refused or failed; the outcome says why.
+    Failed,
+}
+
+impl CommandStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Running => "running",
+            CommandStatus::Done => "done",
+            CommandStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A row of `agent_commands`.
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[diesel(table_name = agent_commands)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct AgentCommandRecord {
+    /// Command id.
+    pub id: i32,
+    /// The agent it is for.
+    pub agent_id: String,
+    /// `restart`, `stop` or `fix`.
+    pub action: String,
+    /// `pending`, `running`, `done` or `failed`.
+    pub status: String,
+    /// Who asked (user@host, or an agent id).
+    pub requested_by: Option<String>,
+    /// What happened.
+    pub outcome: Option<String>,
+    /// When it was asked.
+    pub created_at: Option<Ts>,
+    /// When it last changed.
+    pub updated_at: Option<Ts>,
+}
+
+impl AgentCommandRecord {
+    /// The action, typed (`None` for an action this version does not know).
+    pub fn action(&self) -> Option<CommandAction> {
+        CommandAction::parse(&self.action)
+    }
+
+    /// Whether the command has finished (done or failed).
+    pub fn is_finished(&self) -> bool {
+        self.status == CommandStatus::Done.as_str() || self.status == CommandStatus::Failed.as_str()
+    }
+}
+
+impl SharedState {
+    /// Files a command for `agent_id` and returns its id. On PostgreSQL it also
+    /// notifies [`COMMAND_CHANNEL`], so a listening runtime picks it up at once.
+    pub async fn submit_agent_command(
+        &self,
+        agent_id: &str,
+        action: CommandAction,
+        requested_by: Option<&str>,
+    ) -> Result<i32, StoreError> {
+        if agent_id.is_empty() || agent_id.chars().count() > 255 {
+            return Err(StoreError::invalid("agent_id", "must be 1 to 255 characters"));
+        }
+        let (agent_id, requested_by) = (agent_id.to_owned(), requested_by.map(str::to_owned));
+        let is_postgres = self.store().is_postgres();
+        self.store()
+            .run(move |inner| {
+                let (agent_id, requested_by) = (agent_id.clone(), requested_by.clone());
+                async move {
+                    let now = Ts::now();
+                    with_conn!(inner, |conn| {
+                        let id: i32 = diesel::insert_into(agent_commands::table)
+                            .values((
+                                agent_commands::agent_id.eq(&agent_id),
+                                agent_commands::action.eq(action.as_str()),
+                                agent_commands::status.eq(CommandStatus::Pending.as_str()),
+                                agent_commands::requested_by.eq(&requested_by),
+                                agent_commands::created_at.eq(Some(now)),
+                                agent_commands::updated_at.eq(Some(now)),
+                            ))
+                            .returning(agent_commands::id)
+                            .get_result(conn)
+                            .await?;
+                        if is_postgres {
+                            diesel::sql_query(format!("NOTIFY {COMMAND_CHANNEL}")).execute(conn).await?;
+                        }
+                        Ok(id)
+                    })
+                }
+            })
+            .await
+    }
+
+    /// Claims up to `limit` pending commands for the given agents, oldest first:
+    /// marks them `running` and returns them. Two runtimes never claim the same command.
+    pub async fn claim_agent_commands_for(
+        &self,
+        agent_ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<AgentCommandRecord>, StoreError> {
+        if agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let agent_ids = agent_ids.to_vec();
+        self.store()
+            .run(move |inner| {
+                let agent_ids = agent_ids.clone();
+                async move {
+                    let now = Ts::now();
+                    with_conn!(inner, |conn| {
+                        let pending: Vec<i32> = agent_commands::table
+                            .filter(agent_commands::status.eq(CommandStatus::Pending.as_str()))
+                            .filter(agent_commands::agent_id.eq_any(&agent_ids))
+                            .order(agent_commands::id.asc())
+                            .limit(limit)
+                            .select(agent_commands::id)
+                            .load(conn)
+                            .await?;
+                        if pending.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        // `... AND status = 'pending'`: a row another runtime claimed since the
+                        // SELECT no longer matches and is not returned.
+                        Ok(diesel::update(
+                            agent_commands::table
+                                .filter(agent_commands::id.eq_any(pending))
+                                .filter(agent_commands::status.eq(CommandStatus::Pending.as_str())),
+                        )
+                        .set((
+                            agent_commands::status.eq(CommandStatus::Running.as_str()),
+                            agent_commands::updated_at.eq(Some(now)),
+                        ))
+                        .returning(AgentCommandRecord::as_returning())
+                        .get_results(conn)
+                        .await?)
+                    })
+                }
+            })
+            .await
+    }
+
+    /// Records the outcome of a claimed command.
+    pub async fn complete_agent_command(
+        &self,
+        id: i32,
+        succeeded: bool,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let outcome = outcome.to_owned();
+        let status = if succeeded { CommandStatus::Done } else { CommandStatus::Failed };
+        self.store()
+            .run(move |inner| {
+                let outcome = outcome.clone();
+                async move {
+                    with_conn!(inner, |conn| {
+                        diesel::update(agent_commands::table.find(id))
+                            .set((
+                                agent_commands::status.eq(status.as_str()),
+                                agent_commands::outcome.eq(Some(outcome)),
+                                agent_commands::updated_at.eq(Some(Ts::now())),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                }
+            })
+            .await
+    }
+
+    /// One command.
+    pub async fn get_agent_command(&self, id: i32) -> Result<Option<AgentCommandRecord>, StoreError> {
+        self.store()
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| Ok(agent_commands::table
+                    .find(id)
+                    .select(AgentCommandRecord::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?))
+            })
+            .await
+    }
+}

@@ -1,0 +1,82 @@
+//! Operator commands through the database reach the running tree: restart, stop and
+//! fix by agent id, submitted from a second connection as another process would.
+
+use std::time::{Duration, Instant};
+
+use vigil_persistence::SharedState;
+use vigil_persistence::commands::CommandAction;
+use vigil_persistence::testing::TestDb;
+use vigil_runtime::supervisor::ChildSpec;
+use vigil_runtime::testkit::{FaultPlan, FaultyAgent};
+use vigil_runtime::{RestartIntensity, Runtime, State};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Submits a command from a separate store and waits for its outcome.
+async fn run_command(
+    operator: &SharedState,
+    agent: &str,
+    action: CommandAction,
+) -> (String, String, Duration) {
+    let id = operator.submit_agent_command(agent, action, Some("test")).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let command = operator.get_agent_command(id).await.unwrap().unwrap();
+        if command.is_finished() {
+            return (command.status, command.outcome.unwrap_or_default(), started.elapsed());
+        }
+        assert!(started.elapsed() < LIMIT, "command {id} was not carried out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn commands_reach_the_runtime(db: TestDb) {
+    let plan = FaultPlan::new();
+    let agent = |id: &str| {
+        let plan = plan.clone();
+        ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
+    };
+    let runtime = Runtime::builder(SharedState::new(db.store().await))
+        .intensity(RestartIntensity::new(10, Duration::from_secs(60)))
+        .operator_commands(true)
+        .child(agent("alpha"))
+        .child(agent("beta"))
+        .start()
+        .await
+        .unwrap();
+    let operator = SharedState::new(db.store().await);
+
+    let (status, outcome, took) = run_command(&operator, "alpha", CommandAction::Restart).await;
+    assert_eq!(status, "done", "{outcome}");
+    assert!(outcome.contains("active again"), "{outcome}");
+    println!("restart command carried out in {took:?}");
+    assert_eq!(runtime.control().status("alpha").await.unwrap().restarts, 1);
+
+    let (status, outcome, _) = run_command(&operator, "alpha", CommandAction::Fix).await;
+    assert_eq!(status, "failed", "fix is refused unless the agent is parked: {outcome}");
+
+    let (status, _, _) = run_command(&operator, "beta", CommandAction::Stop).await;
+    assert_eq!(status, "done");
+    assert_eq!(
+        operator.get_agent("beta").await.unwrap().unwrap().status.as_deref(),
+        Some(State::Shutdown.as_str())
+    );
+
+    // A command for an agent this runtime does not run stays pending for another one.
+    let id = operator.submit_agent_command("elsewhere", CommandAction::Restart, None).await.unwrap();
+    let alpha = run_command(&operator, "alpha", CommandAction::Restart).await;
+    assert_eq!(alpha.0, "done");
+    assert_eq!(operator.get_agent_command(id).await.unwrap().unwrap().status, "pending");
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn commands_on_sqlite() {
+    commands_reach_the_runtime(TestDb::sqlite()).await;
+}
+
+#[actix_rt::test]
+async fn commands_on_postgres_with_notify() {
+    let Some(db) = TestDb::postgres().await else { return };
+    commands_reach_the_runtime(db).await;
+}
