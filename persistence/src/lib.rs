@@ -17,5 +17,5 @@ pub use persistence_actor::{
     PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
 };
 pub use shared_state::SharedState;
-pub use store::Store;
+pub use store::{Execution, Store};
 pub use writes::{HelpStatus, Severity, Write};

@@ -15,6 +15,47 @@
 //!         └──────────── JoinHandle ◀────────────────┘
 //! ```
 //!
+//! ## Execution modes
+//!
+//! | [`Execution`]                  | database futures run on                | for |
+//! |--------------------------------|----------------------------------------|-----|
+//! | [`Dedicated`](Execution::Dedicated) (default, [`Store::connect`]) | the store's own 2-thread runtime | production, any executor |
+//! | [`InProcess`](Execution::InProcess) ([`Store::connect_in_process`]) | the runtime that opened the store | tests with virtual time |
+//!
+//! A dedicated runtime breaks `tokio::time::pause()`: while the caller's runtime waits
+//! for the other runtime's I/O it looks idle, so the paused clock auto-advances and
+//! fires every pending timer — safety-net timeouts included — at once. In process, the
+//! pool is built and every database future is spawned on the caller's runtime (one code
+//! path: `Store::spawn` picks the runtime by mode; the caller still awaits only a join
+//! handle, so dropping it never cancels a query half-way). On **SQLite** that keeps
+//! virtual time consistent: diesel-async's SQLite wrapper does its work through
+//! `spawn_blocking` on that runtime, and tokio's `test-util` clock does not
+//! auto-advance while a blocking task of a current-thread runtime runs — so a query
+//! takes no virtual time and no timer fires early (checked by
+//! `persistence/tests/in_process.rs`).
+//!
+//! Limits of the in-process mode:
+//!
+//! * Use the store only while the runtime that opened it runs (one store per test).
+//!   Its futures run there; from another runtime they would wait for ever once it ends.
+//! * **PostgreSQL works, but not on virtual time**: its socket I/O does not hold the
+//!   paused clock, so timers fire while a query waits. Use it on real time only.
+//! * Never cancel the spawned database tasks from inside the runtime (e.g. by aborting
+//!   them): dropping an in-flight SQLite query on a current-thread runtime panics
+//!   ("can call blocking only when running on the multi-threaded runtime"). The store
+//!   never does; dropping the caller's future is safe, and so is dropping the runtime
+//!   (the blocking query is waited for).
+//!
+//! ```no_run
+//! # #[actix_rt::main]
+//! # async fn main() -> Result<(), vigil_persistence::StoreError> {
+//! use vigil_persistence::{DatabaseConfig, Store};
+//! tokio::time::pause(); // needs tokio's `test-util` feature
+//! let store = Store::connect_in_process(DatabaseConfig::sqlite_memory()).await?;
+//! store.health().await?; // takes no virtual time
+//! # Ok(()) }
+//! ```
+//!
 //! Transient failures ([`StoreError::is_transient`]) are retried with exponential
 //! backoff and jitter per the configured [`RetryPolicy`]; every attempt is counted in
 //! [`QueryStats`].
@@ -92,13 +133,78 @@ macro_rules! with_conn {
 }
 pub(crate) use with_conn;
 
-/// Owns the runtime database futures run on. Shut down in the background on drop so
-/// that dropping a store inside an async context never panics.
-struct DbRuntime(Option<tokio::runtime::Runtime>);
+/// Where a store runs its database futures; see the [module docs](self#execution-modes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Execution {
+    /// On a 2-thread tokio runtime owned by the store: usable from any executor.
+    #[default]
+    Dedicated,
+    /// On the runtime that opened the store (for tests on virtual time, SQLite).
+    InProcess,
+}
+
+/// The runtime database futures run on. An owned one is shut down in the background on
+/// drop, so that dropping a store inside an async context never panics.
+enum DbRuntime {
+    /// The store's own runtime (`None` once dropped).
+    Owned(Option<tokio::runtime::Runtime>),
+    /// The caller's runtime, captured when the store was opened.
+    Caller(tokio::runtime::Handle),
+}
+
+impl DbRuntime {
+    fn new(execution: Execution) -> Result<Self, StoreError> {
+        match execution {
+            Execution::Dedicated => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("vigil-db")
+                .enable_all()
+                .build()
+                .map(|rt| DbRuntime::Owned(Some(rt)))
+                .map_err(|e| StoreError::Task(format!("cannot start the database runtime: {e}"))),
+            Execution::InProcess => {
+                tokio::runtime::Handle::try_current().map(DbRuntime::Caller).map_err(|_| {
+                    StoreError::Task("an in-process store must be opened inside a tokio runtime".into())
+                })
+            }
+        }
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match self {
+            DbRuntime::Owned(rt) => rt.as_ref().expect("the runtime lives as long as the store").handle(),
+            DbRuntime::Caller(handle) => handle,
+        }
+    }
+
+    fn execution(&self) -> Execution {
+        match self {
+            DbRuntime::Owned(_) => Execution::Dedicated,
+            DbRuntime::Caller(_) => Execution::InProcess,
+        }
+    }
+
+    /// Runs `future` as a task of this runtime and awaits its outcome. Dropping the
+    /// returned future leaves the task running: a query is never cancelled half-way.
+    async fn run<T, F>(&self, future: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        match self.handle().spawn(future).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(StoreError::Task(format!("database task panicked: {e}"))),
+            Err(e) => Err(StoreError::Task(e.to_string())),
+        }
+    }
+}
 
 impl Drop for DbRuntime {
     fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
+        if let DbRuntime::Owned(rt) = self
+            && let Some(rt) = rt.take()
+        {
             rt.shutdown_background();
         }
     }
@@ -260,18 +366,30 @@ pub struct DatabaseHealth {
 
 impl Store {
     /// Opens the configured database, creating the pool and applying pending migrations.
+    /// Database futures run on a runtime of the store's own ([`Execution::Dedicated`]).
     pub async fn connect(config: DatabaseConfig) -> Result<Self, StoreError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("vigil-db")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Task(format!("cannot start the database runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let runtime = DbRuntime(Some(runtime));
+        Self::connect_with(config, Execution::Dedicated).await
+    }
+
+    /// Like [`connect`](Self::connect), but the pool lives on, and database futures run
+    /// on, the current runtime ([`Execution::InProcess`]): for tests on virtual time,
+    /// with SQLite. See the [module docs](self#execution-modes) for its limits.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Task`] outside a tokio runtime; otherwise as [`connect`](Self::connect).
+    pub async fn connect_in_process(config: DatabaseConfig) -> Result<Self, StoreError> {
+        Self::connect_with(config, Execution::InProcess).await
+    }
+
+    /// Opens the configured database with the given [`Execution`] mode.
+    pub async fn connect_with(config: DatabaseConfig, execution: Execution) -> Result<Self, StoreError> {
+        let runtime = DbRuntime::new(execution)?;
         let build_config = config.clone();
-        let backend = handle
-            .spawn(async move {
+        // Built on the runtime the futures will run on: bb8 spawns its reaper and
+        // connection tasks, and the SQLite wrapper binds its `spawn_blocking`, there.
+        let backend = runtime
+            .run(async move {
                 // On PostgreSQL, migrate over one direct connection first: an unreachable
                 // or misconfigured server is reported after a few quick retries, instead
                 // of after the pool's whole connection timeout.
@@ -288,13 +406,12 @@ impl Store {
                 }
                 build_backend(&build_config).await
             })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+            .await?;
         let store = Store {
             inner: Arc::new(StoreInner { backend, config, counters: QueryCounters::default(), runtime }),
         };
         store.migrate().await?;
-        tracing::info!(database = %store.inner.config.describe(), "store connected");
+        tracing::info!(database = %store.inner.config.describe(), ?execution, "store connected");
         Ok(store)
     }
 
@@ -373,18 +490,20 @@ impl Store {
         &self.inner.config
     }
 
-    /// Runs a future on the store's runtime and awaits it from any executor.
+    /// Where this store runs its database futures.
+    pub fn execution(&self) -> Execution {
+        self.inner.runtime.execution()
+    }
+
+    /// Runs a future as a task of the store's runtime — its own, or in process the one
+    /// that opened it — and awaits it from any executor. Dropping the returned future
+    /// does not cancel the task.
     pub(crate) async fn spawn<T, F>(&self, future: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        let runtime = self.inner.runtime.0.as_ref().expect("the runtime lives as long as the store");
-        match runtime.spawn(future).await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => Err(StoreError::Task(format!("database task panicked: {e}"))),
-            Err(e) => Err(StoreError::Task(e.to_string())),
-        }
+        self.inner.runtime.run(future).await
     }
 
     /// Runs `op` on the store's runtime, retrying transient failures with backoff.
@@ -711,9 +830,18 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
             // An in-memory database lives as long as one connection to it: keep exactly one
             // (a shared-cache database with several would also fail with SQLITE_LOCKED).
             let (max, min) = if in_memory { (1, 1) } else { (pool.max_connections, pool.min_connections) };
+            // Nor may the pool ever close that one connection (bb8 would by default after
+            // 10 idle or 30 live minutes): the database would vanish with it.
+            let (idle_timeout, max_lifetime) = if in_memory {
+                (None, None)
+            } else {
+                (Some(Duration::from_secs(600)), Some(Duration::from_secs(1800)))
+            };
             let pool = Pool::builder()
                 .max_size(max)
                 .min_idle(Some(min.min(max)))
+                .idle_timeout(idle_timeout)
+                .max_lifetime(max_lifetime)
                 .connection_timeout(pool.connection_timeout)
                 .build(manager)
                 .await

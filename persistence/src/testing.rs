@@ -1,6 +1,20 @@
 //! Test databases for Vigil's own tests and for users testing their agents: a fresh
 //! PostgreSQL database or SQLite file per test, dropped afterwards.
 //!
+//! For tests on virtual time, [`in_memory_store`] and [`in_memory_shared_state`] open a
+//! private in-memory SQLite database in process ([`Execution::InProcess`]): queries
+//! take no virtual time, so `tokio::time::pause()` works and intervals of hours run at
+//! once.
+//!
+//! ```no_run
+//! # #[actix_rt::main]
+//! # async fn main() {
+//! tokio::time::pause(); // tokio's `test-util` feature
+//! let shared = vigil_persistence::testing::in_memory_shared_state().await;
+//! shared.register_agent("worker-1", "Worker").await.unwrap();
+//! # }
+//! ```
+//!
 //! PostgreSQL tests read `TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Without a server they skip with a
 //! loud message — unless `REQUIRE_POSTGRES=1`, where a missing server fails the test.
@@ -8,7 +22,7 @@
 use std::path::PathBuf;
 
 use crate::config::{ConfigSource, DatabaseUrl};
-use crate::{DatabaseConfig, SharedState, Store};
+use crate::{DatabaseConfig, Execution, SharedState, Store};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 /// The admin URL of the test server.
@@ -21,6 +35,22 @@ pub fn admin_url() -> DatabaseUrl {
 /// Whether `REQUIRE_POSTGRES=1` is set.
 pub fn postgres_required() -> bool {
     std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// A fresh, private in-memory SQLite store, migrated, running in process on the current
+/// runtime: the store for tests on virtual time. It lives as long as the store (and its
+/// clones) and must be used on the runtime that opened it.
+///
+/// # Panics
+///
+/// Outside a tokio runtime, or if the database cannot be created.
+pub async fn in_memory_store() -> Store {
+    Store::connect_in_process(DatabaseConfig::sqlite_memory()).await.expect("open an in-memory SQLite store")
+}
+
+/// A [`SharedState`] writing straight through an [`in_memory_store`].
+pub async fn in_memory_shared_state() -> SharedState {
+    SharedState::new(in_memory_store().await)
 }
 
 /// A database that exists for one test.
@@ -77,6 +107,12 @@ impl TestDb {
     /// Opens (and migrates) the database.
     pub async fn store(&self) -> Store {
         Store::connect(self.config()).await.expect("connect to the test database")
+    }
+
+    /// Opens (and migrates) the database in process ([`Execution::InProcess`]): on
+    /// SQLite, for tests on virtual time.
+    pub async fn store_in_process(&self) -> Store {
+        Store::connect_with(self.config(), Execution::InProcess).await.expect("connect to the test database")
     }
 
     /// A SharedState writing straight through the store.

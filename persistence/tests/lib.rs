@@ -5,6 +5,7 @@ mod common;
 
 mod actor;
 mod config;
+mod in_process;
 mod schema;
 mod shared_state;
 mod store;

@@ -1,24 +1,45 @@
-//! An agent's whole life on both backends: start, cycles, heartbeats, typed messages,
-//! failure and restart, shutdown. Waits on events and signals, never on sleeps.
-//! Timers run on real time with short intervals: the store does its I/O on a runtime of
-//! its own, and a paused clock would auto-advance past every safety-net timeout while
-//! a query is in flight.
+//! An agent's whole life: start, cycles, heartbeats, typed messages, failure and
+//! restart, shutdown. Waits on events and signals, never on sleeps.
+//!
+//! The SQLite tests run on **virtual time**: `tokio::time::pause()` and an in-memory
+//! store in process (`vigil_persistence::testing::in_memory_shared_state`), whose
+//! queries take no virtual time. Intervals of seconds or hours then run at once and
+//! exactly on schedule; a safety-net timeout still fails a test that hangs, at once
+//! too, since the paused clock jumps to it when nothing else can happen. (Advancing by
+//! hand needs a round trip to a new actor first, or its `started()` has not run;
+//! `Runtime::start` does that by waiting until every agent is active.)
+//!
+//! PostgreSQL's socket I/O does not hold a paused clock, so its full-life test runs on
+//! real time.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use vigil_persistence::SharedState;
 use vigil_persistence::shared_state::EventFilter;
-use vigil_persistence::testing::TestDb;
+use vigil_persistence::testing::{TestDb, in_memory_shared_state};
+use vigil_persistence::{SharedState, Store};
 use vigil_runtime::{
     Agent, AgentContext, AgentError, AgentMessage, AgentResult, EventKind, Handles, Runtime, State,
 };
 
+/// Safety net for one awaited step (virtual time in the SQLite tests, real on PostgreSQL).
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether `elapsed` (virtual) is `expected`, allowing for tokio's timer wheel, which
+/// rounds each deadline up to the next millisecond.
+fn on_time(elapsed: Duration, expected: Duration) -> bool {
+    elapsed >= expected && elapsed - expected <= Duration::from_millis(5)
+}
+
+/// Starts virtual time and opens an in-memory store on it.
+async fn on_virtual_time() -> SharedState {
+    tokio::time::pause();
+    in_memory_shared_state().await
+}
 
 /// Signals each cycle; panics at the cycle numbers it is told to.
 #[derive(vigil_runtime::Agent)]
-#[agent(name = "worker", cycle = "50ms", heartbeat = "100ms")]
+#[agent(name = "worker", cycle = "2s", heartbeat = "5s")]
 struct Worker {
     cycles: u64,
     panic_at: Option<u64>,
@@ -58,8 +79,7 @@ impl Agent for Second {
     }
 }
 
-async fn full_life(db: TestDb, through_actor: bool) {
-    let store = db.store().await;
+async fn full_life(store: Store, through_actor: bool) {
     let shared = if through_actor {
         let writer = vigil_persistence::PersistenceActor::start(store.clone(), Default::default());
         SharedState::with_writer(store, vigil_persistence::shared_state::Writer::Actor(writer))
@@ -107,20 +127,30 @@ async fn full_life(db: TestDb, through_actor: bool) {
 }
 
 #[actix_rt::test]
-async fn full_life_on_sqlite() {
-    full_life(TestDb::sqlite(), false).await;
+async fn full_life_on_sqlite_on_virtual_time() {
+    let started = std::time::Instant::now();
+    let shared = on_virtual_time().await;
+    full_life(shared.store().clone(), false).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "three 2 s cycles took {:?}", started.elapsed());
 }
 
 #[actix_rt::test]
+async fn full_life_on_sqlite_through_the_persistence_actor_on_virtual_time() {
+    let shared = on_virtual_time().await;
+    full_life(shared.store().clone(), true).await;
+}
+
+/// The production set-up, on real time: PostgreSQL, the store's own runtime, the
+/// persistence actor.
+#[actix_rt::test]
 async fn full_life_on_postgres_through_the_persistence_actor() {
     let Some(db) = TestDb::postgres().await else { return };
-    full_life(db, true).await;
+    full_life(db.store().await, true).await;
 }
 
 #[actix_rt::test]
 async fn a_panicking_cycle_is_restarted_with_fresh_state() {
-    let db = TestDb::sqlite();
-    let shared = SharedState::new(db.store().await);
+    let shared = on_virtual_time().await;
     let (tick, mut ticks) = mpsc::unbounded_channel();
     // Every fresh instance panics at its second cycle.
     let factory = move || Worker { cycles: 0, panic_at: Some(2), tick: tick.clone() };
@@ -154,8 +184,7 @@ async fn a_panicking_cycle_is_restarted_with_fresh_state() {
 
 #[actix_rt::test]
 async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
-    let db = TestDb::sqlite();
-    let shared = SharedState::new(db.store().await);
+    let shared = on_virtual_time().await;
     let (tick, _ticks) = mpsc::unbounded_channel();
     let factory = move || Worker { cycles: 0, panic_at: Some(1), tick: tick.clone() };
     let runtime = Runtime::builder(shared.clone())
@@ -178,5 +207,126 @@ async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
     let fixed =
         runtime.transition::<Worker, _>("worker", vigil_runtime::lifecycle::ManualFixed).await.unwrap();
     assert_eq!((fixed.from, fixed.to), (State::Manual, State::Active));
+    runtime.shutdown().await;
+}
+
+/// Reports the virtual instant of each cycle.
+#[derive(vigil_runtime::Agent)]
+#[agent(name = "hourly", cycle = "1h", heartbeat = "10m")]
+struct Hourly {
+    tick: mpsc::UnboundedSender<tokio::time::Instant>,
+}
+
+impl Agent for Hourly {
+    async fn cycle(&mut self, _ctx: &AgentContext) -> AgentResult {
+        let _ = self.tick.send(tokio::time::Instant::now());
+        Ok(())
+    }
+}
+
+/// Three hours of an agent's life in moments: cycles on the hour, heartbeats every
+/// ten virtual minutes, all persisted.
+#[actix_rt::test]
+async fn hours_of_cycles_and_heartbeats_run_at_once_on_virtual_time() {
+    let real = std::time::Instant::now();
+    let shared = on_virtual_time().await;
+    let (tick, mut ticks) = mpsc::unbounded_channel();
+    let runtime =
+        Runtime::builder(shared.clone()).agent(move || Hourly { tick: tick.clone() }).start().await.unwrap();
+    // Queries take no virtual time: the timers started at this very instant.
+    let timers_started = tokio::time::Instant::now();
+    const HOUR: Duration = Duration::from_secs(3600);
+    for n in 1..=3u32 {
+        let at = tokio::time::timeout(2 * HOUR, ticks.recv()).await.expect("a cycle ran").unwrap();
+        let since = at - timers_started;
+        assert!(on_time(since, n * HOUR), "cycle {n} at {since:?}");
+    }
+    assert!(
+        real.elapsed() < Duration::from_secs(5),
+        "3 virtual hours took {:?} of real time",
+        real.elapsed()
+    );
+
+    let status = &runtime.statuses().await[0];
+    assert_eq!((status.cycles, status.overruns), (3, 0));
+    // One heartbeat at start, then one per 10 minutes: 18 or 19 by the third hour (the
+    // one due with the third cycle may still be on its way).
+    let beats = shared.recent_heartbeats("hourly", 1000).await.unwrap().len();
+    assert!((18..=19).contains(&beats), "{beats} heartbeats in 3 virtual hours");
+    runtime.shutdown().await;
+}
+
+/// What one overrunning cycle saw.
+#[derive(Debug)]
+struct SlowCycle {
+    started: tokio::time::Instant,
+    ended: tokio::time::Instant,
+    /// The agent's heartbeat rows when the cycle began and when it ended.
+    heartbeats: (usize, usize),
+}
+
+/// Its cycle takes three of its intervals.
+#[derive(vigil_runtime::Agent)]
+#[agent(name = "slow", cycle = "2s", heartbeat = "1s")]
+struct Slow {
+    report: mpsc::UnboundedSender<SlowCycle>,
+}
+
+impl Agent for Slow {
+    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
+        let count = || async {
+            Ok::<_, AgentError>(ctx.shared_state().recent_heartbeats(ctx.agent_id(), 1000).await?.len())
+        };
+        let before = count().await?;
+        let started = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let ended = tokio::time::Instant::now();
+        let after = count().await?;
+        let _ = self.report.send(SlowCycle { started, ended, heartbeats: (before, after) });
+        Ok(())
+    }
+}
+
+/// A cycle that runs three times its interval is not run twice: the ticks it spans are
+/// skipped and counted as overruns, not queued; heartbeats keep their own timer and go
+/// on being persisted while it runs.
+#[actix_rt::test]
+async fn an_overrunning_cycle_is_not_run_twice_and_heartbeats_go_on() {
+    let shared = on_virtual_time().await;
+    let (report, mut reports) = mpsc::unbounded_channel();
+    let runtime = Runtime::builder(shared.clone())
+        .agent(move || Slow { report: report.clone() })
+        .start()
+        .await
+        .unwrap();
+    let mut events = runtime.subscribe();
+    let mut cycles: Vec<SlowCycle> = Vec::new();
+    while cycles.len() < 3 {
+        cycles.push(tokio::time::timeout(LIMIT, reports.recv()).await.expect("a slow cycle ended").unwrap());
+    }
+    let status = &runtime.statuses().await[0];
+    assert_eq!(status.cycles, 3, "each cycle counted once");
+    // Two ticks fall inside every 6 s cycle (the one at its very end may go either way).
+    assert!(status.overruns >= 6, "overruns: {}", status.overruns);
+    events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::CycleOverrun)).await.unwrap();
+
+    for (n, cycle) in cycles.iter().enumerate() {
+        assert!(on_time(cycle.ended - cycle.started, Duration::from_secs(6)), "cycle {n}: {cycle:?}");
+        let (before, after) = cycle.heartbeats;
+        assert!(
+            (5..=7).contains(&(after - before)),
+            "cycle {n}: {} heartbeats persisted during it",
+            after - before
+        );
+    }
+    for pair in cycles.windows(2) {
+        let gap = pair[1].started - pair[0].ended;
+        // Not queued (no back-to-back rerun of skipped ticks) ... on the next tick.
+        assert!(
+            gap <= Duration::from_secs(2) + Duration::from_millis(5),
+            "next cycle {gap:?} after the last ended"
+        );
+        assert!(pair[1].started >= pair[0].ended, "never two at once");
+    }
     runtime.shutdown().await;
 }
