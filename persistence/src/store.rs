@@ -453,8 +453,7 @@ impl Store {
         let DatabaseConfig::Postgres { url, pool, .. } = &self.inner.config else { return None };
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let (url, policy, channel) = (url.clone(), pool.retry.clone(), channel.to_owned());
-        let runtime = self.inner.runtime.0.as_ref().expect("the runtime lives as long as the store");
-        runtime.spawn(async move {
+        self.inner.runtime.handle().spawn(async move {
             use futures_util::StreamExt;
             let mut failures = 0;
             while !sender.is_closed() {

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
-use vigil_persistence::{DatabaseConfig, SharedState, Store};
+use vigil_persistence::SharedState;
 
 use crate::agent::{Agent, AgentError, AgentResult};
 use crate::context::AgentContext;
@@ -237,11 +237,11 @@ impl Agent for FaultyAgent {
     }
 }
 
-/// A private in-memory shared state (SQLite), for tests.
+/// A private in-memory shared state (SQLite) whose queries run on the caller's
+/// runtime, so a test may pause the clock (`tokio::time::pause()`) and timers of
+/// minutes or hours run at once. See `vigil_persistence::store`, "Execution modes".
 pub async fn memory_state() -> SharedState {
-    SharedState::new(
-        Store::connect(DatabaseConfig::sqlite_memory()).await.expect("in-memory SQLite always opens"),
-    )
+    vigil_persistence::testing::in_memory_shared_state().await
 }
 
 /// Makes the persistence writer's next `n` flushes fail with a transient error (they
