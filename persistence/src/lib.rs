@@ -1,6 +1,7 @@
 //! Vigil's shared-state database.
 pub mod config;
 pub mod error;
+pub mod help_queue;
 pub mod models;
 pub mod persistence_actor;
 pub mod schema;
@@ -8,6 +9,7 @@ pub mod shared_state;
 pub mod store;
 pub mod testing;
 pub mod types;
+pub mod workflow_runs;
 pub mod writes;
 
 pub use config::DatabaseConfig;
