@@ -4,7 +4,7 @@
 //!
 //! 1. puts back to `pending` the requests that have been `processing` longer than
 //!    [`AiHelpConfig::claim_timeout`] (their helper died),
-//! 2. claims up to [`AiHelpConfig::batch_size`] pending requests, oldest first, with
+//! 2. claims pending requests, oldest first, [`AiHelpConfig::batch_size`] at a time, with
 //!    [`SharedState::claim_help_requests`](vigil_persistence::SharedState::claim_help_requests)
 //!    — `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several agents (in one runtime or
 //!    several) never answer the same request,
@@ -65,7 +65,8 @@ use crate::http::{self, HttpFailure};
 ///
 /// | field              | default   | meaning                                                |
 /// |--------------------|-----------|--------------------------------------------------------|
-/// | `batch_size`       | `10`      | requests claimed per cycle                              |
+/// | `batch_size`       | `10`      | requests claimed at a time                              |
+/// | `max_requests_per_cycle` | `100` | requests answered per cycle at most                 |
 /// | `claim_timeout`    | `"5m"`    | a request `processing` longer than this is reclaimed    |
 /// | `stale_after`      | `"5m"`    | heartbeat age after which the platform calls an agent stale |
 /// | `event_scan_limit` | `500`     | recent `state_transition` events read for errors/restarts |
@@ -74,8 +75,10 @@ use crate::http::{self, HttpFailure};
 #[serde(default)]
 #[non_exhaustive]
 pub struct AiHelpConfig {
-    /// Requests claimed per cycle.
+    /// Requests claimed at a time (one claim statement).
     pub batch_size: i64,
+    /// Requests answered per cycle at most; the rest wait for the next cycle.
+    pub max_requests_per_cycle: i64,
     /// A request `processing` for longer than this is put back to `pending`.
     #[serde(with = "duration")]
     pub claim_timeout: Duration,
@@ -92,6 +95,7 @@ impl Default for AiHelpConfig {
     fn default() -> Self {
         Self {
             batch_size: 10,
+            max_requests_per_cycle: 100,
             claim_timeout: Duration::from_secs(300),
             stale_after: DEFAULT_STALE_AFTER,
             event_scan_limit: 500,
@@ -101,7 +105,7 @@ impl Default for AiHelpConfig {
 }
 
 impl AiHelpConfig {
-    /// Sets the requests claimed per cycle.
+    /// Sets the requests claimed at a time.
     #[must_use]
     pub fn batch_size(mut self, n: i64) -> Self {
         self.batch_size = n;
@@ -411,9 +415,19 @@ impl Agent for AIHelpAgent {
         if reclaimed > 0 {
             tracing::warn!(reclaimed, "help requests reclaimed after the claim timeout");
         }
-        let claimed = shared.claim_help_requests(ctx.agent_id(), self.config.batch_size).await?;
-        for request in claimed {
-            self.answer(request, ctx).await?;
+        // Claim in small batches until the queue is empty or the cycle's budget is
+        // spent: a small batch keeps few requests tied to this agent if it dies.
+        let mut handled = 0;
+        while handled < self.config.max_requests_per_cycle {
+            let room = (self.config.max_requests_per_cycle - handled).min(self.config.batch_size);
+            let claimed = shared.claim_help_requests(ctx.agent_id(), room).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            handled += claimed.len() as i64;
+            for request in claimed {
+                self.answer(request, ctx).await?;
+            }
         }
         Ok(())
     }

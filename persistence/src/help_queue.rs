@@ -11,8 +11,8 @@
 //!
 //! | backend    | claim statement                                                        |
 //! |------------|------------------------------------------------------------------------|
-//! | PostgreSQL | `UPDATE help_requests SET status = 'processing', claimed_at, claimed_by WHERE request_id IN (SELECT request_id ... WHERE status = 'pending' ORDER BY created_at LIMIT n FOR UPDATE SKIP LOCKED) RETURNING ...` |
-//! | SQLite     | the same `UPDATE ... RETURNING` without the locking clause: SQLite runs one writer at a time, so the statement is atomic |
+//! | PostgreSQL | `WITH picked AS MATERIALIZED (SELECT request_id ... WHERE status = 'pending' ORDER BY created_at LIMIT n FOR UPDATE SKIP LOCKED) UPDATE help_requests SET status = 'processing', claimed_at, claimed_by FROM picked ... RETURNING ...` |
+//! | SQLite     | `UPDATE ... WHERE request_id IN (SELECT ... LIMIT n) RETURNING ...`: SQLite runs one writer at a time, so the statement is atomic |
 //!
 //! Two helpers racing therefore never get the same request: on PostgreSQL the second
 //! skips rows the first has locked, and the outer `status = 'pending'` re-check drops
@@ -54,12 +54,19 @@ use crate::types::{Json, Ts};
 use crate::writes::HelpStatus;
 use diesel::sql_types::{BigInt, Text};
 
-/// The claim on PostgreSQL: rows another claimer has locked are skipped, not waited for.
-const CLAIM_PG: &str = "UPDATE help_requests SET status = 'processing', claimed_at = $1, claimed_by = $2 \
-     WHERE status = 'pending' AND request_id IN (\
+/// The claim on PostgreSQL: rows another claimer has locked are skipped, not waited
+/// for. The pick is a materialized CTE, evaluated exactly once: as a plain `IN
+/// (subquery)` the planner may re-run the `LIMIT` subquery per row, and each re-run
+/// skips the rows this statement already updated and locks the next ones, so a claim
+/// of 2 could take 3.
+const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (\
        SELECT request_id FROM help_requests WHERE status = 'pending' \
        ORDER BY created_at, request_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-     RETURNING request_id, query, context, status, created_at";
+     UPDATE help_requests SET status = 'processing', claimed_at = $1, claimed_by = $2 \
+     FROM picked WHERE help_requests.request_id = picked.request_id \
+       AND help_requests.status = 'pending' \
+     RETURNING help_requests.request_id, help_requests.query, help_requests.context, \
+       help_requests.status, help_requests.created_at";
 
 /// The claim on SQLite: one writer at a time, so the statement alone is atomic.
 const CLAIM_SQLITE: &str = "UPDATE help_requests SET status = 'processing', claimed_at = ?, claimed_by = ? \
