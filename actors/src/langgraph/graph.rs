@@ -335,7 +335,7 @@ pub enum RunError {
 }
 
 /// A graph with its state type erased to JSON, as the executor holds it.
-pub(crate) trait ErasedGraph {
+pub(crate) trait ErasedGraph: Send + Sync {
     fn step_limit(&self) -> u32;
     /// The first node for this initial state.
     fn entry(&self, state: &serde_json::Value) -> Result<String, RunError>;
