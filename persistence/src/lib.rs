@@ -2,6 +2,7 @@
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod help_queue;
 pub mod models;
 pub mod persistence_actor;
 pub mod schema;
@@ -9,6 +10,7 @@ pub mod shared_state;
 pub mod store;
 pub mod testing;
 pub mod types;
+pub mod workflow_runs;
 pub mod writes;
 
 pub use config::DatabaseConfig;

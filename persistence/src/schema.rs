@@ -98,6 +98,10 @@ diesel::table! {
         #[max_length = 50]
         status -> Nullable<Varchar>,
         created_at -> Nullable<TsTz>,
+        // Added by the help_request_claims migration (see crate::help_queue).
+        claimed_at -> Nullable<TsTz>,
+        #[max_length = 255]
+        claimed_by -> Nullable<Varchar>,
     }
 }
 
@@ -148,6 +152,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::sql_types::{JsonDoc, TsTz};
+
+    /// Workflow runs and their checkpoints (migration workflow_checkpoints; see
+    /// crate::workflow_runs).
+    workflow_runs (run_id) {
+        #[max_length = 255]
+        run_id -> Varchar,
+        #[max_length = 255]
+        graph -> Varchar,
+        #[max_length = 50]
+        status -> Varchar,
+        step -> Int4,
+        #[max_length = 255]
+        next_node -> Nullable<Varchar>,
+        state -> JsonDoc,
+        error -> Nullable<Text>,
+        created_at -> Nullable<TsTz>,
+        updated_at -> Nullable<TsTz>,
+    }
+}
+
 diesel::joinable!(performance_metrics -> agents (agent_id));
 diesel::joinable!(agent_heartbeats -> agents (agent_id));
 diesel::joinable!(llm_conversations -> agents (agent_id));
@@ -163,6 +190,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     help_responses,
     agent_communications,
     llm_conversations,
+    workflow_runs,
 );
 
 diesel::table! {

@@ -681,6 +681,26 @@ impl SharedState {
             .await
     }
 
+    /// Exchanges with a language model whose row id is above `after_id`, oldest first,
+    /// at most `limit`: for following the table (trace export).
+    pub async fn llm_conversations_after(
+        &self,
+        after_id: i32,
+        limit: i64,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        self.store
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| Ok(llm_conversations::table
+                    .filter(llm_conversations::id.gt(after_id))
+                    .order(llm_conversations::id.asc())
+                    .limit(limit)
+                    .select(ConversationRecord::as_select())
+                    .load(conn)
+                    .await?))
+            })
+            .await
+    }
+
     // ------------------------------------------------------- health and upkeep
 
     /// The database health report.

@@ -1,0 +1,196 @@
+//! The help-request queue: claiming requests safely when several helpers (in one
+//! runtime or in several runtimes over one database) work the same table.
+//!
+//! A request moves through these statuses (`help_requests.status`):
+//!
+//! ```text
+//!  pending ──claim──▶ processing ──respond_to_help_request──▶ complete | failed
+//!     ▲                   │
+//!     └──── reclaim ──────┘  (claimed longer ago than the timeout: its helper died)
+//! ```
+//!
+//! | backend    | claim statement                                                        |
+//! |------------|------------------------------------------------------------------------|
+//! | PostgreSQL | `WITH picked AS MATERIALIZED (SELECT request_id ... WHERE status = 'pending' ORDER BY created_at LIMIT n FOR UPDATE SKIP LOCKED) UPDATE help_requests SET status = 'processing', claimed_at, claimed_by FROM picked ... RETURNING ...` |
+//! | SQLite     | `UPDATE ... WHERE request_id IN (SELECT ... LIMIT n) RETURNING ...`: SQLite runs one writer at a time, so the statement is atomic |
+//!
+//! Two helpers racing therefore never get the same request: on PostgreSQL the second
+//! skips rows the first has locked, and the outer `status = 'pending'` re-check drops
+//! any row that changed in between.
+//!
+//! **Why claims bypass the [`Writer`](crate::shared_state::Writer).** Every other write
+//! may be queued and group-committed by the persistence actor, which reports only
+//! success or failure. A claim needs its *result* — which rows this helper got — and it
+//! must be one atomic statement, so it goes straight to the store. Answers still go
+//! through the writer ([`SharedState::respond_to_help_request`]): the answer row and
+//! the status change commit in one transaction, and the primary key of
+//! `help_responses` refuses a second answer to the same request.
+//!
+//! ```no_run
+//! # async fn demo(state: vigil_persistence::SharedState) -> Result<(), vigil_persistence::StoreError> {
+//! use std::time::Duration;
+//! use vigil_persistence::HelpStatus;
+//!
+//! state.reclaim_stuck_help_requests(Duration::from_secs(300)).await?;
+//! for request in state.claim_help_requests("helper-1", 10).await? {
+//!     let answer = format!("you asked: {}", request.query);
+//!     state.respond_to_help_request(&request.request_id, &answer, HelpStatus::Complete).await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::error::StoreError;
+use crate::models::HelpRequestRecord;
+use crate::schema::help_requests;
+use crate::shared_state::SharedState;
+use crate::store::Backend;
+use crate::types::sql_types::TsTz;
+use crate::types::{Json, Ts};
+use crate::writes::HelpStatus;
+use diesel::sql_types::{BigInt, Text};
+
+/// The claim on PostgreSQL: rows another claimer has locked are skipped, not waited
+/// for. The pick is a materialized CTE, evaluated exactly once: as a plain `IN
+/// (subquery)` the planner may re-run the `LIMIT` subquery per row, and each re-run
+/// skips the rows this statement already updated and locks the next ones, so a claim
+/// of 2 could take 3.
+const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (\
+       SELECT request_id FROM help_requests WHERE status = 'pending' \
+       ORDER BY created_at, request_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     UPDATE help_requests SET status = 'processing', claimed_at = $1, claimed_by = $2 \
+     FROM picked WHERE help_requests.request_id = picked.request_id \
+       AND help_requests.status = 'pending' \
+     RETURNING help_requests.request_id, help_requests.query, help_requests.context, \
+       help_requests.status, help_requests.created_at";
+
+/// The claim on SQLite: one writer at a time, so the statement alone is atomic.
+const CLAIM_SQLITE: &str = "UPDATE help_requests SET status = 'processing', claimed_at = ?, claimed_by = ? \
+     WHERE status = 'pending' AND request_id IN (\
+       SELECT request_id FROM help_requests WHERE status = 'pending' \
+       ORDER BY created_at, request_id LIMIT ?) \
+     RETURNING request_id, query, context, status, created_at";
+
+/// The claim statement `$sql` with its three parameters bound.
+macro_rules! claim_query {
+    ($sql:expr, $now:expr, $claimer:expr, $limit:expr) => {
+        diesel::sql_query($sql)
+            .bind::<TsTz, _>($now)
+            .bind::<Text, _>($claimer.to_owned())
+            .bind::<BigInt, _>($limit)
+    };
+}
+
+/// A row returned by the claim (diesel's update DSL cannot express the subselect with
+/// `LIMIT` and a locking clause, so the claim is written in SQL).
+#[derive(QueryableByName)]
+#[diesel(table_name = help_requests)]
+struct ClaimedRow {
+    request_id: String,
+    query: String,
+    context: Option<Json>,
+    status: Option<String>,
+    created_at: Option<Ts>,
+}
+
+impl From<ClaimedRow> for HelpRequestRecord {
+    fn from(row: ClaimedRow) -> Self {
+        HelpRequestRecord {
+            request_id: row.request_id,
+            query: row.query,
+            context: row.context,
+            status: row.status,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl SharedState {
+    /// Claims up to `limit` pending help requests for `claimer`, oldest first: sets
+    /// them to `processing` with `claimed_at = now` and `claimed_by = claimer`, and
+    /// returns them. A request is handed to exactly one claimer.
+    pub async fn claim_help_requests(
+        &self,
+        claimer: &str,
+        limit: i64,
+    ) -> Result<Vec<HelpRequestRecord>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        if claimer.len() > 255 {
+            return Err(StoreError::invalid("claimer", "longer than 255 characters"));
+        }
+        let claimer = claimer.to_owned();
+        let mut claimed: Vec<HelpRequestRecord> = self
+            .store()
+            .run(move |inner| {
+                let claimer = claimer.clone();
+                async move {
+                    let now = Ts::now();
+                    match &inner.backend {
+                        Backend::Pg(pool) => {
+                            let mut conn = inner.checkout(pool).await?;
+                            Ok(claim_query!(CLAIM_PG, now, &claimer, limit)
+                                .load::<ClaimedRow>(&mut *conn)
+                                .await?)
+                        }
+                        Backend::Sqlite(pool) => {
+                            let mut conn = inner.checkout(pool).await?;
+                            Ok(claim_query!(CLAIM_SQLITE, now, &claimer, limit)
+                                .load::<ClaimedRow>(&mut *conn)
+                                .await?)
+                        }
+                    }
+                }
+            })
+            .await?
+            .into_iter()
+            .map(HelpRequestRecord::from)
+            .collect();
+        // RETURNING gives no order; hand them out oldest first.
+        claimed.sort_by(|a, b| (a.created_at, &a.request_id).cmp(&(b.created_at, &b.request_id)));
+        Ok(claimed)
+    }
+
+    /// Puts back to `pending` every request that has been `processing` for longer than
+    /// `older_than` (its helper died or hung), and says how many.
+    pub async fn reclaim_stuck_help_requests(&self, older_than: Duration) -> Result<usize, StoreError> {
+        self.reclaim_stuck_help_requests_at(Ts::now(), older_than).await
+    }
+
+    /// [`reclaim_stuck_help_requests`](Self::reclaim_stuck_help_requests) as seen at `now`.
+    pub async fn reclaim_stuck_help_requests_at(
+        &self,
+        now: Ts,
+        older_than: Duration,
+    ) -> Result<usize, StoreError> {
+        let window = chrono::Duration::from_std(older_than)
+            .map_err(|_| StoreError::invalid("older_than", "too large"))?;
+        let cutoff = Ts::from(now.get() - window);
+        self.store()
+            .run(move |inner| async move {
+                crate::store::with_conn!(inner, |conn| {
+                    Ok(diesel::update(
+                        help_requests::table
+                            .filter(help_requests::status.eq(HelpStatus::Processing.as_str()))
+                            // A claim without a time predates the claims migration: stuck too.
+                            .filter(
+                                help_requests::claimed_at.lt(cutoff).or(help_requests::claimed_at.is_null()),
+                            ),
+                    )
+                    .set((
+                        help_requests::status.eq(HelpStatus::Pending.as_str()),
+                        help_requests::claimed_at.eq(None::<Ts>),
+                        help_requests::claimed_by.eq(None::<String>),
+                    ))
+                    .execute(conn)
+                    .await?)
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,302 @@
+//! Workflow runs and their checkpoints (`workflow_runs`), for graph executors such as
+//! vigil-actors' `LangGraphExecutor`.
+//!
+//! A run is one row. Submitting it stores the initial state with status `pending` and
+//! step 0. After every step the executor overwrites the row with the new state, the
+//! step number and the next node to run — the *checkpoint* — in one `UPDATE`, so a run
+//! interrupted by a crash or a restart resumes from the last step that was saved.
+//!
+//! ```text
+//!  submit ─▶ pending ─▶ running ─(step, step, ...)─▶ completed
+//!                          │
+//!                          └────────────────────────▶ failed   (error kept, state of the last good step)
+//! ```
+//!
+//! | column      | meaning                                                           |
+//! |-------------|-------------------------------------------------------------------|
+//! | `run_id`    | caller-chosen unique id                                           |
+//! | `graph`     | name of the graph that runs it                                    |
+//! | `status`    | [`WorkflowStatus`]                                                |
+//! | `step`      | steps completed                                                   |
+//! | `next_node` | the node to run next; `NULL` before the first step (start of the graph) |
+//! | `state`     | the workflow state (JSON) after `step` steps                      |
+//! | `error`     | why the run failed                                                |
+//!
+//! **Fencing.** [`SharedState::save_workflow_checkpoint`] only applies when the row is
+//! still at the step the executor started from and not finished, so two executors that
+//! somehow ran the same step cannot both advance the run: the second is told it lost.
+//! Checkpoints go straight to the store, not through the group-commit
+//! [`Writer`](crate::shared_state::Writer), because the executor needs that answer
+//! before it runs the next node.
+//!
+//! ```no_run
+//! # async fn demo(state: vigil_persistence::SharedState) -> Result<(), vigil_persistence::StoreError> {
+//! use vigil_persistence::workflow_runs::WorkflowStatus;
+//!
+//! state.submit_workflow_run("triage", "run-1", serde_json::json!({"ticket": 42})).await?;
+//! let run = state.get_workflow_run("run-1").await?.expect("just submitted");
+//! assert_eq!(run.status(), Some(WorkflowStatus::Pending));
+//! # Ok(()) }
+//! ```
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::schema::workflow_runs;
+use crate::shared_state::SharedState;
+use crate::store::with_conn;
+use crate::types::{Json, Ts};
+
+/// Status of a workflow run, stored lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowStatus {
+    /// Submitted, not started.
+    Pending,
+    /// Started; resumes from its checkpoint after a restart.
+    Running,
+    /// Reached the end of its graph.
+    Completed,
+    /// Stopped by an error (see the run's `error`).
+    Failed,
+}
+
+impl WorkflowStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Pending => "pending",
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Completed => "completed",
+            WorkflowStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => WorkflowStatus::Pending,
+            "running" => WorkflowStatus::Running,
+            "completed" => WorkflowStatus::Completed,
+            "failed" => WorkflowStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the run is finished (completed or failed).
+    pub fn is_finished(self) -> bool {
+        matches!(self, WorkflowStatus::Completed | WorkflowStatus::Failed)
+    }
+}
+
+impl std::fmt::Display for WorkflowStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A workflow run with its last checkpoint (`workflow_runs`).
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[diesel(table_name = workflow_runs)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct WorkflowRunRecord {
+    /// Caller-chosen unique id.
+    pub run_id: String,
+    /// The graph that runs it.
+    pub graph: String,
+    /// `pending`, `running`, `completed` or `failed` (see [`WorkflowStatus`]).
+    pub status: String,
+    /// Steps completed.
+    pub step: i32,
+    /// The node to run next; `None` before the first step.
+    pub next_node: Option<String>,
+    /// The state after `step` steps.
+    pub state: Json,
+    /// Why the run failed.
+    pub error: Option<String>,
+    /// When it was submitted.
+    pub created_at: Option<Ts>,
+    /// When the last checkpoint was written.
+    pub updated_at: Option<Ts>,
+}
+
+impl WorkflowRunRecord {
+    /// The parsed status (`None` if the stored text is not one of the four).
+    pub fn status(&self) -> Option<WorkflowStatus> {
+        WorkflowStatus::parse(&self.status)
+    }
+}
+
+/// The checkpoint written after a step: the whole new row content but the ids.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct Checkpoint {
+    /// Steps completed, this one included.
+    pub step: i32,
+    /// The node to run next (`None` once the run is finished).
+    pub next_node: Option<String>,
+    /// The state after the step.
+    pub state: serde_json::Value,
+    /// The run's status after the step.
+    pub status: WorkflowStatus,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+}
+
+impl SharedState {
+    /// Submits a run of `graph` under `run_id` with its initial state (status
+    /// `pending`, step 0). An id that is already taken is refused.
+    pub async fn submit_workflow_run(
+        &self,
+        graph: &str,
+        run_id: &str,
+        initial_state: serde_json::Value,
+    ) -> Result<WorkflowRunRecord, StoreError> {
+        for (field, value) in [("graph", graph), ("run_id", run_id)] {
+            if value.is_empty() || value.len() > 255 {
+                return Err(StoreError::invalid(field, "must be 1 to 255 characters"));
+            }
+        }
+        let (graph_name, id) = (graph.to_owned(), run_id.to_owned());
+        let inserted = self
+            .store()
+            .run(move |inner| {
+                let (graph_name, id, state) = (graph_name.clone(), id.clone(), initial_state.clone());
+                async move {
+                    let now = Ts::now();
+                    with_conn!(inner, |conn| Ok(diesel::insert_into(workflow_runs::table)
+                        .values((
+                            workflow_runs::run_id.eq(&id),
+                            workflow_runs::graph.eq(&graph_name),
+                            workflow_runs::status.eq(WorkflowStatus::Pending.as_str()),
+                            workflow_runs::step.eq(0),
+                            workflow_runs::state.eq(Json(state)),
+                            workflow_runs::created_at.eq(Some(now)),
+                            workflow_runs::updated_at.eq(Some(now)),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?))
+                }
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::invalid("run_id", format!("a workflow run `{run_id}` already exists")));
+        }
+        self.get_workflow_run(run_id).await?.ok_or_else(|| StoreError::Task("submitted run vanished".into()))
+    }
+
+    /// Writes the checkpoint of the step that followed step `from_step`, in one
+    /// statement. Applies only if the run is still at `from_step` and not finished;
+    /// returns whether it did (`false`: another executor advanced or finished it).
+    pub async fn save_workflow_checkpoint(
+        &self,
+        run_id: &str,
+        from_step: i32,
+        checkpoint: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        let id = run_id.to_owned();
+        let updated = self
+            .store()
+            .run(move |inner| {
+                let (id, cp) = (id.clone(), checkpoint.clone());
+                async move {
+                    with_conn!(inner, |conn| Ok(diesel::update(
+                        workflow_runs::table
+                            .filter(workflow_runs::run_id.eq(&id))
+                            .filter(workflow_runs::step.eq(from_step))
+                            .filter(workflow_runs::status.eq_any([
+                                WorkflowStatus::Pending.as_str(),
+                                WorkflowStatus::Running.as_str(),
+                            ])),
+                    )
+                    .set((
+                        workflow_runs::step.eq(cp.step),
+                        workflow_runs::next_node.eq(cp.next_node),
+                        workflow_runs::state.eq(Json(cp.state)),
+                        workflow_runs::status.eq(cp.status.as_str()),
+                        workflow_runs::error.eq(cp.error),
+                        workflow_runs::updated_at.eq(Some(Ts::now())),
+                    ))
+                    .execute(conn)
+                    .await?))
+                }
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// One run with its last checkpoint.
+    pub async fn get_workflow_run(&self, run_id: &str) -> Result<Option<WorkflowRunRecord>, StoreError> {
+        let id = run_id.to_owned();
+        self.store()
+            .run(move |inner| {
+                let id = id.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(workflow_runs::table
+                        .find(&id)
+                        .select(WorkflowRunRecord::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?))
+                }
+            })
+            .await
+    }
+
+    /// Runs, newest first, optionally only those with `status`; at most `limit`.
+    pub async fn list_workflow_runs(
+        &self,
+        status: Option<WorkflowStatus>,
+        limit: i64,
+    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
+        self.store()
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| {
+                    let mut query = workflow_runs::table.into_boxed();
+                    if let Some(status) = status {
+                        query = query.filter(workflow_runs::status.eq(status.as_str()));
+                    }
+                    Ok(query
+                        .order((workflow_runs::created_at.desc(), workflow_runs::run_id.desc()))
+                        .limit(limit)
+                        .select(WorkflowRunRecord::as_select())
+                        .load(conn)
+                        .await?)
+                })
+            })
+            .await
+    }
+
+    /// Unfinished runs (`pending` or `running`) of the named graphs, oldest first: the
+    /// work an executor picks up, including runs interrupted by a crash.
+    pub async fn unfinished_workflow_runs(
+        &self,
+        graphs: &[String],
+        limit: i64,
+    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
+        let graphs = graphs.to_vec();
+        self.store()
+            .run(move |inner| {
+                let graphs = graphs.clone();
+                async move {
+                    with_conn!(inner, |conn| Ok(workflow_runs::table
+                        .filter(workflow_runs::graph.eq_any(&graphs))
+                        .filter(
+                            workflow_runs::status
+                                .eq_any(
+                                    [WorkflowStatus::Pending.as_str(), WorkflowStatus::Running.as_str(),]
+                                )
+                        )
+                        .order((workflow_runs::created_at.asc(), workflow_runs::run_id.asc()))
+                        .limit(limit)
+                        .select(WorkflowRunRecord::as_select())
+                        .load(conn)
+                        .await?))
+                }
+            })
+            .await
+    }
+}
