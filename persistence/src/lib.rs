@@ -1,6 +1,7 @@
 //! Vigil's shared-state database.
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod models;
 pub mod persistence_actor;
 pub mod schema;
