@@ -141,7 +141,7 @@ async fn edge_cases_round_trip_with_equal_counts_and_checksums() {
     assert_eq!(json["tables"][0]["checksum_source"].as_str().unwrap().len(), 16);
 
     // Progress: counted first, every row reported, every table verified.
-    let events = events.lock().unwrap();
+    let events = std::mem::take(&mut *events.lock().unwrap());
     assert_eq!(events.first().unwrap().stage, ImportStage::Started);
     assert_eq!(events.first().unwrap().all_total, report.total_rows);
     let verified: Vec<_> = events
