@@ -110,8 +110,8 @@ pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Re
         if report.append { " (appended)" } else { "" }
     );
     println!(
-        "{:<22} {:>10} {:>10}  {:<16}  {:<16}  {}",
-        "TABLE", "SOURCE", "TARGET", "SOURCE FNV-1a", "TARGET FNV-1a", "OK"
+        "{:<22} {:>10} {:>10}  {:<16}  {:<16}  OK",
+        "TABLE", "SOURCE", "TARGET", "SOURCE FNV-1a", "TARGET FNV-1a"
     );
     for t in &report.tables {
         println!(
