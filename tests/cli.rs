@@ -63,3 +63,142 @@ fn bad_usage_exits_2_and_runtime_errors_exit_1_on_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("postgres_config.json"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+// ------------------------------------------------------------------ vigil import
+
+use vigil_persistence::shared_state::{Heartbeat, Metric};
+use vigil_persistence::testing::TestDb;
+use vigil_persistence::{DatabaseConfig, HelpStatus, Severity, SharedState, Store};
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(future)
+}
+
+/// `vigil migrate` in `dir`, then a little of everything through the SharedState API.
+fn sqlite_database_with_data(dir: &Path) -> std::path::PathBuf {
+    let out = vigil(dir, &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join("vigil.db");
+    block_on(async {
+        let state = SharedState::new(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
+        state.register_agent("heartbeat_health", "HeartbeatHealthAgent").await.unwrap();
+        state.register_agent("ai_help", "AIHelpAgent").await.unwrap();
+        state.update_agent_state("ai_help", "active").await.unwrap();
+        state
+            .update_agent_heartbeat("heartbeat_health", Heartbeat::new().status("active").message("ok ✓"))
+            .await
+            .unwrap();
+        state.add_performance_metric(Metric::new("cycle_ms", 12.5).agent("heartbeat_health")).await.unwrap();
+        state.set_system_state("thresholds", serde_json::json!({"stale_s": 300, "ü": [1, 2]})).await.unwrap();
+        state
+            .log_system_event("import_test", Some(serde_json::json!({"k": "v"})), Severity::Warning)
+            .await
+            .unwrap();
+        state.create_help_request("r1", "how?", None).await.unwrap();
+        state.respond_to_help_request("r1", "like this", HelpStatus::Complete).await.unwrap();
+        state.create_help_request("r2", "still waiting", Some(serde_json::json!({"n": 2}))).await.unwrap();
+        state.record_agent_communication("ai_help", "heartbeat_health", "ping", "hello").await.unwrap();
+        state.log_llm_conversation(Some("ai_help"), "c1", "q", "a", None).await.unwrap();
+    });
+    path
+}
+
+fn pg_url(db: &TestDb) -> String {
+    match db {
+        TestDb::Postgres { url, .. } => url.expose().to_owned(),
+        TestDb::Sqlite { .. } => unreachable!("TestDb::postgres gives a PostgreSQL database"),
+    }
+}
+
+#[test]
+fn import_copies_an_sqlite_database_into_postgresql_and_verifies_it() {
+    let Some(pg) = block_on(TestDb::postgres()) else { return };
+    let dir = temp_dir();
+    let path = sqlite_database_with_data(&dir);
+    let from = format!("sqlite:{}", path.display());
+    let to = pg_url(&pg);
+
+    let out = vigil(&dir, &["import", "--from", &from, "--to", &to, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "no progress when stderr is not a terminal");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("import --json prints JSON");
+    let tables = report["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 9);
+    for table in tables {
+        assert_eq!(table["matches"], true, "{table}");
+        assert_eq!(table["checksum_source"], table["checksum_target"], "{table}");
+    }
+    let rows = |name: &str| tables.iter().find(|t| t["table"] == name).unwrap()["rows"].as_u64().unwrap();
+    assert_eq!(rows("agents"), 2);
+    assert_eq!(rows("help_requests"), 2);
+    assert_eq!(rows("help_responses"), 1);
+    let total: u64 = tables.iter().map(|t| t["rows"].as_u64().unwrap()).sum();
+    assert_eq!(report["total_rows"], total);
+
+    // The same agents, by id, on PostgreSQL; new rows continue after the imported ids.
+    block_on(async {
+        let sqlite = SharedState::new(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
+        let postgres = SharedState::new(pg.store().await);
+        assert_eq!(
+            postgres.get_registered_agents().await.unwrap(),
+            sqlite.get_registered_agents().await.unwrap()
+        );
+        assert_eq!(postgres.register_agent("third", "Third").await.unwrap().id, 3);
+    });
+
+    // Again: the target is no longer empty. One line, exit code 1.
+    let out = vigil(&dir, &["import", "--from", &from, "--to", &to]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: ") && stderr.contains("not empty"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    // The text report, into a second empty database.
+    let Some(pg2) = block_on(TestDb::postgres()) else { return };
+    let out = vigil(&dir, &["import", "--from", &from, "--to", &pg_url(&pg2)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&format!("imported {total} rows from sqlite:")), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(" yes")).count(), 9, "{stdout}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn import_rejects_bad_sources_and_targets() {
+    let dir = temp_dir();
+    let missing = dir.join("missing.db");
+    let to = "postgresql://app:topsecret@127.0.0.1:1/x";
+
+    // A missing source is an error, and is not created.
+    let out = vigil(&dir, &["import", "--from", &format!("sqlite:{}", missing.display()), "--to", to]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"), "{:?}", out);
+    assert!(!missing.exists(), "the source must not be created");
+
+    // A file that is not an SQLite database.
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, "not a database at all").unwrap();
+    let out = vigil(&dir, &["import", "--from", &format!("sqlite:{}", junk.display()), "--to", to]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an SQLite database"));
+
+    // Wrong kinds of URL are usage errors; the password never shows.
+    let path = sqlite_database_with_data(&dir);
+    let from = format!("sqlite:{}", path.display());
+    for (from, to) in
+        [(from.as_str(), "sqlite:other.db"), (to, to), (from.as_str(), "http://app:topsecret@h/x")]
+    {
+        let out = vigil(&dir, &["import", "--from", from, "--to", to]);
+        assert_eq!(out.status.code(), Some(2), "{from} -> {to}: {out:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("topsecret"));
+    }
+    let out = vigil(&dir, &["import", "--to", to]);
+    assert_eq!(out.status.code(), Some(2), "--from is required");
+
+    // An unreachable server: a runtime error, one line, no password.
+    let out = vigil(&dir, &["import", "--from", &from, "--to", to]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: ") && !stderr.contains("topsecret"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -3,6 +3,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod help_queue;
+pub mod import;
 pub mod models;
 pub mod persistence_actor;
 pub mod schema;

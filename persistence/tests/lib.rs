@@ -5,6 +5,7 @@ mod common;
 
 mod actor;
 mod config;
+mod import;
 mod in_process;
 mod schema;
 mod shared_state;

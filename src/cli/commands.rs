@@ -1,8 +1,10 @@
 //! The bodies of the `vigil` subcommands.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
+use vigil_persistence::import::{ImportProgress, ImportStage, Importer};
 use vigil_persistence::{DatabaseConfig, SharedState, Store};
 
 use super::CliError;
@@ -80,4 +82,89 @@ pub(super) async fn status(state: &SharedState, json: bool) -> Result<(), CliErr
         println!("{:<32} {:<14} {:>14}", agent.agent_id, agent.status.as_deref().unwrap_or("-"), age);
     }
     Ok(())
+}
+
+/// `vigil import --from sqlite:PATH --to postgresql://... [--append] [--json]`.
+pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Result<(), CliError> {
+    let path = sqlite_source(from)?;
+    let target = postgres_target(to)?;
+    // Checked before connecting: opening a missing SQLite file would create it.
+    check_sqlite_file(&path)?;
+
+    let source = Store::connect(DatabaseConfig::sqlite(&path)).await?;
+    let target = Store::connect(target).await?;
+    let mut importer = Importer::new(&source, &target).append(append);
+    if std::io::stderr().is_terminal() {
+        importer = importer.on_progress(show_progress);
+    }
+    let report = importer.run().await?;
+    if json {
+        return print_json(&report);
+    }
+    println!(
+        "imported {} rows from {} into {} in {:.2} s{}",
+        report.total_rows,
+        report.source,
+        report.target,
+        report.elapsed.as_secs_f64(),
+        if report.append { " (appended)" } else { "" }
+    );
+    println!(
+        "{:<22} {:>10} {:>10}  {:<16}  {:<16}  OK",
+        "TABLE", "SOURCE", "TARGET", "SOURCE FNV-1a", "TARGET FNV-1a"
+    );
+    for t in &report.tables {
+        println!(
+            "{:<22} {:>10} {:>10}  {}  {}  {}",
+            t.table,
+            t.rows,
+            t.rows_target,
+            t.checksum_source,
+            t.checksum_target,
+            if t.matches { "yes" } else { "NO" }
+        );
+    }
+    Ok(())
+}
+
+/// The path of `--from`: `sqlite:PATH`, `sqlite://PATH` or a bare path.
+fn sqlite_source(from: &str) -> Result<PathBuf, CliError> {
+    let path = from.strip_prefix("sqlite://").or_else(|| from.strip_prefix("sqlite:")).unwrap_or(from);
+    if path.contains("://") || path.is_empty() || path == ":memory:" {
+        return Err(CliError::Usage("--from must name an SQLite file: sqlite:PATH".into()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The configuration of `--to`, which must be a PostgreSQL URL. The URL itself is never
+/// echoed: it may hold a password.
+fn postgres_target(to: &str) -> Result<DatabaseConfig, CliError> {
+    if to.starts_with("sqlite:") {
+        return Err(CliError::Usage("--to must be a PostgreSQL URL (postgresql://...)".into()));
+    }
+    DatabaseConfig::postgres(to).map_err(|e| CliError::Usage(format!("--to: {e}")))
+}
+
+/// An existing file that starts like an SQLite database.
+fn check_sqlite_file(path: &Path) -> Result<(), CliError> {
+    let shown = path.display();
+    let mut file =
+        std::fs::File::open(path).map_err(|e| CliError::Input(format!("cannot open {shown}: {e}")))?;
+    let mut header = [0u8; 16];
+    match file.read_exact(&mut header) {
+        Ok(()) if &header == b"SQLite format 3\0" => Ok(()),
+        _ => Err(CliError::Input(format!("{shown} is not an SQLite database"))),
+    }
+}
+
+/// One progress line on stderr, rewritten in place; a table's line ends when it is verified.
+fn show_progress(p: &ImportProgress) {
+    let mut err = std::io::stderr().lock();
+    let _ = match p.stage {
+        ImportStage::Started => writeln!(err, "copying {} rows", p.all_total),
+        ImportStage::Verified => {
+            writeln!(err, "\r{:<22} {:>10}/{:<10} verified", p.table, p.rows_copied, p.rows_total)
+        }
+        _ => write!(err, "\r{:<22} {:>10}/{:<10}", p.table, p.rows_copied, p.rows_total),
+    };
 }
