@@ -95,6 +95,8 @@ pub struct AgentStatus {
     pub restarts: u64,
     /// Cycle ticks skipped because a cycle still ran.
     pub overruns: u64,
+    /// How long the last completed cycle took, in microseconds (`None` before the first).
+    pub last_cycle_micros: Option<u64>,
 }
 
 /// Asks for an [`AgentStatus`].
@@ -118,6 +120,8 @@ pub struct AgentHost<A: Agent> {
     supervisor: Recipient<ChildExited>,
     last_payload: Option<serde_json::Value>,
     cycles: Rc<Cell<u64>>,
+    /// Duration of the last completed cycle, for [`AgentStatus::last_cycle_micros`].
+    last_cycle_micros: Rc<Cell<Option<u64>>>,
     /// Set while a cycle runs: a tick that finds it set is skipped, not queued.
     cycle_running: Rc<Cell<bool>>,
     restarts: u64,
@@ -159,6 +163,7 @@ impl<A: Agent> AgentHost<A> {
             supervisor: parts.supervisor,
             last_payload: None,
             cycles: Rc::new(Cell::new(0)),
+            last_cycle_micros: Rc::new(Cell::new(None)),
             cycle_running: Rc::new(Cell::new(false)),
             restarts: 0,
             overruns: 0,
@@ -291,6 +296,7 @@ impl<A: Agent> AgentHost<A> {
         let hook_ctx = self.ctx.clone();
         let generation = self.generation.get();
         let cycles = self.cycles.clone();
+        let last_cycle = self.last_cycle_micros.clone();
         ctx.spawn(
             async move {
                 let mut agent = agent.lock().await;
@@ -303,6 +309,7 @@ impl<A: Agent> AgentHost<A> {
             .map(move |(outcome, elapsed), host, ctx| match outcome {
                 Ok(()) => {
                     cycles.set(cycles.get() + 1);
+                    last_cycle.set(Some(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)));
                     tracing::trace!(agent.id = %host.id, ?elapsed, "cycle");
                 }
                 // A failure of an instance that was already replaced is old news.
@@ -654,6 +661,7 @@ impl<A: Agent> Handler<GetStatus> for AgentHost<A> {
             cycles: self.cycles.get(),
             restarts: self.restarts,
             overruns: self.overruns,
+            last_cycle_micros: self.last_cycle_micros.get(),
         })
     }
 }
