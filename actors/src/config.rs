@@ -216,8 +216,12 @@ pub struct PerformanceConfig {
     pub min_relative_std: f64,
     /// Absolute floor of the standard deviation. Default 1e-6.
     pub min_std: f64,
-    /// Metric names checked besides those the monitor collects. Default none.
-    pub extra_metrics: Vec<String>,
+    /// Metric names checked for anomalies (any metric in the table, not only those
+    /// the monitor collects). Default: `cycle_duration_ms`, `persistence_flush_p99_ms`,
+    /// `query_mean_ms`, `process_cpu_percent`, `process_rss_bytes` — the figures whose
+    /// jumps mean something; small integer counts (pool connections in use, queue
+    /// depth) flip between neighbours and are recorded, not judged.
+    pub anomaly_metrics: Vec<String>,
 }
 
 impl Default for PerformanceConfig {
@@ -231,7 +235,15 @@ impl Default for PerformanceConfig {
             critical_z: 5.0,
             min_relative_std: 0.01,
             min_std: 1e-6,
-            extra_metrics: Vec::new(),
+            anomaly_metrics: [
+                "cycle_duration_ms",
+                "persistence_flush_p99_ms",
+                "query_mean_ms",
+                "process_cpu_percent",
+                "process_rss_bytes",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -319,8 +331,13 @@ pub struct SelfHealingConfig {
     /// and is restarted. Default 120 s.
     #[serde(with = "duration")]
     pub failed_after: Duration,
-    /// Restart an agent with a `critical` performance anomaly. Default true.
-    pub restart_on_critical_anomaly: bool,
+    /// Restart an agent with this many `critical` performance anomalies within
+    /// `anomaly_window`; 0 never restarts for anomalies. Default 3 (one slow cycle is
+    /// noise; three in ten minutes is degradation).
+    pub critical_anomalies_before_restart: u32,
+    /// Default 10 min.
+    #[serde(with = "duration")]
+    pub anomaly_window: Duration,
     /// How long a restart claim holds. Default 5 min.
     #[serde(with = "duration")]
     pub claim_ttl: Duration,
@@ -335,7 +352,8 @@ impl Default for SelfHealingConfig {
             max_actions_per_pass: 3,
             missing_after_intervals: 3.0,
             failed_after: Duration::from_secs(120),
-            restart_on_critical_anomaly: true,
+            critical_anomalies_before_restart: 3,
+            anomaly_window: Duration::from_secs(600),
             claim_ttl: Duration::from_secs(300),
             intervals: IntervalEstimate::default(),
         }

@@ -80,6 +80,27 @@ impl Observation {
     }
 }
 
+/// How long a monitor waits for one answer of the control plane.
+///
+/// Why a bound: a restart waits for the agent's current hook to end, and holds the
+/// agent's mailbox meanwhile. A monitor whose cycle awaits the status of an agent
+/// being restarted — itself, or a sibling that is itself waiting on the supervisor —
+/// would wait for ever, and so would the restart. With a bound, the monitor's cycle
+/// ends, the restart goes on, and the agent is seen at the next pass.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Snapshots of the agents of this runtime that answer within [`CONTROL_TIMEOUT`]
+/// (an agent in the middle of a restart is left out of this pass).
+pub async fn statuses(ctx: &AgentContext) -> Vec<AgentStatus> {
+    let mut out = Vec::new();
+    for id in ctx.control().agent_ids() {
+        if let Ok(Ok(status)) = tokio::time::timeout(CONTROL_TIMEOUT, ctx.control().status(&id)).await {
+            out.push(status);
+        }
+    }
+    out
+}
+
 /// Parses a stored lowercase state.
 pub fn parse_state(text: &str) -> Option<State> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
@@ -95,7 +116,7 @@ pub async fn observe(
     let shared = ctx.shared_state();
     let now = Utc::now();
     let statuses: HashMap<String, AgentStatus> =
-        ctx.control().statuses().await.into_iter().map(|s| (s.agent_id.clone(), s)).collect();
+        statuses(ctx).await.into_iter().map(|s| (s.agent_id.clone(), s)).collect();
     let failures = failures_since(ctx, now - chrono::Duration::from_std(window).unwrap_or_default()).await?;
     let mut out = Vec::new();
     for record in shared.get_registered_agents().await? {
@@ -226,12 +247,14 @@ pub async fn request_restart(
         }
         Err(e) => return RestartOutcome::Failed { reason: format!("claim: {e}") },
     }
-    match ctx.control().restart(agent_id, reason).await {
-        Ok(()) => {
+    match tokio::time::timeout(CONTROL_TIMEOUT, ctx.control().restart(agent_id, reason)).await {
+        Ok(Ok(())) => {
             tracing::info!(agent.id = %ctx.agent_id(), target = %agent_id, %reason, "restart requested");
             RestartOutcome::Requested
         }
-        Err(e) => RestartOutcome::Failed { reason: e.to_string() },
+        Ok(Err(e)) => RestartOutcome::Failed { reason: e.to_string() },
+        // The request is queued at the supervisor and may still be carried out.
+        Err(_) => RestartOutcome::Failed { reason: "the supervisor did not answer in time".into() },
     }
 }
 

@@ -12,10 +12,10 @@
 //! | `query_mean_ms`                     | `SharedState::get_query_stats`                     | —     |
 //! | `process_cpu_percent`               | `/proc/self/stat` utime+stime between passes (100 ticks/s, Linux's USER_HZ) | — |
 //! | `process_rss_bytes`                 | `/proc/self/status` VmRSS                          | —     |
-//! | `cycle_duration_ms`                 | `RuntimeControl::statuses()` last cycle           | each  |
+//! | `cycle_duration_ms`                 | mean cycle time between passes (`AgentStatus::busy_micros` / cycles) | each |
 //! | `cycles_per_second`                 | cycles between passes                             | each  |
 //!
-//! Then, for each of those names (and `extra_metrics`), it reads the series of the
+//! Then, for each name of `anomaly_metrics`, it reads the series of the
 //! window (`SharedState::metric_series`, **oldest first**), splits it per agent, and
 //! scores the *newest* value against the `window_samples` (60) values before it:
 //! `|z| ≥ 3` is a `high`, `|z| ≥ 5` a `critical` anomaly, logged as
@@ -73,8 +73,8 @@ pub struct PerformanceMonitor {
     clock: PassClock,
     /// CPU seconds and wall time at the previous pass.
     last_cpu: Option<(f64, Instant)>,
-    /// Cycle counts per agent at the previous pass.
-    last_cycles: HashMap<String, (u64, Instant)>,
+    /// Cycle counts and busy time per agent at the previous pass.
+    last_cycles: HashMap<String, (u64, u64, Instant)>,
     /// The newest sample already judged per (metric, agent row id): one alert per sample.
     judged: HashMap<(String, Option<i32>), i32>,
 }
@@ -124,18 +124,20 @@ impl PerformanceMonitor {
         if let Some(rss) = rss {
             out.push(("process_rss_bytes", None, rss));
         }
-        for status in ctx.control().statuses().await {
-            if let Some(micros) = status.last_cycle_micros {
-                out.push(("cycle_duration_ms", Some(status.agent_id.clone()), micros as f64 / 1e3));
-            }
-            if let Some((before, at)) = self.last_cycles.get(&status.agent_id) {
+        for status in observe::statuses(ctx).await {
+            if let Some((cycles, busy, at)) = self.last_cycles.get(&status.agent_id) {
                 let wall = now.duration_since(*at).as_secs_f64();
-                if wall > 0.0 && status.cycles >= *before {
-                    let rate = (status.cycles - before) as f64 / wall;
-                    out.push(("cycles_per_second", Some(status.agent_id.clone()), rate));
+                // Counters restart from zero with a new host only; a restart keeps them.
+                if wall > 0.0 && status.cycles >= *cycles && status.busy_micros >= *busy {
+                    let ran = status.cycles - cycles;
+                    out.push(("cycles_per_second", Some(status.agent_id.clone()), ran as f64 / wall));
+                    if ran > 0 {
+                        let mean_ms = (status.busy_micros - busy) as f64 / ran as f64 / 1e3;
+                        out.push(("cycle_duration_ms", Some(status.agent_id.clone()), mean_ms));
+                    }
                 }
             }
-            self.last_cycles.insert(status.agent_id.clone(), (status.cycles, now));
+            self.last_cycles.insert(status.agent_id.clone(), (status.cycles, status.busy_micros, now));
         }
         out
     }
@@ -143,7 +145,6 @@ impl PerformanceMonitor {
     async fn pass(&mut self, ctx: &AgentContext) -> Result<(), StoreError> {
         let shared = ctx.shared_state().clone();
         let samples = self.collect(ctx).await;
-        let mut names: Vec<String> = samples.iter().map(|(n, _, _)| (*n).to_owned()).collect();
         for (name, agent, value) in samples {
             let mut metric = Metric::new(name, value).source(ctx.agent_id());
             if let Some(agent) = agent {
@@ -151,7 +152,7 @@ impl PerformanceMonitor {
             }
             shared.add_performance_metric(metric).await?;
         }
-        names.extend(self.config.extra_metrics.iter().cloned());
+        let mut names = self.config.anomaly_metrics.clone();
         names.sort();
         names.dedup();
 

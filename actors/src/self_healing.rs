@@ -6,7 +6,7 @@
 //! | `database_connection`       | the health probe fails, or `connection_errors` rose since the last pass | `probe_connections` (below) |
 //! | `agent_failure`             | an agent of this runtime never beat, registered ≥ the threshold ago | restart through the supervisor |
 //! | `missing_heartbeats`        | last heartbeat ≥ max(`failed_after` 120 s, 3 × own interval) ago | restart through the supervisor |
-//! | `performance_degradation`   | a `critical` `performance_anomaly_alert` about an agent of this runtime | restart (`restart_on_critical_anomaly`, default on) |
+//! | `performance_degradation`   | `critical_anomalies_before_restart` (3) `critical` `performance_anomaly_alert`s about one agent of this runtime within `anomaly_window` (10 min) | restart |
 //! | `state_inconsistency`       | DB status ≠ runtime state on two passes in a row                   | state sync: DB set to the runtime's state |
 //!
 //! At most `max_actions_per_pass` (3) actions per pass; the rest wait for the next.
@@ -67,8 +67,10 @@ pub enum Issue {
         agent_id: String,
         /// The metric.
         metric: String,
-        /// Its z-score.
+        /// The last z-score.
         z: f64,
+        /// Critical anomalies within the window.
+        anomalies: u32,
     },
     /// The database and the runtime disagree on an agent's state.
     StateInconsistency {
@@ -97,6 +99,8 @@ pub struct SelfHealingAgent {
     restarted: BTreeMap<String, DateTime<Utc>>,
     /// When this instance started (anomalies before it are not ours to act on).
     started_at: DateTime<Utc>,
+    /// Critical anomalies per agent within the window (time, alert payload).
+    anomalies: BTreeMap<String, Vec<(DateTime<Utc>, serde_json::Value)>>,
 }
 
 impl SelfHealingAgent {
@@ -110,6 +114,7 @@ impl SelfHealingAgent {
             mismatches: BTreeMap::new(),
             restarted: BTreeMap::new(),
             started_at: Utc::now(),
+            anomalies: BTreeMap::new(),
         }
     }
 
@@ -191,16 +196,30 @@ impl SelfHealingAgent {
         if let Some(newest) = anomalies.first() {
             self.last_event_id = Some(newest.id);
         }
-        if cfg.restart_on_critical_anomaly {
-            for event in anomalies.iter().rev() {
-                let Some(data) = &event.event_data else { continue };
-                let Some(agent_id) = data.0["agent_id"].as_str() else { continue };
-                let running = observations.iter().any(|o| o.agent_id == agent_id && o.restartable());
-                if running && agent_id != ctx.agent_id() {
+        let window_start = Utc::now() - chrono::Duration::from_std(cfg.anomaly_window).unwrap_or_default();
+        for event in anomalies.iter().rev() {
+            let Some(data) = &event.event_data else { continue };
+            let Some(agent_id) = data.0["agent_id"].as_str() else { continue };
+            let at = event.timestamp.map_or_else(Utc::now, |t| t.get());
+            self.anomalies.entry(agent_id.to_owned()).or_default().push((at, data.0.clone()));
+        }
+        for list in self.anomalies.values_mut() {
+            list.retain(|(at, _)| *at >= window_start);
+        }
+        self.anomalies.retain(|_, list| !list.is_empty());
+        if cfg.critical_anomalies_before_restart > 0 {
+            for (agent_id, list) in &self.anomalies {
+                let running = observations.iter().any(|o| &o.agent_id == agent_id && o.restartable());
+                if running
+                    && agent_id != ctx.agent_id()
+                    && list.len() as u32 >= cfg.critical_anomalies_before_restart
+                {
+                    let (_, last) = list.last().expect("not empty");
                     issues.push(Issue::PerformanceDegradation {
-                        agent_id: agent_id.to_owned(),
-                        metric: data.0["metric"].as_str().unwrap_or_default().to_owned(),
-                        z: data.0["z"].as_f64().unwrap_or_default(),
+                        agent_id: agent_id.clone(),
+                        metric: last["metric"].as_str().unwrap_or_default().to_owned(),
+                        z: last["z"].as_f64().unwrap_or_default(),
+                        anomalies: list.len() as u32,
                     });
                 }
             }
@@ -244,6 +263,7 @@ impl SelfHealingAgent {
                     }
                     outcome => {
                         self.restarted.insert(agent_id.clone(), now);
+                        self.anomalies.remove(agent_id);
                         let ok = outcome == RestartOutcome::Requested;
                         Some(("restart", ok, json!(outcome)))
                     }

@@ -35,7 +35,7 @@ async fn a_known_spike_is_critical_and_a_flat_noisy_series_is_quiet() {
         .unwrap();
 
     let mut config = fast_config().performance;
-    config.extra_metrics = vec!["synthetic_latency_ms".into()];
+    config.anomaly_metrics.push("synthetic_latency_ms".into());
     let runtime = builder(&shared).agent(PerformanceMonitor::factory(config)).start().await.unwrap();
     let alert = wait_for_event(&shared, "performance_anomaly_alert", "spiky").await;
     assert_eq!(alert["metric"], "synthetic_latency_ms");

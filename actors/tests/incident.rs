@@ -59,6 +59,12 @@ async fn scripted_incident(db: TestDb) {
     assert_eq!(transitions_into(&shared, "worker", "recovery").await, 1, "one restart for one incident");
     let worker = runtime.control().status("worker").await.unwrap();
     assert_eq!((worker.restarts, worker.state), (1, State::Active));
+    // The monitors left each other alone.
+    for status in runtime.statuses().await {
+        if status.agent_id != "worker" {
+            assert_eq!((status.restarts, status.state), (0, State::Active), "{}", status.agent_id);
+        }
+    }
     let mut executed = 0;
     for attempt in events_about(&shared, "agent_restart_attempt", "worker").await {
         executed += usize::from(attempt["outcome"] == "requested");
