@@ -21,6 +21,8 @@
 //! | `get_query_stats`           | [`SharedState::get_query_stats`]                       |
 //! | pool monitoring             | [`SharedState::get_pool_stats`]                        |
 //! | `cleanup_old_data`          | [`SharedState::cleanup_old_data`]                      |
+//! | restart claims (monitors)   | [`SharedState::claim_incident`], [`SharedState::incident_claim`] |
+//! | consistency checks          | [`SharedState::orphan_rows`], [`SharedState::help_requests_with_status`] |
 //!
 //! Reads go straight to the pool. Writes go through the [`Writer`]: by default
 //! straight to the store, one transaction per call; with a
@@ -701,6 +703,133 @@ impl SharedState {
             .await
     }
 
+    // -------------------------------------------------------- incident claims
+
+    /// Claims the incident "agent `agent_id` needs a restart" for `claimant`, for `ttl`.
+    ///
+    /// Agents that restart other agents (the restart manager, self-healing, the health
+    /// agents) call this before acting, so that one incident gets one restart however
+    /// many of them notice it. The claim is the system-state key
+    /// [`incident_claim_key`]`(agent_id)`, holding an [`IncidentClaim`]; it is taken with
+    /// one atomic statement (`INSERT ... ON CONFLICT DO UPDATE ... WHERE expired OR
+    /// mine`), so two claimants — in one process or several, on either backend — never
+    /// both get `true` while a claim is live. The claimant that holds it may claim
+    /// again (that extends it). Claims bypass the persistence actor: the answer must
+    /// be read from the database, not from a queue.
+    pub async fn claim_incident(
+        &self,
+        agent_id: &str,
+        claimant: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        use diesel::query_dsl::methods::FilterDsl;
+        use diesel::sql_types::{BigInt, Bool, Text};
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(ttl).map_err(|_| StoreError::invalid("ttl", "too large"))?;
+        let claim = IncidentClaim {
+            agent_id: agent_id.to_owned(),
+            claimant: claimant.to_owned(),
+            claimed_at: now,
+            expires_at_ms: (now + ttl).timestamp_millis(),
+        };
+        let key = incident_claim_key(agent_id);
+        let value = serde_json::to_value(&claim).map_err(|e| StoreError::invalid("claim", e.to_string()))?;
+        let (claimant, now_ms, at) = (claimant.to_owned(), now.timestamp_millis(), Ts::from(now));
+        let written = self
+            .store
+            .run(move |inner| {
+                let (key, value, claimant) = (key.clone(), value.clone(), claimant.clone());
+                async move {
+                    with_conn!(inner, |conn| {
+                        // `->>` reads a JSON member as text on PostgreSQL (JSONB) and on
+                        // SQLite (3.38+, TEXT holding JSON) alike.
+                        let open = diesel::dsl::sql::<Bool>(
+                            "(CAST(system_state.value ->> 'expires_at_ms' AS BIGINT) < ",
+                        )
+                        .bind::<BigInt, _>(now_ms)
+                        .sql(" OR system_state.value ->> 'expires_at_ms' IS NULL OR system_state.value ->> 'claimant' = ")
+                        .bind::<Text, _>(claimant)
+                        .sql(")");
+                        Ok(diesel::insert_into(system_state::table)
+                            .values((
+                                system_state::key.eq(&key),
+                                system_state::value.eq(crate::types::Json(value)),
+                                system_state::created_at.eq(Some(at)),
+                                system_state::updated_at.eq(Some(at)),
+                            ))
+                            .on_conflict(system_state::key)
+                            .do_update()
+                            .set((
+                                system_state::value.eq(diesel::upsert::excluded(system_state::value)),
+                                system_state::updated_at.eq(diesel::upsert::excluded(system_state::updated_at)),
+                            ))
+                            .filter(open)
+                            .execute(conn)
+                            .await?)
+                    })
+                }
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// The live or expired claim on `agent_id`'s incident, if one was ever taken.
+    pub async fn incident_claim(&self, agent_id: &str) -> Result<Option<IncidentClaim>, StoreError> {
+        Ok(self
+            .get_system_state(&incident_claim_key(agent_id))
+            .await?
+            .and_then(|value| serde_json::from_value(value).ok()))
+    }
+
+    // ------------------------------------------------------------ consistency
+
+    /// Heartbeat and metric rows that point at no agent (see [`OrphanRows`]).
+    pub async fn orphan_rows(&self) -> Result<OrphanRows, StoreError> {
+        self.store
+            .run(|inner| async move {
+                with_conn!(inner, |conn| {
+                    let heartbeats_without_agent = agent_heartbeats::table
+                        .filter(agent_heartbeats::agent_id.is_null())
+                        .count()
+                        .get_result::<i64>(conn)
+                        .await?;
+                    let dangling_heartbeats = agent_heartbeats::table
+                        .left_join(agents::table)
+                        .filter(agent_heartbeats::agent_id.is_not_null())
+                        .filter(agents::id.nullable().is_null())
+                        .count()
+                        .get_result::<i64>(conn)
+                        .await?;
+                    let dangling_metrics = performance_metrics::table
+                        .left_join(agents::table)
+                        .filter(performance_metrics::agent_id.is_not_null())
+                        .filter(agents::id.nullable().is_null())
+                        .count()
+                        .get_result::<i64>(conn)
+                        .await?;
+                    Ok(OrphanRows { heartbeats_without_agent, dangling_heartbeats, dangling_metrics })
+                })
+            })
+            .await
+    }
+
+    /// Help requests in `status`, oldest first.
+    pub async fn help_requests_with_status(
+        &self,
+        status: HelpStatus,
+    ) -> Result<Vec<HelpRequestRecord>, StoreError> {
+        self.store
+            .run(move |inner| async move {
+                with_conn!(inner, |conn| Ok(help_requests::table
+                    .filter(help_requests::status.eq(status.as_str()))
+                    .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
+                    .select(HelpRequestRecord::as_select())
+                    .load(conn)
+                    .await?))
+            })
+            .await
+    }
+
     // ------------------------------------------------------- health and upkeep
 
     /// The database health report.
@@ -778,6 +907,50 @@ impl SharedState {
                 })
             })
             .await
+    }
+}
+
+/// The system-state key of the restart claim on `agent_id` (`restart_claim:<agent_id>`).
+pub fn incident_claim_key(agent_id: &str) -> String {
+    format!("restart_claim:{agent_id}")
+}
+
+/// Who is handling an agent's incident, until when ([`SharedState::claim_incident`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IncidentClaim {
+    /// The agent the incident is about.
+    pub agent_id: String,
+    /// The agent handling it.
+    pub claimant: String,
+    /// When the claim was (last) taken.
+    pub claimed_at: chrono::DateTime<Utc>,
+    /// When it lapses, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+impl IncidentClaim {
+    /// Whether the claim still holds at `now`.
+    pub fn is_live_at(&self, now: chrono::DateTime<Utc>) -> bool {
+        now.timestamp_millis() <= self.expires_at_ms
+    }
+}
+
+/// Rows that reference no agent, counted by [`SharedState::orphan_rows`]. Metrics
+/// with no agent at all are system-wide samples and are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OrphanRows {
+    /// Heartbeats with a NULL `agent_id` (a heartbeat always belongs to an agent).
+    pub heartbeats_without_agent: i64,
+    /// Heartbeats whose `agent_id` names no row of `agents`.
+    pub dangling_heartbeats: i64,
+    /// Metrics whose `agent_id` names no row of `agents`.
+    pub dangling_metrics: i64,
+}
+
+impl OrphanRows {
+    /// All orphan rows.
+    pub fn total(&self) -> i64 {
+        self.heartbeats_without_agent + self.dangling_heartbeats + self.dangling_metrics
     }
 }
 

@@ -98,6 +98,11 @@ pub struct AgentStatus {
     pub restarts: u64,
     /// Cycle ticks skipped because a cycle still ran.
     pub overruns: u64,
+    /// How long the last completed cycle took, in microseconds (`None` before the first).
+    pub last_cycle_micros: Option<u64>,
+    /// Time spent in completed cycles since the agent was spawned, in microseconds
+    /// (with `cycles`, the mean cycle time over any interval).
+    pub busy_micros: u64,
 }
 
 /// Asks for an [`AgentStatus`].
@@ -121,6 +126,10 @@ pub struct AgentHost<A: Agent> {
     supervisor: Recipient<ChildExited>,
     last_payload: Option<serde_json::Value>,
     cycles: Rc<Cell<u64>>,
+    /// Duration of the last completed cycle, for [`AgentStatus::last_cycle_micros`].
+    last_cycle_micros: Rc<Cell<Option<u64>>>,
+    /// Total time in completed cycles, for [`AgentStatus::busy_micros`].
+    busy_micros: Rc<Cell<u64>>,
     /// Set while a cycle runs: a tick that finds it set is skipped, not queued.
     cycle_running: Rc<Cell<bool>>,
     /// The running cycle's future, cancelled when the instance is replaced.
@@ -164,6 +173,8 @@ impl<A: Agent> AgentHost<A> {
             supervisor: parts.supervisor,
             last_payload: None,
             cycles: Rc::new(Cell::new(0)),
+            last_cycle_micros: Rc::new(Cell::new(None)),
+            busy_micros: Rc::new(Cell::new(0)),
             cycle_running: Rc::new(Cell::new(false)),
             cycle_handle: None,
             restarts: 0,
@@ -309,6 +320,8 @@ impl<A: Agent> AgentHost<A> {
         let hook_ctx = self.ctx.clone();
         let generation = self.generation.get();
         let cycles = self.cycles.clone();
+        let last_cycle = self.last_cycle_micros.clone();
+        let busy = self.busy_micros.clone();
         let handle = ctx.spawn(
             async move {
                 let mut agent = agent.lock().await;
@@ -321,6 +334,9 @@ impl<A: Agent> AgentHost<A> {
             .map(move |(outcome, elapsed), host, ctx| match outcome {
                 Ok(()) => {
                     cycles.set(cycles.get() + 1);
+                    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+                    last_cycle.set(Some(micros));
+                    busy.set(busy.get().saturating_add(micros));
                     tracing::trace!(agent.id = %host.id, ?elapsed, "cycle");
                 }
                 // A failure of an instance that was already replaced is old news.
@@ -711,6 +727,8 @@ impl<A: Agent> Handler<GetStatus> for AgentHost<A> {
             cycles: self.cycles.get(),
             restarts: self.restarts,
             overruns: self.overruns,
+            last_cycle_micros: self.last_cycle_micros.get(),
+            busy_micros: self.busy_micros.get(),
         })
     }
 }

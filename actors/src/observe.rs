@@ -1,0 +1,289 @@
+//! What the monitors know of each agent, gathered once per pass: its row in the shared
+//! state, its state in *this* runtime (from [`vigil_runtime::RuntimeControl`]), its
+//! heartbeat history and interval, and its recent failures.
+//!
+//! Also the pass clock ([`PassClock`]) and the restart helper ([`request_restart`]):
+//! every restart a monitor makes goes through the incident claim
+//! ([`vigil_persistence::SharedState::claim_incident`]) and then through
+//! [`vigil_runtime::RuntimeControl::restart`] — the owning supervisor's strategy and
+//! intensity apply, so a monitor that keeps asking for restarts of a broken agent gets
+//! it parked in `manual`, not restarted forever.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use vigil_persistence::shared_state::EventFilter;
+use vigil_persistence::{Severity, StoreError};
+use vigil_runtime::{AgentContext, AgentStatus, State};
+
+use crate::monitoring_config::IntervalEstimate;
+use crate::scoring;
+
+/// One agent as a monitor sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observation {
+    /// The agent's id.
+    pub agent_id: String,
+    /// Its status in the database.
+    pub db_status: Option<String>,
+    /// Its runtime snapshot, when it runs in this runtime.
+    pub runtime: Option<AgentStatus>,
+    /// Its last heartbeat (or, with none, its registration time).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Whether it ever beat.
+    pub has_heartbeat: bool,
+    /// Age of `last_seen`.
+    pub age: Option<Duration>,
+    /// Its heartbeat interval (estimated, or assumed).
+    pub interval: Duration,
+    /// Whether `interval` was estimated from its heartbeats.
+    pub interval_known: bool,
+    /// Gaps between its recent heartbeats (seconds, oldest first) plus the open gap
+    /// since the last one.
+    pub gaps: Vec<f64>,
+    /// Transitions to `error` within the window.
+    pub failures: u32,
+}
+
+impl Observation {
+    /// The state that counts: the runtime's when the agent runs here, else the
+    /// database's.
+    pub fn state(&self) -> State {
+        match &self.runtime {
+            Some(status) => status.state,
+            None => self.db_status.as_deref().and_then(parse_state).unwrap_or(State::Shutdown),
+        }
+    }
+
+    /// Whether the agent runs in this runtime and is in a running state that a
+    /// restart request may act on (not recovering, failed, parked or stopped: those
+    /// are the supervisor's business).
+    pub fn restartable(&self) -> bool {
+        self.runtime.as_ref().is_some_and(|s| {
+            matches!(
+                s.state,
+                State::Active | State::Monitoring | State::Optimizing | State::Standby | State::Maintenance
+            )
+        })
+    }
+
+    /// Heartbeat age in seconds (`f64::INFINITY` when never seen).
+    pub fn age_secs(&self) -> f64 {
+        self.age.map_or(f64::INFINITY, |a| a.as_secs_f64())
+    }
+
+    /// Age over interval: how many of its own intervals late the agent is.
+    pub fn lateness(&self) -> f64 {
+        self.age_secs() / self.interval.as_secs_f64().max(1e-3)
+    }
+}
+
+/// How long a monitor waits for one answer of the control plane.
+///
+/// Why a bound: a restart waits for the agent's current hook to end, and holds the
+/// agent's mailbox meanwhile. A monitor whose cycle awaits the status of an agent
+/// being restarted — itself, or a sibling that is itself waiting on the supervisor —
+/// would wait for ever, and so would the restart. With a bound, the monitor's cycle
+/// ends, the restart goes on, and the agent is seen at the next pass.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Snapshots of the agents of this runtime that answer within [`CONTROL_TIMEOUT`]
+/// (an agent in the middle of a restart is left out of this pass).
+pub async fn statuses(ctx: &AgentContext) -> Vec<AgentStatus> {
+    let mut out = Vec::new();
+    for id in ctx.control().agent_ids() {
+        if let Ok(Ok(status)) = tokio::time::timeout(CONTROL_TIMEOUT, ctx.control().status(&id)).await {
+            out.push(status);
+        }
+    }
+    out
+}
+
+/// Parses a stored lowercase state.
+pub fn parse_state(text: &str) -> Option<State> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
+}
+
+/// Observes every registered agent except those in `shutdown` in the database and not
+/// running here. Failures are counted over `window`.
+pub async fn observe(
+    ctx: &AgentContext,
+    intervals: &IntervalEstimate,
+    window: Duration,
+) -> Result<Vec<Observation>, StoreError> {
+    let shared = ctx.shared_state();
+    let now = Utc::now();
+    let statuses: HashMap<String, AgentStatus> =
+        statuses(ctx).await.into_iter().map(|s| (s.agent_id.clone(), s)).collect();
+    let failures = failures_since(ctx, now - chrono::Duration::from_std(window).unwrap_or_default()).await?;
+    let mut out = Vec::new();
+    for record in shared.get_registered_agents().await? {
+        let runtime = statuses.get(&record.agent_id).cloned();
+        if runtime.is_none() && record.status.as_deref() == Some("shutdown") {
+            continue;
+        }
+        let beats = shared.recent_heartbeats(&record.agent_id, intervals.sample).await?;
+        let times: Vec<DateTime<Utc>> = beats.iter().filter_map(|b| b.timestamp.map(|t| t.get())).collect();
+        let estimated = scoring::estimate_interval(&times);
+        let last_beat = record.last_heartbeat.map(|t| t.get()).or_else(|| times.iter().max().copied());
+        let last_seen = last_beat.or(record.created_at.map(|t| t.get()));
+        let age = last_seen.map(|t| (now - t).to_std().unwrap_or_default());
+        let mut gaps = scoring::gaps(&times);
+        if let Some(age) = age.filter(|_| last_beat.is_some()) {
+            gaps.push(age.as_secs_f64());
+        }
+        out.push(Observation {
+            failures: failures.get(&record.agent_id).copied().unwrap_or(0),
+            agent_id: record.agent_id,
+            db_status: record.status,
+            runtime,
+            last_seen,
+            has_heartbeat: last_beat.is_some(),
+            age,
+            interval: estimated.unwrap_or(intervals.assumed_heartbeat_interval),
+            interval_known: estimated.is_some(),
+            gaps,
+        });
+    }
+    Ok(out)
+}
+
+/// Transitions to `error` per agent since `since` (from `state_transition` events).
+pub async fn failures_since(
+    ctx: &AgentContext,
+    since: DateTime<Utc>,
+) -> Result<HashMap<String, u32>, StoreError> {
+    let events = ctx
+        .shared_state()
+        .recent_events(EventFilter {
+            event_type: Some("state_transition".into()),
+            min_severity: Some(Severity::Error),
+            since: Some(since.into()),
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await?;
+    let mut counts = HashMap::new();
+    for event in events {
+        let Some(data) = event.event_data else { continue };
+        if data.0["to"] == "error"
+            && let Some(agent) = data.0["agent_id"].as_str()
+        {
+            *counts.entry(agent.to_owned()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Decides when a monitor's pass is due. The first pass is due at once.
+#[derive(Debug, Clone, Default)]
+pub struct PassClock {
+    last: Option<Instant>,
+    /// Passes run so far.
+    pub passes: u64,
+}
+
+impl PassClock {
+    /// Whether a pass is due; if so, counts it as started now.
+    pub fn due(&mut self, interval: Duration) -> bool {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < interval) {
+            return false;
+        }
+        self.last = Some(now);
+        self.passes += 1;
+        true
+    }
+}
+
+/// What came of a restart request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RestartOutcome {
+    /// The claim was ours and the supervisor accepted the request.
+    Requested,
+    /// Another agent holds the incident; nothing was done.
+    ClaimedBy {
+        /// The claimant.
+        claimant: String,
+    },
+    /// The claim or the request failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RestartOutcome {
+    /// Lowercase label for event payloads.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RestartOutcome::Requested => "requested",
+            RestartOutcome::ClaimedBy { .. } => "claimed_elsewhere",
+            RestartOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Claims `agent_id`'s incident for the calling agent and, if the claim is ours, asks
+/// its supervisor to restart it. One incident, one restart: whoever claims first acts.
+pub async fn request_restart(
+    ctx: &AgentContext,
+    agent_id: &str,
+    reason: &str,
+    claim_ttl: Duration,
+) -> RestartOutcome {
+    let shared = ctx.shared_state();
+    match shared.claim_incident(agent_id, ctx.agent_id(), claim_ttl).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let claimant = match shared.incident_claim(agent_id).await {
+                Ok(Some(claim)) => claim.claimant,
+                _ => "unknown".into(),
+            };
+            return RestartOutcome::ClaimedBy { claimant };
+        }
+        Err(e) => return RestartOutcome::Failed { reason: format!("claim: {e}") },
+    }
+    match tokio::time::timeout(CONTROL_TIMEOUT, ctx.control().restart(agent_id, reason)).await {
+        Ok(Ok(())) => {
+            tracing::info!(agent.id = %ctx.agent_id(), target = %agent_id, %reason, "restart requested");
+            RestartOutcome::Requested
+        }
+        Ok(Err(e)) => RestartOutcome::Failed { reason: e.to_string() },
+        // The request is queued at the supervisor and may still be carried out.
+        Err(_) => RestartOutcome::Failed { reason: "the supervisor did not answer in time".into() },
+    }
+}
+
+/// Logs a pass failure; monitors never fail because a pass did (see the crate docs).
+pub(crate) fn pass_failed(ctx: &AgentContext, error: &StoreError) {
+    tracing::warn!(agent.id = %ctx.agent_id(), %error, "monitoring pass failed; retrying next pass");
+}
+
+/// Records how long a pass took, as the metric `monitor_pass_ms` of the monitor.
+pub(crate) async fn record_pass(ctx: &AgentContext, started: Instant) {
+    let metric = vigil_persistence::shared_state::Metric::new(
+        "monitor_pass_ms",
+        started.elapsed().as_secs_f64() * 1e3,
+    )
+    .agent(ctx.agent_id())
+    .source(ctx.agent_id());
+    if let Err(e) = ctx.shared_state().send_performance_metric(metric).await {
+        pass_failed(ctx, &e);
+    }
+}
+
+/// Logs a system event; a failure to log is a warning, not a failure of the monitor.
+pub(crate) async fn log_event(
+    ctx: &AgentContext,
+    event_type: &str,
+    data: serde_json::Value,
+    severity: Severity,
+) {
+    if let Err(e) = ctx.shared_state().log_system_event(event_type, Some(data), severity).await {
+        tracing::warn!(agent.id = %ctx.agent_id(), event_type, error = %e, "event not recorded");
+    }
+}
