@@ -14,15 +14,20 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vigil_persistence::commands::CommandAction;
 use vigil_persistence::config::ConfigInputs;
 use vigil_persistence::import::ImportError;
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
 mod commands;
+pub mod operate;
+pub mod run;
+
+use commands::print_json;
 
 /// Vigil: supervised background agents over a shared-state database.
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about, long_about = None)]
+#[command(name = "vigil", version, about, long_about = None, disable_help_subcommand = true)]
 pub struct Cli {
     /// Database URL: postgresql://user:pass@host:port/db or sqlite:PATH
     /// (default: environment / postgres_config.json / ./vigil.db).
@@ -46,8 +51,90 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List registered agents with their state and heartbeat age.
+    /// Run the platform: the ten built-in agents under a supervisor, until Ctrl-C,
+    /// SIGTERM or --for. On the embedded SQLite file ./vigil.db unless PostgreSQL is
+    /// configured.
+    Run {
+        /// Stop after this long (e.g. 30s, 10m), then shut down gracefully.
+        #[arg(long = "for", value_name = "DURATION", value_parser = operate::parse_duration)]
+        run_for: Option<std::time::Duration>,
+        /// Platform configuration file (JSON; sections monitoring, ai_help, langsmith,
+        /// langgraph) [default: ./vigil.json if present].
+        #[arg(long, value_name = "PATH")]
+        config: Option<std::path::PathBuf>,
+        /// Never draw the live status line (default: drawn when stderr is a terminal).
+        #[arg(long)]
+        no_status: bool,
+        /// Log format on stderr (levels from RUST_LOG).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// List registered agents with their state, heartbeat age and health score.
     Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show system events, newest last.
+    Events {
+        /// Keep printing new events until Ctrl-C.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only events about this agent.
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// Only this severity or worse (debug, info, warning, error, critical).
+        #[arg(long, value_name = "S", value_parser = operate::parse_severity)]
+        severity: Option<vigil_persistence::Severity>,
+        /// Only this event type (e.g. state_transition).
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// How many recent events to show first.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show performance metrics.
+    Metrics {
+        /// Only samples about this agent.
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// Only this metric.
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+        /// Only samples this recent (e.g. 10m, 2h).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = operate::parse_duration)]
+        since: std::time::Duration,
+        /// At most this many samples.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart, stop or fix an agent of a running platform, and wait for the outcome.
+    Agent {
+        /// What to do.
+        #[command(subcommand)]
+        action: AgentAction,
+    },
+    /// Ask the help agent a question and wait for its answer.
+    Help {
+        /// What to do.
+        #[command(subcommand)]
+        action: HelpAction,
+    },
+    /// Delete heartbeats, metrics, events (errors kept), communications and
+    /// conversations older than N days.
+    Cleanup {
+        /// Keep this many days.
+        #[arg(long, value_name = "N")]
+        days: u32,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -74,6 +161,49 @@ pub enum Command {
     },
 }
 
+/// `vigil agent ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Restart with fresh state through its supervisor.
+    Restart(AgentTarget),
+    /// Stop it (it is not restarted).
+    Stop(AgentTarget),
+    /// Restart an agent parked in `manual` (ManualFixed).
+    Fix(AgentTarget),
+}
+
+/// The agent a command is for.
+#[derive(Debug, clap::Args)]
+pub struct AgentTarget {
+    /// The agent's id (see `vigil status`).
+    pub id: String,
+    /// Give up waiting for the outcome after this long.
+    #[arg(long, default_value = "30s", value_parser = operate::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// `vigil help ...`.
+#[derive(Debug, Subcommand)]
+pub enum HelpAction {
+    /// Ask a question in plain words ("what is the status of agent_coordinator?").
+    Ask {
+        /// The question.
+        question: String,
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "30s", value_parser = operate::parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// An error a command reports on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -97,14 +227,10 @@ pub enum CliError {
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with code 2 on bad usage
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    init_logging(&cli);
+    // An actix System: `vigil run` hosts actors; the other commands need only its runtime.
+    let system = actix_rt::System::new();
+    match system.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -116,13 +242,62 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Installs the global tracing subscriber of the `vigil` binary (never done by the
+/// library): levels from `RUST_LOG` (default `warn` for `vigil run`, nothing for the one-shot commands), text or
+/// JSON on stderr, and actix's `log` records bridged in.
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let (default, json) = match &cli.command {
+        Command::Run { log_format, .. } => ("warn", *log_format == LogFormat::Json),
+        // One-shot commands report their outcome in one line; logs only on request.
+        _ => ("off", false),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let explicit_url = cli.database_url;
     match cli.command {
         Command::Migrate => commands::migrate(resolve(explicit_url)?).await,
         Command::Health { json } => commands::health(&connect(resolve(explicit_url)?).await?, json).await,
-        Command::Status { json } => commands::status(&connect(resolve(explicit_url)?).await?, json).await,
+        Command::Run { run_for, config, no_status, log_format: _ } => {
+            let options = run::RunOptions {
+                run_for,
+                config_explicit: config.is_some(),
+                config: config.unwrap_or_else(|| "vigil.json".into()),
+                status_line: !no_status && run::status_line_default(),
+            };
+            run::run_platform(resolve(explicit_url)?, options).await
+        }
+        Command::Status { json, watch } => {
+            operate::status(&connect(resolve(explicit_url)?).await?, json, watch).await
+        }
+        Command::Events { follow, agent, severity, event_type, limit, json } => {
+            let query = operate::EventsQuery { follow, agent, severity, event_type, limit, json };
+            operate::events(&connect(resolve(explicit_url)?).await?, query).await
+        }
+        Command::Metrics { agent, name, since, limit, json } => {
+            let state = connect(resolve(explicit_url)?).await?;
+            operate::metrics(&state, agent.as_deref(), name.as_deref(), since, limit, json).await
+        }
+        Command::Agent { action } => {
+            let (action, target) = match action {
+                AgentAction::Restart(t) => (CommandAction::Restart, t),
+                AgentAction::Stop(t) => (CommandAction::Stop, t),
+                AgentAction::Fix(t) => (CommandAction::Fix, t),
+            };
+            let state = connect(resolve(explicit_url)?).await?;
+            operate::agent_command(&state, action, &target.id, target.timeout).await
+        }
+        Command::Help { action: HelpAction::Ask { question, timeout } } => {
+            operate::help_ask(&connect(resolve(explicit_url)?).await?, &question, timeout).await
+        }
+        Command::Cleanup { days, json } => {
+            operate::cleanup(&connect(resolve(explicit_url)?).await?, days, json).await
+        }
         // Names both of its databases; the usual resolution does not apply.
         Command::Import { from, to, append, json } => commands::import(&from, &to, append, json).await,
     }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn vigil(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn vigil(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(args)
         .current_dir(dir)
@@ -13,7 +13,7 @@ fn vigil(dir: &Path, args: &[&str]) -> Output {
         .expect("run vigil")
 }
 
-fn temp_dir() -> std::path::PathBuf {
+pub(crate) fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("vigil-cli-{:016x}", rand_id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -70,7 +70,7 @@ use vigil_persistence::shared_state::{Heartbeat, Metric};
 use vigil_persistence::testing::TestDb;
 use vigil_persistence::{DatabaseConfig, HelpStatus, Severity, SharedState, Store};
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(future)
 }
 
@@ -103,7 +103,7 @@ fn sqlite_database_with_data(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn pg_url(db: &TestDb) -> String {
+pub(crate) fn pg_url(db: &TestDb) -> String {
     match db {
         TestDb::Postgres { url, .. } => url.expose().to_owned(),
         TestDb::Sqlite { .. } => unreachable!("TestDb::postgres gives a PostgreSQL database"),

@@ -1,3 +1,4 @@
 //! End-to-end tests of the `vigil` facade and command.
 
 mod cli;
+mod run;

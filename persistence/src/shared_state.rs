@@ -963,3 +963,43 @@ fn heartbeat_write(agent_id: &str, heartbeat: Heartbeat) -> Write {
         metadata: heartbeat.metadata,
     }
 }
+
+impl SharedState {
+    /// Recent performance samples, newest first: optionally of one metric name and/or
+    /// one agent, at or after `since`, at most `limit`.
+    pub async fn recent_metrics(
+        &self,
+        name: Option<&str>,
+        agent_id: Option<&str>,
+        since: Ts,
+        limit: i64,
+    ) -> Result<Vec<MetricRecord>, StoreError> {
+        let (name, agent_id) = (name.map(str::to_owned), agent_id.map(str::to_owned));
+        self.store
+            .run(move |inner| {
+                let (name, agent_id) = (name.clone(), agent_id.clone());
+                async move {
+                    with_conn!(inner, |conn| {
+                        let mut query = performance_metrics::table
+                            .filter(performance_metrics::timestamp.ge(since))
+                            .into_boxed();
+                        if let Some(name) = name {
+                            query = query.filter(performance_metrics::metric_name.eq(name));
+                        }
+                        if let Some(agent_id) = agent_id {
+                            let ids = agents::table.filter(agents::agent_id.eq(agent_id)).select(agents::id);
+                            query =
+                                query.filter(performance_metrics::agent_id.nullable().eq_any(ids.nullable()));
+                        }
+                        Ok(query
+                            .order((performance_metrics::timestamp.desc(), performance_metrics::id.desc()))
+                            .limit(limit)
+                            .select(MetricRecord::as_select())
+                            .load(conn)
+                            .await?)
+                    })
+                }
+            })
+            .await
+    }
+}

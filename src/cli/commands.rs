@@ -3,13 +3,12 @@
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
 use vigil_persistence::import::{ImportProgress, ImportStage, Importer};
 use vigil_persistence::{DatabaseConfig, SharedState, Store};
 
 use super::CliError;
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
     writeln!(std::io::stdout(), "{text}").map_err(|e| CliError::Output(e.to_string()))
 }
@@ -58,28 +57,6 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     }
     if let Some(error) = &report.error {
         println!("error      {error}");
-    }
-    Ok(())
-}
-
-/// `vigil status [--json]`.
-pub(super) async fn status(state: &SharedState, json: bool) -> Result<(), CliError> {
-    let agents = state.get_registered_agents().await?;
-    if json {
-        return print_json(&agents);
-    }
-    if agents.is_empty() {
-        println!("no agents registered");
-        return Ok(());
-    }
-    let now = Utc::now();
-    println!("{:<32} {:<14} {:>14}", "AGENT", "STATE", "HEARTBEAT AGE");
-    for agent in agents {
-        let age = agent
-            .last_heartbeat
-            .map(|beat| format!("{:.1}s", (now - beat.get()).num_milliseconds() as f64 / 1e3))
-            .unwrap_or_else(|| "never".into());
-        println!("{:<32} {:<14} {:>14}", agent.agent_id, agent.status.as_deref().unwrap_or("-"), age);
     }
     Ok(())
 }

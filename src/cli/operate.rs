@@ -1,0 +1,296 @@
+//! Operating a running platform from another shell. The control plane is the shared
+//! database, so these commands work across processes (and machines): they read the
+//! tables, or file a row (`agent_commands`, `help_requests`) that the running
+//! platform carries out, and wait for its outcome.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use vigil_persistence::SharedState;
+use vigil_persistence::commands::CommandAction;
+use vigil_persistence::models::{AgentRecord, SystemEventRecord};
+use vigil_persistence::shared_state::EventFilter;
+use vigil_persistence::types::Ts;
+use vigil_persistence::{HelpStatus, Severity};
+
+use super::{CliError, print_json};
+
+/// How often a waiting command looks again.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 10m, 2h"))?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" | "" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_millis(value.saturating_mul(unit_ms)))
+}
+
+/// Parses a severity name for `--severity`.
+pub fn parse_severity(text: &str) -> Result<Severity, String> {
+    Severity::parse(&text.to_ascii_lowercase())
+        .ok_or_else(|| format!("`{text}` is not a severity (debug, info, warning, error, critical)"))
+}
+
+fn age(at: Option<Ts>) -> String {
+    at.map(|t| format!("{:.1}s", (Utc::now() - t.get()).num_milliseconds() as f64 / 1e3))
+        .unwrap_or_else(|| "never".into())
+}
+
+/// `vigil status [--json] [--watch]`.
+pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Result<(), CliError> {
+    loop {
+        let agents = state.get_registered_agents().await?;
+        let summary = state.get_system_state(vigil_actors::coordinator::SUMMARY_KEY).await?;
+        let health: HashMap<String, f64> = summary
+            .as_ref()
+            .and_then(|s| s.get("agents"))
+            .and_then(|a| a.as_object())
+            .map(|agents| {
+                agents
+                    .iter()
+                    .filter_map(|(id, v)| v.get("health").and_then(|h| h.as_f64()).map(|h| (id.clone(), h)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if json {
+            print_json(&serde_json::json!({ "agents": agents, "health": health, "summary": summary }))?;
+        } else {
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            print_agents(&agents, &health);
+        }
+        if !watch {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn print_agents(agents: &[AgentRecord], health: &HashMap<String, f64>) {
+    if agents.is_empty() {
+        println!("no agents registered");
+        return;
+    }
+    println!("{:<32} {:<12} {:>14} {:>7}", "AGENT", "STATE", "HEARTBEAT AGE", "HEALTH");
+    for agent in agents {
+        let score = health.get(&agent.agent_id).map(|h| format!("{h:.0}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<32} {:<12} {:>14} {:>7}",
+            agent.agent_id,
+            agent.status.as_deref().unwrap_or("-"),
+            age(agent.last_heartbeat),
+            score
+        );
+    }
+}
+
+/// What `vigil events` shows.
+#[derive(Debug, Clone)]
+pub struct EventsQuery {
+    /// Keep printing new events.
+    pub follow: bool,
+    /// Only events about this agent.
+    pub agent: Option<String>,
+    /// Only this severity or worse.
+    pub severity: Option<Severity>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// How many recent events first.
+    pub limit: i64,
+    /// JSON lines.
+    pub json: bool,
+}
+
+fn about_agent(event: &SystemEventRecord, agent: &str) -> bool {
+    event.event_data.as_ref().is_some_and(|d| d.0.get("agent_id").and_then(|a| a.as_str()) == Some(agent))
+}
+
+fn print_event(event: &SystemEventRecord, json: bool) -> Result<(), CliError> {
+    if json {
+        let line = serde_json::to_string(event).map_err(|e| CliError::Output(e.to_string()))?;
+        println!("{line}");
+        return Ok(());
+    }
+    let at = event.timestamp.map(|t| t.get().format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
+    let data = event.event_data.as_ref().map(|d| d.0.to_string()).unwrap_or_default();
+    println!("{at} {:<8} {:<28} {data}", event.severity.as_deref().unwrap_or("info"), event.event_type);
+    Ok(())
+}
+
+/// `vigil events [--follow] [--agent ID] [--severity S] [--type T]`.
+pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<(), CliError> {
+    let filter = |after_id: Option<i32>, limit: i64| EventFilter {
+        event_type: query.event_type.clone(),
+        min_severity: query.severity,
+        after_id,
+        since: None,
+        // Agent filtering happens here, so read more than asked when it applies.
+        limit: Some(if query.agent.is_some() { limit * 20 } else { limit }),
+    };
+    let keep = |e: &SystemEventRecord| query.agent.as_deref().is_none_or(|a| about_agent(e, a));
+    let mut recent: Vec<_> =
+        state.recent_events(filter(None, query.limit)).await?.into_iter().filter(keep).collect();
+    recent.truncate(query.limit as usize);
+    let mut last_id = recent.first().map(|e| e.id).unwrap_or(0);
+    if recent.is_empty() {
+        // Start following from the newest event of any kind.
+        last_id = state
+            .recent_events(EventFilter { limit: Some(1), ..EventFilter::default() })
+            .await?
+            .first()
+            .map_or(0, |e| e.id);
+    }
+    for event in recent.iter().rev() {
+        print_event(event, query.json)?;
+    }
+    if !query.follow {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let new = state.recent_events(filter(Some(last_id), 1000)).await?;
+        if let Some(newest) = new.first() {
+            last_id = newest.id;
+        }
+        for event in new.iter().rev().filter(|e| keep(e)) {
+            print_event(event, query.json)?;
+        }
+    }
+}
+
+/// `vigil metrics [--agent ID] [--name N] [--since 10m]`.
+pub(super) async fn metrics(
+    state: &SharedState,
+    agent: Option<&str>,
+    name: Option<&str>,
+    since: Duration,
+    limit: i64,
+    json: bool,
+) -> Result<(), CliError> {
+    let since =
+        Ts::from(Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::days(36_500)));
+    let samples = state.recent_metrics(name, agent, since, limit).await?;
+    if json {
+        return print_json(&samples);
+    }
+    if samples.is_empty() {
+        println!("no metrics in that window");
+        return Ok(());
+    }
+    let names: HashMap<i32, String> =
+        state.get_registered_agents().await?.into_iter().map(|a| (a.id, a.agent_id)).collect();
+    println!("{:<23} {:<28} {:<32} {:>14}", "TIME", "AGENT", "METRIC", "VALUE");
+    for sample in samples.iter().rev() {
+        let at =
+            sample.timestamp.map(|t| t.get().format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
+        let who = sample
+            .agent_id
+            .and_then(|id| names.get(&id).cloned())
+            .or_else(|| sample.source_agent.clone())
+            .unwrap_or_else(|| "-".into());
+        println!("{at:<23} {who:<28} {:<32} {:>14.3}", sample.metric_name, sample.metric_value);
+    }
+    Ok(())
+}
+
+/// `vigil agent restart|stop|fix ID`: files the command and waits for its outcome.
+pub(super) async fn agent_command(
+    state: &SharedState,
+    action: CommandAction,
+    agent_id: &str,
+    timeout: Duration,
+) -> Result<(), CliError> {
+    if state.get_agent(agent_id).await?.is_none() {
+        return Err(CliError::Input(format!("no agent `{agent_id}` is registered (see `vigil status`)")));
+    }
+    let requester = format!("vigil-cli@{}", std::process::id());
+    let id = state.submit_agent_command(agent_id, action, Some(&requester)).await?;
+    let started = Instant::now();
+    loop {
+        let command =
+            state.get_agent_command(id).await?.ok_or_else(|| CliError::Input("command vanished".into()))?;
+        if command.is_finished() {
+            let outcome = command.outcome.unwrap_or_default();
+            return if command.status == "done" {
+                println!("{} {agent_id}: {outcome}", action.as_str());
+                Ok(())
+            } else {
+                Err(CliError::Input(format!("{} {agent_id} failed: {outcome}", action.as_str())))
+            };
+        }
+        if started.elapsed() > timeout {
+            return Err(CliError::Input(format!(
+                "no running platform carried out `{} {agent_id}` within {timeout:?} (is `vigil run` running on this database?); command {id} stays {}",
+                action.as_str(),
+                command.status
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `vigil help ask "question"`: files a help request and waits for the answer.
+pub(super) async fn help_ask(state: &SharedState, question: &str, timeout: Duration) -> Result<(), CliError> {
+    if question.trim().is_empty() {
+        return Err(CliError::Usage("the question is empty".into()));
+    }
+    let request_id = format!("cli-{}-{}", Utc::now().timestamp_micros(), std::process::id());
+    state
+        .create_help_request(&request_id, question, Some(serde_json::json!({ "source": "vigil help ask" })))
+        .await?;
+    let started = Instant::now();
+    loop {
+        if let Some(response) = state.get_help_response(&request_id).await? {
+            if response.status.as_deref() == Some(HelpStatus::Failed.as_str()) {
+                return Err(CliError::Input(format!(
+                    "the help agent could not answer: {}",
+                    response.response
+                )));
+            }
+            println!("{}", response.response);
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            return Err(CliError::Input(format!(
+                "no answer within {timeout:?} (is `vigil run` running on this database?); request `{request_id}` stays queued"
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `vigil cleanup --days N`.
+pub(super) async fn cleanup(state: &SharedState, days: u32, json: bool) -> Result<(), CliError> {
+    let report = state.cleanup_old_data(days).await?;
+    if json {
+        return print_json(&report);
+    }
+    println!(
+        "removed {} rows older than {days} days: {} heartbeats, {} metrics, {} events (errors kept), {} communications, {} conversations",
+        report.total(),
+        report.heartbeats,
+        report.metrics,
+        report.events,
+        report.communications,
+        report.conversations
+    );
+    Ok(())
+}

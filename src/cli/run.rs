@@ -1,0 +1,192 @@
+//! `vigil run`: the whole platform — the ten built-in agents under a supervisor, the
+//! group-commit writer, operator commands from the database — until Ctrl-C, SIGTERM
+//! or `--for` ends it, then a graceful shutdown that flushes every queued write.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use vigil_actors::monitoring_config::MonitoringConfig;
+use vigil_actors::{
+    AIHelpAgent, AiHelpConfig, LangGraphConfig, LangGraphExecutor, LangSmithBridge, LangSmithConfig,
+};
+use vigil_persistence::shared_state::Writer;
+use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, SharedState, Store};
+use vigil_runtime::{ChildSpec, Runtime, State};
+
+use super::CliError;
+
+/// The platform configuration file (`vigil.json` by default): one section per part,
+/// each optional, each field with a documented default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// The seven monitoring agents (see `vigil_actors::monitoring_config`).
+    pub monitoring: MonitoringConfig,
+    /// AIHelpAgent.
+    pub ai_help: AiHelpConfig,
+    /// LangSmithBridge.
+    pub langsmith: LangSmithConfig,
+    /// LangGraphExecutor.
+    pub langgraph: LangGraphConfig,
+}
+
+impl PlatformConfig {
+    /// Reads `path`; a missing default file is an empty configuration.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, CliError> {
+        if !explicit && !path.exists() {
+            return Ok(Self::default());
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Options of `vigil run`.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Stop after this long.
+    pub run_for: Option<Duration>,
+    /// The platform configuration file.
+    pub config: PathBuf,
+    /// Whether `config` was given explicitly (then it must exist).
+    pub config_explicit: bool,
+    /// Show the live status line (default: when stderr is a terminal).
+    pub status_line: bool,
+}
+
+/// The ten built-in agents as children, in start order: the coordinator first (it
+/// holds the registry), the AI agents last.
+pub fn builtin_agents(config: &PlatformConfig) -> Result<Vec<ChildSpec>, CliError> {
+    let mut children = vigil_actors::monitoring_agents(&config.monitoring);
+    let ai_help = config.ai_help.clone();
+    // Validate once here, so a bad responder configuration is a clear startup error.
+    AIHelpAgent::new(ai_help.clone()).map_err(|e| CliError::Input(format!("ai_help: {e}")))?;
+    children.push(ChildSpec::agent("ai_help", move || {
+        AIHelpAgent::new(ai_help.clone()).expect("validated at startup")
+    }));
+    let langsmith = config.langsmith.clone();
+    children.push(ChildSpec::agent("langsmith", move || LangSmithBridge::new(langsmith.clone())));
+    let langgraph = config.langgraph.clone();
+    children.push(ChildSpec::agent("langgraph", move || LangGraphExecutor::new(langgraph.clone())));
+    Ok(children)
+}
+
+/// Runs the platform until a signal or `--for`.
+pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) -> Result<(), CliError> {
+    let platform = PlatformConfig::load(&options.config, options.config_explicit)?;
+    let description = database.describe();
+    let store = Store::connect(database).await?;
+    let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
+    let shared = SharedState::with_writer(store, Writer::Actor(writer.clone()));
+    let mut builder = Runtime::builder(shared.clone()).operator_commands(true);
+    for child in builtin_agents(&platform)? {
+        builder = builder.child(child);
+    }
+    let started = Instant::now();
+    let runtime = builder.start().await.map_err(|e| CliError::Input(e.to_string()))?;
+    let ids = runtime.agent_ids();
+    eprintln!("vigil: {} agents running on {description} (Ctrl-C to stop)", ids.len());
+    tracing::info!(database = %description, agents = ids.len(), "platform started");
+
+    let stop = shutdown_signal(options.run_for);
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut last_writes = writer.stats().writes_committed;
+    let reason = loop {
+        tokio::select! {
+            reason = &mut stop => break reason,
+            _ = ticker.tick() => {
+                if options.status_line {
+                    let stats = writer.stats();
+                    let statuses = runtime.statuses().await;
+                    let line = status_line(&statuses, stats.writes_committed - last_writes, stats.queue_depth);
+                    last_writes = stats.writes_committed;
+                    let mut err = std::io::stderr();
+                    let _ = write!(err, "\r\x1b[2K{line}");
+                    let _ = err.flush();
+                }
+            }
+        }
+    };
+    if options.status_line {
+        eprintln!();
+    }
+    eprintln!("vigil: {reason}; shutting down");
+    let report = runtime.shutdown().await;
+    let persistence = writer.shutdown().await;
+    let stats = writer.stats();
+    eprintln!(
+        "vigil: stopped {} agents in reverse order after {:.1}s; {} writes committed in {} batches{}",
+        report.stopped.len(),
+        started.elapsed().as_secs_f64(),
+        stats.writes_committed,
+        stats.batches_committed,
+        if persistence.failed == 0 {
+            String::new()
+        } else {
+            format!("; {} NOT written: {:?}", persistence.failed, persistence.reason)
+        },
+    );
+    for (agent, why) in &report.failed {
+        eprintln!("vigil: {agent} did not stop cleanly: {why}");
+    }
+    if persistence.failed > 0 || !report.failed.is_empty() {
+        return Err(CliError::Input("shutdown was not clean (see above)".into()));
+    }
+    Ok(())
+}
+
+fn status_line(statuses: &[vigil_runtime::AgentStatus], writes_per_s: u64, queue: usize) -> String {
+    let mut by_state: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for status in statuses {
+        *by_state.entry(status.state.as_str()).or_default() += 1;
+    }
+    let states: Vec<String> = by_state.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    let active = by_state.get(State::Active.as_str()).copied().unwrap_or(0);
+    let mark = if active == statuses.len() { "●" } else { "◐" };
+    format!(
+        "{mark} agents: {} ({}) | writes/s: {writes_per_s} | queue: {queue}",
+        statuses.len(),
+        states.join(", ")
+    )
+}
+
+/// Resolves with the reason to stop: Ctrl-C, SIGTERM, or the end of `--for`.
+async fn shutdown_signal(run_for: Option<Duration>) -> String {
+    let deadline = async {
+        match run_for {
+            Some(limit) => {
+                tokio::time::sleep(limit).await;
+                format!("ran for {limit:?}")
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let terminate = async {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                    "SIGTERM".to_owned()
+                }
+                Err(_) => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<String>().await
+    };
+    tokio::select! {
+        reason = deadline => reason,
+        reason = terminate => reason,
+        _ = tokio::signal::ctrl_c() => "interrupted".to_owned(),
+    }
+}
+
+/// Whether to draw the live status line by default.
+pub(super) fn status_line_default() -> bool {
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,178 @@
+//! `vigil run` end to end: the ten agents on both backends, operated from "another
+//! shell" (other processes) while it runs, its data imported into PostgreSQL, and the
+//! bad-input table. Waits poll the database with a deadline; nothing sleeps and then
+//! asserts.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vigil_persistence::testing::TestDb;
+
+use crate::cli::{pg_url, temp_dir, vigil};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Starts `vigil run` in the background; its stderr goes to `dir/run.log` (a pipe
+/// nobody reads would fill up and block it).
+fn spawn_run(dir: &Path, args: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.join("run.log")).expect("create run.log");
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("run")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("POSTGRES_CONNECTION_STRING")
+        .env_remove("USE_POSTGRESQL")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start vigil run")
+}
+
+/// Polls `vigil status --json` until `n` agents are active.
+fn wait_for_active(dir: &Path, extra: &[&str], n: usize) -> Value {
+    let started = Instant::now();
+    loop {
+        let mut args = extra.to_vec();
+        args.extend(["status", "--json"]);
+        let out = vigil(dir, &args);
+        if out.status.success() {
+            let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+            let active =
+                status["agents"].as_array().unwrap().iter().filter(|a| a["status"] == "active").count();
+            if active >= n {
+                return status;
+            }
+        }
+        assert!(started.elapsed() < DEADLINE, "fewer than {n} agents became active");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn run_for_on(dir: &Path, extra: &[&str]) {
+    let mut args = extra.to_vec();
+    args.extend(["run", "--for", "3s", "--no-status"]);
+    let out = vigil(dir, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("10 agents running"), "{stderr}");
+    assert!(stderr.contains("stopped 10 agents in reverse order"), "{stderr}");
+    let mut args = extra.to_vec();
+    args.extend(["status", "--json"]);
+    let status: Value = serde_json::from_slice(&vigil(dir, &args).stdout).unwrap();
+    let agents = status["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 10, "{status}");
+    assert!(agents.iter().all(|a| a["status"] == "shutdown"), "{status}");
+    let health = status["health"].as_object().unwrap();
+    assert!(!health.is_empty(), "the coordinator published health scores: {status}");
+}
+
+#[test]
+fn run_for_on_sqlite_then_import_its_data_into_postgresql() {
+    let dir = temp_dir();
+    run_for_on(&dir, &[]);
+    let Some(db) = crate::cli::block_on(TestDb::postgres()) else { return };
+    let from = format!("sqlite:{}", dir.join("vigil.db").display());
+    let out = vigil(&dir, &["import", "--from", &from, "--to", &pg_url(&db), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = report["tables"].as_array().unwrap();
+    assert!(tables.iter().all(|t| t["matches"] == true), "{report}");
+    let events = tables.iter().find(|t| t["table"] == "system_events").unwrap();
+    assert!(events["rows"].as_u64().unwrap() > 30, "a run's worth of events: {events}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn run_for_on_postgresql() {
+    let Some(db) = crate::cli::block_on(TestDb::postgres()) else { return };
+    let dir = temp_dir();
+    let url = pg_url(&db);
+    run_for_on(&dir, &["--database-url", &url]);
+    assert!(!dir.join("vigil.db").exists(), "nothing written to the embedded default");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn operating_a_running_platform_from_other_processes() {
+    let dir = temp_dir();
+    let mut platform = spawn_run(&dir, &["--for", "120s", "--no-status"]);
+    let status = wait_for_active(&dir, &[], 10);
+    assert_eq!(status["agents"].as_array().unwrap().len(), 10);
+
+    let out = vigil(&dir, &["agent", "restart", "shared_state_monitor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("restart shared_state_monitor: restarted with fresh state; active again"),
+        "{stdout}"
+    );
+
+    let out =
+        vigil(&dir, &["events", "--agent", "shared_state_monitor", "--type", "state_transition", "--json"]);
+    assert!(out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(lines.lines().any(|l| l.contains("\"to\":\"recovery\"")), "the restart is recorded: {lines}");
+
+    let out = vigil(&dir, &["help", "ask", "what is the status of agent_coordinator?"]);
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{answer} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(answer.contains("agent_coordinator") && answer.contains("active"), "{answer}");
+
+    let out = vigil(&dir, &["metrics", "--limit", "5", "--json"]);
+    assert!(out.status.success());
+    assert!(serde_json::from_slice::<Value>(&out.stdout).unwrap().is_array());
+
+    let out = vigil(&dir, &["agent", "fix", "shared_state_monitor"]);
+    assert_eq!(out.status.code(), Some(1), "fix is refused for an agent that is not parked");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fix shared_state_monitor failed"));
+
+    // SIGTERM: a graceful shutdown that flushes and reports.
+    Command::new("kill").args(["-TERM", &platform.id().to_string()]).status().expect("kill");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = platform.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(started.elapsed() < DEADLINE, "vigil run did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(exit.success(), "{stderr}");
+    assert!(stderr.contains("SIGTERM; shutting down") && stderr.contains("stopped 10 agents"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_input_gets_one_line_and_the_right_exit_code() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("corrupt.db"), b"this is not an SQLite database, just bytes").unwrap();
+    std::fs::write(dir.join("bad.json"), "{ \"monitoring\": { \"nope\": 1 } }").unwrap();
+    let corrupt = format!("sqlite:{}", dir.join("corrupt.db").display());
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["run", "--for", "soon"], 2, "not a duration"),
+        (&["events", "--severity", "loud"], 2, "not a severity"),
+        (&["cleanup", "--days", "-1"], 2, ""),
+        (&["agent", "restart"], 2, ""),
+        (&["agent", "restart", "ghost", "--timeout", "1s"], 1, "no agent `ghost` is registered"),
+        (&["--database-url", "mysql://u@h/db", "status"], 1, "not postgres"),
+        (&["--database-url", "postgresql://app:s3cret@127.0.0.1:1/x", "status"], 1, "cannot connect"),
+        (&["--database-url", &corrupt, "status"], 1, "not a database"),
+        (&["run", "--config", "missing.json", "--for", "1s"], 1, "missing.json"),
+        (&["run", "--config", "bad.json", "--for", "1s"], 1, "unknown field `nope`"),
+        (&["help", "ask", "  "], 2, "the question is empty"),
+    ];
+    for (args, code, message) in cases {
+        let out = vigil(&dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: `{stderr}` should mention `{message}`");
+        assert!(!stderr.contains("panicked") && !stderr.contains("s3cret"), "{args:?}: {stderr}");
+        if *code == 1 {
+            assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line: {stderr}");
+            assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
