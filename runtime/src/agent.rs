@@ -5,10 +5,10 @@
 //! trait you write by hand is [`Agent`], whose only required hook is
 //! [`cycle`](Agent::cycle):
 //!
-//! ```ignore
-//! use vigil::prelude::*;
+//! ```
+//! use vigil_runtime::{Agent, AgentContext, AgentDescriptor, AgentError};
 //!
-//! #[derive(Agent, Default)]
+//! #[derive(vigil_runtime::Agent, Default)]
 //! #[agent(name = "counter", cycle = "5s", heartbeat = "30s", restart = "permanent")]
 //! struct Counter { ticks: u64 }
 //!
@@ -18,6 +18,9 @@
 //!         Ok(())
 //!     }
 //! }
+//!
+//! assert_eq!(Counter::settings().name, "counter");
+//! assert_eq!(Counter::settings().cycle_interval, std::time::Duration::from_secs(5));
 //! ```
 //!
 //! | attribute            | meaning                                   | default            |
