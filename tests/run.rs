@@ -66,6 +66,10 @@ fn run_for_on(dir: &Path, extra: &[&str]) {
     assert!(agents.iter().all(|a| a["status"] == "shutdown"), "{status}");
     let health = status["health"].as_object().unwrap();
     assert!(!health.is_empty(), "the coordinator published health scores: {status}");
+    let mut args = extra.to_vec();
+    args.extend(["health", "--json"]);
+    let report: Value = serde_json::from_slice(&vigil(dir, &args).stdout).unwrap();
+    assert!(report["persistence"]["batches_committed"].as_u64().unwrap() > 0, "writer statistics: {report}");
 }
 
 #[test]

@@ -25,8 +25,25 @@ pub(super) async fn migrate(config: DatabaseConfig) -> Result<(), CliError> {
 /// `vigil health [--json]`.
 pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliError> {
     let report = state.get_database_health().await?;
+    // The writer's figures, as the running platform last published them.
+    let persistence = state.get_system_state(super::run::PERSISTENCE_STATS_KEY).await?;
     if json {
-        return print_json(&report);
+        let mut value = serde_json::to_value(&report).map_err(|e| CliError::Output(e.to_string()))?;
+        value["persistence"] = persistence.unwrap_or(serde_json::Value::Null);
+        return print_json(&value);
+    }
+    if let Some(stats) = &persistence {
+        println!(
+            "writer     queue {} | {} batches, mean {:.1} writes | flush p50 {:.1} ms, p99 {:.1} ms | retries {}, rejected {}, refused {}",
+            stats["queue_depth"],
+            stats["batches_committed"],
+            stats["mean_batch_size"].as_f64().unwrap_or(0.0),
+            stats["flush_latency_p50_ms"].as_f64().unwrap_or(0.0),
+            stats["flush_latency_p99_ms"].as_f64().unwrap_or(0.0),
+            stats["retries"],
+            stats["rejected_writes"],
+            stats["refused_writes"],
+        );
     }
     println!("database   {} ({})", report.database, report.backend);
     println!("status     {:?} in {:.1} ms", report.status, report.response_time_ms);

@@ -44,6 +44,11 @@ impl PlatformConfig {
     }
 }
 
+/// The system-state key under which `vigil run` publishes the writer's statistics
+/// (after the first second, then every 5 s), so `vigil health` in another process
+/// can show them.
+pub const PERSISTENCE_STATS_KEY: &str = "persistence_stats";
+
 /// Options of `vigil run`.
 #[derive(Debug)]
 pub struct RunOptions {
@@ -95,10 +100,18 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut last_writes = writer.stats().writes_committed;
+    let mut ticks: u64 = 0;
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason,
             _ = ticker.tick() => {
+                ticks += 1;
+                if ticks % 5 == 1 {
+                    let stats = serde_json::to_value(writer.stats()).unwrap_or_default();
+                    if let Err(e) = shared.set_system_state(PERSISTENCE_STATS_KEY, stats).await {
+                        tracing::warn!(error = %e, "could not publish the writer's statistics");
+                    }
+                }
                 if options.status_line {
                     let stats = writer.stats();
                     let statuses = runtime.statuses().await;
