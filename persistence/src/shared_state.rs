@@ -55,6 +55,19 @@ use crate::store::{DatabaseHealth, PoolStats, QueryStats, Store, with_conn};
 use crate::types::Ts;
 use crate::writes::{HelpStatus, Severity, Write};
 
+/// Runs a read with retries on either backend: the listed captures are cloned into
+/// each attempt, and `$body` runs with `$conn` bound to a pooled connection.
+macro_rules! read {
+    ($store:expr, [$($var:ident),*], |$conn:ident| $body:expr) => {
+        $store
+            .run(move |inner| {
+                $(let $var = $var.clone();)*
+                async move { with_conn!(inner, |$conn| Ok($body)) }
+            })
+            .await
+    };
+}
+
 /// The default staleness window of the specification: five minutes.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 
@@ -285,46 +298,31 @@ impl SharedState {
     /// One agent's row.
     pub async fn get_agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
         let agent_id = agent_id.to_owned();
-        self.store
-            .run(move |inner| {
-                let agent_id = agent_id.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(agents::table
-                        .filter(agents::agent_id.eq(&agent_id))
-                        .select(AgentRecord::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?))
-                }
-            })
+        read!(self.store, [agent_id], |conn| agents::table
+            .filter(agents::agent_id.eq(&agent_id))
+            .select(AgentRecord::as_select())
+            .first(conn)
             .await
+            .optional()?)
     }
 
     /// Every registered agent, by id.
     pub async fn get_registered_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        self.store
-            .run(|inner| async move {
-                with_conn!(inner, |conn| Ok(agents::table
-                    .order(agents::agent_id.asc())
-                    .select(AgentRecord::as_select())
-                    .load(conn)
-                    .await?))
-            })
-            .await
+        read!(self.store, [], |conn| agents::table
+            .order(agents::agent_id.asc())
+            .select(AgentRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     /// Agents whose state is `active`.
     pub async fn get_active_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        self.store
-            .run(|inner| async move {
-                with_conn!(inner, |conn| Ok(agents::table
-                    .filter(agents::status.eq("active"))
-                    .order(agents::agent_id.asc())
-                    .select(AgentRecord::as_select())
-                    .load(conn)
-                    .await?))
-            })
-            .await
+        read!(self.store, [], |conn| agents::table
+            .filter(agents::status.eq("active"))
+            .order(agents::agent_id.asc())
+            .select(AgentRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     /// Agents whose last heartbeat (or, with none, their registration) is more than
@@ -367,21 +365,14 @@ impl SharedState {
         limit: i64,
     ) -> Result<Vec<HeartbeatRecord>, StoreError> {
         let agent_id = agent_id.to_owned();
-        self.store
-            .run(move |inner| {
-                let agent_id = agent_id.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(agent_heartbeats::table
-                        .inner_join(agents::table)
-                        .filter(agents::agent_id.eq(&agent_id))
-                        .order((agent_heartbeats::timestamp.desc(), agent_heartbeats::id.desc()))
-                        .limit(limit)
-                        .select(HeartbeatRecord::as_select())
-                        .load(conn)
-                        .await?))
-                }
-            })
-            .await
+        read!(self.store, [agent_id], |conn| agent_heartbeats::table
+            .inner_join(agents::table)
+            .filter(agents::agent_id.eq(&agent_id))
+            .order((agent_heartbeats::timestamp.desc(), agent_heartbeats::id.desc()))
+            .limit(limit)
+            .select(HeartbeatRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     // ---------------------------------------------------------------- metrics
@@ -494,20 +485,13 @@ impl SharedState {
     /// The value of a system-state key.
     pub async fn get_system_state(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let key = key.to_owned();
-        self.store
-            .run(move |inner| {
-                let key = key.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(system_state::table
-                        .find(&key)
-                        .select(SystemStateEntry::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?
-                        .map(|entry| entry.value.0)))
-                }
-            })
+        read!(self.store, [key], |conn| system_state::table
+            .find(&key)
+            .select(SystemStateEntry::as_select())
+            .first(conn)
             .await
+            .optional()?
+            .map(|entry| entry.value.0))
     }
 
     // ---------------------------------------------------------- help requests
@@ -530,16 +514,12 @@ impl SharedState {
 
     /// Pending help requests, oldest first.
     pub async fn get_pending_help_requests(&self) -> Result<Vec<HelpRequestRecord>, StoreError> {
-        self.store
-            .run(|inner| async move {
-                with_conn!(inner, |conn| Ok(help_requests::table
-                    .filter(help_requests::status.eq(HelpStatus::Pending.as_str()))
-                    .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
-                    .select(HelpRequestRecord::as_select())
-                    .load(conn)
-                    .await?))
-            })
-            .await
+        read!(self.store, [], |conn| help_requests::table
+            .filter(help_requests::status.eq(HelpStatus::Pending.as_str()))
+            .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
+            .select(HelpRequestRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     /// Answers a help request: writes the response and sets the request's status, in
@@ -565,19 +545,12 @@ impl SharedState {
     /// One help request.
     pub async fn get_help_request(&self, request_id: &str) -> Result<Option<HelpRequestRecord>, StoreError> {
         let request_id = request_id.to_owned();
-        self.store
-            .run(move |inner| {
-                let request_id = request_id.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(help_requests::table
-                        .find(&request_id)
-                        .select(HelpRequestRecord::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?))
-                }
-            })
+        read!(self.store, [request_id], |conn| help_requests::table
+            .find(&request_id)
+            .select(HelpRequestRecord::as_select())
+            .first(conn)
             .await
+            .optional()?)
     }
 
     /// The answer to a help request, if there is one.
@@ -586,19 +559,12 @@ impl SharedState {
         request_id: &str,
     ) -> Result<Option<HelpResponseRecord>, StoreError> {
         let request_id = request_id.to_owned();
-        self.store
-            .run(move |inner| {
-                let request_id = request_id.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(help_responses::table
-                        .find(&request_id)
-                        .select(HelpResponseRecord::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?))
-                }
-            })
+        read!(self.store, [request_id], |conn| help_responses::table
+            .find(&request_id)
+            .select(HelpResponseRecord::as_select())
+            .first(conn)
             .await
+            .optional()?)
     }
 
     // ---------------------------------------------- communications, conversations
@@ -626,20 +592,16 @@ impl SharedState {
     pub async fn agent_communications(&self, agent_id: &str) -> Result<Vec<CommunicationRecord>, StoreError> {
         let agent =
             self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))?;
-        self.store
-            .run(move |inner| async move {
-                with_conn!(inner, |conn| Ok(agent_communications::table
-                    .filter(
-                        agent_communications::from_agent_id
-                            .eq(agent.id)
-                            .or(agent_communications::to_agent_id.eq(agent.id)),
-                    )
-                    .order(agent_communications::id.asc())
-                    .select(CommunicationRecord::as_select())
-                    .load(conn)
-                    .await?))
-            })
-            .await
+        read!(self.store, [], |conn| agent_communications::table
+            .filter(
+                agent_communications::from_agent_id
+                    .eq(agent.id)
+                    .or(agent_communications::to_agent_id.eq(agent.id)),
+            )
+            .order(agent_communications::id.asc())
+            .select(CommunicationRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     /// Logs one exchange with a language model.
@@ -668,19 +630,12 @@ impl SharedState {
         conversation_id: &str,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
         let conversation_id = conversation_id.to_owned();
-        self.store
-            .run(move |inner| {
-                let conversation_id = conversation_id.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(llm_conversations::table
-                        .filter(llm_conversations::conversation_id.eq(&conversation_id))
-                        .order(llm_conversations::id.asc())
-                        .select(ConversationRecord::as_select())
-                        .load(conn)
-                        .await?))
-                }
-            })
-            .await
+        read!(self.store, [conversation_id], |conn| llm_conversations::table
+            .filter(llm_conversations::conversation_id.eq(&conversation_id))
+            .order(llm_conversations::id.asc())
+            .select(ConversationRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     /// Exchanges with a language model whose row id is above `after_id`, oldest first,
@@ -690,17 +645,13 @@ impl SharedState {
         after_id: i32,
         limit: i64,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
-        self.store
-            .run(move |inner| async move {
-                with_conn!(inner, |conn| Ok(llm_conversations::table
-                    .filter(llm_conversations::id.gt(after_id))
-                    .order(llm_conversations::id.asc())
-                    .limit(limit)
-                    .select(ConversationRecord::as_select())
-                    .load(conn)
-                    .await?))
-            })
-            .await
+        read!(self.store, [], |conn| llm_conversations::table
+            .filter(llm_conversations::id.gt(after_id))
+            .order(llm_conversations::id.asc())
+            .limit(limit)
+            .select(ConversationRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     // -------------------------------------------------------- incident claims
@@ -818,16 +769,12 @@ impl SharedState {
         &self,
         status: HelpStatus,
     ) -> Result<Vec<HelpRequestRecord>, StoreError> {
-        self.store
-            .run(move |inner| async move {
-                with_conn!(inner, |conn| Ok(help_requests::table
-                    .filter(help_requests::status.eq(status.as_str()))
-                    .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
-                    .select(HelpRequestRecord::as_select())
-                    .load(conn)
-                    .await?))
-            })
-            .await
+        read!(self.store, [], |conn| help_requests::table
+            .filter(help_requests::status.eq(status.as_str()))
+            .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
+            .select(HelpRequestRecord::as_select())
+            .load(conn)
+            .await?)
     }
 
     // ------------------------------------------------------- health and upkeep
