@@ -121,7 +121,8 @@ pub struct AgentHost<A: Agent> {
     generation: Rc<Cell<u64>>,
     agent: Rc<tokio::sync::Mutex<A>>,
     factory: Factory<A>,
-    ctx: AgentContext,
+    /// Shared with every hook call; an `Rc` so a message costs no context clone.
+    ctx: Rc<AgentContext>,
     /// Where failures are reported; the supervisor decides what happens next.
     supervisor: Recipient<ChildExited>,
     last_payload: Option<serde_json::Value>,
@@ -168,7 +169,7 @@ impl<A: Agent> AgentHost<A> {
             generation: Rc::new(Cell::new(0)),
             agent: Rc::new(tokio::sync::Mutex::new(first)),
             factory: parts.factory,
-            ctx: AgentContext::new(parts.id.clone(), parts.shared, parts.events, parts.control),
+            ctx: Rc::new(AgentContext::new(parts.id.clone(), parts.shared, parts.events, parts.control)),
             id: parts.id,
             supervisor: parts.supervisor,
             last_payload: None,
@@ -646,43 +647,56 @@ impl<A: Agent, M: LifecycleMessage> Handler<M> for AgentHost<A> {
 }
 
 impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
-    type Result = ResponseActFuture<Self, Result<M::Reply, AskError>>;
+    type Result = ActorResponse<Self, Result<M::Reply, AskError>>;
 
-    fn handle(&mut self, Ask(message): Ask<M>, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Ask(message): Ask<M>, ctx: &mut Context<Self>) -> Self::Result {
         let state = self.state.get();
         let serviceable = matches!(
             state,
             State::Monitoring | State::Active | State::Optimizing | State::Standby | State::Maintenance
         );
         if !serviceable {
-            return Box::pin(fut::ready(Err(AskError::Unavailable(state))));
+            return ActorResponse::reply(Err(AskError::Unavailable(state)));
         }
         let agent = self.agent.clone();
         let hook_ctx = self.ctx.clone();
         let generation = self.generation.clone();
         let sent_in = generation.get();
-        Box::pin(
-            async move {
-                let mut agent = agent.lock().await;
-                if generation.get() != sent_in {
-                    return Err(AskError::Restarted);
-                }
-                match AssertUnwindSafe(agent.handle(message, &hook_ctx)).catch_unwind().await {
-                    Ok(Ok(reply)) => Ok(reply),
-                    Ok(Err(error)) => Err(AskError::Failed(error.to_string())),
-                    Err(payload) => Err(AskError::Failed(panic_message(&payload))),
-                }
+        let mut answer = Box::pin(async move {
+            let mut agent = agent.lock().await;
+            if generation.get() != sent_in {
+                return Err(AskError::Restarted);
             }
-            .into_actor(self)
-            .map(move |result, host, ctx| {
-                if let Err(AskError::Failed(reason)) = &result
-                    && host.generation.get() == sent_in
-                {
-                    host.fail(reason.clone(), ctx);
-                }
-                result
-            }),
-        )
+            match AssertUnwindSafe(agent.handle(message, &hook_ctx)).catch_unwind().await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(error)) => Err(AskError::Failed(error.to_string())),
+                Err(payload) => Err(AskError::Failed(panic_message(&payload))),
+            }
+        });
+        // Most handlers finish without waiting on anything: answer in place rather than
+        // spawning a future into the context (a third of a message's cost). A handler
+        // that does wait is polled again, with the context's waker, once spawned.
+        let mut poll_cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(result) = answer.as_mut().poll(&mut poll_cx) {
+            self.after_ask(&result, sent_in, ctx);
+            return ActorResponse::reply(result);
+        }
+        ActorResponse::r#async(answer.into_actor(self).map(move |result, host, ctx| {
+            host.after_ask(&result, sent_in, ctx);
+            result
+        }))
+    }
+}
+
+impl<A: Agent> AgentHost<A> {
+    /// A handler that failed is a failure of the agent (unless that instance was
+    /// already replaced).
+    fn after_ask<R>(&mut self, result: &Result<R, AskError>, sent_in: u64, ctx: &mut Context<Self>) {
+        if let Err(AskError::Failed(reason)) = result
+            && self.generation.get() == sent_in
+        {
+            self.fail(reason.clone(), ctx);
+        }
     }
 }
 
