@@ -250,9 +250,10 @@ impl<A: Agent> AgentHost<A> {
         let name = std::any::type_name::<A>().rsplit("::").next().unwrap_or("agent").to_owned();
         // The write alone, not `register_agent`, which reads the row back for a caller
         // who wants it: the host does not, and 10,000 agents starting paid 10,000 reads.
+        // Queued like the transitions that follow it, so a child is ready without
+        // waiting for a commit and ordered start stays cheap.
         let register = async move {
-            shared
-                .write(Write::RegisterAgent { agent_id: id, agent_name: name, at: Ts::now() })
+            queue_or_write(&shared, Write::RegisterAgent { agent_id: id, agent_name: name, at: Ts::now() })
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -595,17 +596,24 @@ async fn persist_transition(
         Write::Event { event_type: "state_transition".into(), severity, data: Some(data), at },
     ];
     for write in writes {
-        match shared.writer() {
-            Writer::Actor(writer) => match writer.enqueue(write.clone()) {
-                // Full: wait for room (and the commit) instead; the order is kept, as
-                // nothing of this agent's is queued behind it while it waits.
-                Err(StoreError::QueueFull { .. }) => writer.persist(write).await?,
-                queued => queued?,
-            },
-            Writer::Direct => shared.write(write).await?,
-        }
+        queue_or_write(shared, write).await?;
     }
     Ok(())
+}
+
+/// With the group-commit writer, queues `write` (in order, behind this agent's earlier
+/// writes) without waiting for its commit; with the direct writer, writes it. See
+/// [`persist_transition`] for what that guarantees.
+async fn queue_or_write(shared: &SharedState, write: Write) -> Result<(), vigil_persistence::StoreError> {
+    match shared.writer() {
+        Writer::Actor(writer) => match writer.enqueue(write.clone()) {
+            // Full: wait for room (and the commit) instead; the order is kept, as
+            // nothing of this agent's is queued behind it while it waits.
+            Err(StoreError::QueueFull { .. }) => writer.persist(write).await,
+            queued => queued,
+        },
+        Writer::Direct => shared.write(write).await,
+    }
 }
 
 impl<A: Agent> Actor for AgentHost<A> {

@@ -484,30 +484,33 @@ impl Supervisor {
         }
     }
 
-    /// Starts children `from..` in order, each reaching `active` before the next.
-    fn start_children(&mut self, from: usize) -> LocalFuture<Vec<(String, String)>> {
+    /// Starts the children from `from` on that are not running, in order: each is
+    /// spawned only once the one before it has reached `active` (or failed to), as OTP
+    /// starts a child only after the previous child's start returned. Resolves to the
+    /// children that failed to start.
+    fn start_children(&mut self, from: usize) -> ResponseActFuture<Self, Vec<(String, String)>> {
+        self.start_from(from, Vec::new())
+    }
+
+    fn start_from(
+        &mut self,
+        index: usize,
+        mut failures: Vec<(String, String)>,
+    ) -> ResponseActFuture<Self, Vec<(String, String)>> {
+        let Some(next) = (index..self.children.len()).find(|i| self.children[*i].control.is_none()) else {
+            return Box::pin(fut::ready(failures));
+        };
         // Only called from inside the actor, where the address exists.
         let me = self.self_addr.clone().expect("supervisor started");
-        let mut startups = Vec::new();
-        for child in &mut self.children[from..] {
-            if child.control.is_some() {
-                continue;
+        let (control, started) = (self.children[next].spec.spawn)(&self.env, me);
+        self.children[next].control = Some(control);
+        let id = self.children[next].spec.id.clone();
+        Box::pin(started.into_actor(self).then(move |result, supervisor: &mut Self, _| {
+            if let Err(reason) = result {
+                failures.push((id, reason));
             }
-            let (control, started) = (child.spec.spawn)(&self.env, me.clone());
-            child.control = Some(control);
-            startups.push((child.spec.id.clone(), started));
-        }
-        Box::pin(async move {
-            let mut failures = Vec::new();
-            // Spawned in order; awaiting in order makes each start before the next is
-            // awaited, and a child's own boot does not wait for its siblings.
-            for (id, started) in startups {
-                if let Err(reason) = started.await {
-                    failures.push((id, reason));
-                }
-            }
-            failures
-        })
+            supervisor.start_from(next + 1, failures)
+        }))
     }
 
     /// The children a failure of child `index` restarts, per the strategy.
@@ -639,7 +642,7 @@ impl Actor for Supervisor {
         ctx.set_mailbox_capacity(1024);
         self.self_addr = Some(ctx.address());
         let startup = self.start_children(0);
-        ctx.wait(startup.into_actor(self).map(|failures, supervisor, _| {
+        ctx.wait(startup.map(|failures, supervisor, _| {
             if let Some(ready) = supervisor.ready.take() {
                 let _ = ready.send(failures);
             }
@@ -905,11 +908,9 @@ impl Handler<StartChild> for Supervisor {
         let index = self.children.len();
         self.children.push(Child { spec, control: None, generation: 0 });
         let startup = self.start_children(index);
-        AtomicResponse::new(Box::pin(startup.into_actor(self).map(|failures, _, _| {
-            match failures.into_iter().next() {
-                None => Ok(()),
-                Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
-            }
+        AtomicResponse::new(Box::pin(startup.map(|failures, _, _| match failures.into_iter().next() {
+            None => Ok(()),
+            Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
         })))
     }
 }
@@ -962,11 +963,9 @@ impl Handler<RestartChild> for Supervisor {
         }
         // Only this child: `start_children` skips the ones already running.
         let startup = self.start_children(index);
-        AtomicResponse::new(Box::pin(startup.into_actor(self).map(|failures, _, _| {
-            match failures.into_iter().next() {
-                None => Ok(()),
-                Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
-            }
+        AtomicResponse::new(Box::pin(startup.map(|failures, _, _| match failures.into_iter().next() {
+            None => Ok(()),
+            Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
         })))
     }
 }

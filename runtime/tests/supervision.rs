@@ -462,3 +462,38 @@ async fn messages_queued_behind_a_failing_one_are_refused_not_lost() {
     );
     runtime.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn children_start_in_order_each_active_before_the_next_begins() {
+    let plan = FaultPlan::new();
+    let events = EventBus::default();
+    let mut stream = events.subscribe();
+    let runtime = Runtime::builder(memory_state().await)
+        .events(events)
+        .child(faulty(&plan, "first"))
+        .child(faulty(&plan, "second"))
+        .child(faulty(&plan, "third"))
+        .start()
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    while order.len() < 6 {
+        let event = stream
+            .wait_for(LIMIT, |e| matches!(e.entered(), Some(State::Deploying | State::Active)))
+            .await
+            .unwrap();
+        order.push(format!("{}:{}", event.agent_id, event.entered().unwrap()));
+    }
+    assert_eq!(
+        order,
+        [
+            "first:deploying",
+            "first:active",
+            "second:deploying",
+            "second:active",
+            "third:deploying",
+            "third:active"
+        ]
+    );
+    runtime.shutdown().await;
+}
