@@ -12,7 +12,7 @@ use vigil_persistence::testing::TestDb;
 
 use crate::cli::{pg_url, temp_dir, vigil};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Starts `vigil run` in the background; its stderr goes to `dir/run.log` (a pipe
 /// nobody reads would fill up and block it).
@@ -101,7 +101,7 @@ fn run_for_on_postgresql() {
 #[test]
 fn operating_a_running_platform_from_other_processes() {
     let dir = temp_dir();
-    let mut platform = spawn_run(&dir, &["--for", "120s", "--no-status"]);
+    let mut platform = spawn_run(&dir, &["--for", "300s", "--no-status"]);
     let status = wait_for_active(&dir, &[], 10);
     assert_eq!(status["agents"].as_array().unwrap().len(), 10);
 

@@ -106,7 +106,7 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
             reason = &mut stop => break reason,
             _ = ticker.tick() => {
                 ticks += 1;
-                if ticks % 5 == 1 {
+                if ticks % 5 == 2 {
                     let stats = serde_json::to_value(writer.stats()).unwrap_or_default();
                     if let Err(e) = shared.set_system_state(PERSISTENCE_STATS_KEY, stats).await {
                         tracing::warn!(error = %e, "could not publish the writer's statistics");
