@@ -21,7 +21,6 @@
 //! (warning when anything was found) with findings, repairs and component scores.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::json;
@@ -150,14 +149,6 @@ impl EnhancedSharedStateMonitorAgent {
 
 impl Agent for EnhancedSharedStateMonitorAgent {
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        if !self.clock.due(self.config.pass_interval) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        if let Err(e) = self.pass(ctx).await {
-            observe::pass_failed(ctx, &e);
-        }
-        observe::record_pass(ctx, started).await;
-        Ok(())
+        crate::observe::scheduled_pass!(self, ctx)
     }
 }

@@ -20,7 +20,6 @@
 //!   `recovery_timeout` (5 min) logs `recovery_unconfirmed` (error).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -166,14 +165,6 @@ impl HeartbeatHealthAgent {
 
 impl Agent for HeartbeatHealthAgent {
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        if !self.clock.due(self.config.pass_interval) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        if let Err(e) = self.pass(ctx).await {
-            observe::pass_failed(ctx, &e);
-        }
-        observe::record_pass(ctx, started).await;
-        Ok(())
+        crate::observe::scheduled_pass!(self, ctx)
     }
 }

@@ -259,6 +259,24 @@ pub async fn request_restart(
 }
 
 /// Logs a pass failure; monitors never fail because a pass did (see the crate docs).
+/// The body of every monitor's `cycle`: when the monitor's `pass_interval` has
+/// elapsed, run its `pass`, log a failed pass (a pass that fails is not a failure of
+/// the monitor) and record how long it took.
+macro_rules! scheduled_pass {
+    ($monitor:ident, $ctx:ident) => {{
+        if !$monitor.clock.due($monitor.config.pass_interval) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        if let Err(e) = $monitor.pass($ctx).await {
+            $crate::observe::pass_failed($ctx, &e);
+        }
+        $crate::observe::record_pass($ctx, started).await;
+        Ok(())
+    }};
+}
+pub(crate) use scheduled_pass;
+
 pub(crate) fn pass_failed(ctx: &AgentContext, error: &StoreError) {
     tracing::warn!(agent.id = %ctx.agent_id(), %error, "monitoring pass failed; retrying next pass");
 }

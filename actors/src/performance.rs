@@ -207,15 +207,7 @@ impl PerformanceMonitor {
 
 impl Agent for PerformanceMonitor {
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        if !self.clock.due(self.config.pass_interval) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        if let Err(e) = self.pass(ctx).await {
-            observe::pass_failed(ctx, &e);
-        }
-        observe::record_pass(ctx, started).await;
-        Ok(())
+        crate::observe::scheduled_pass!(self, ctx)
     }
 }
 

@@ -21,7 +21,6 @@
 //! that does not exist yet.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -312,14 +311,6 @@ fn issue_agent(issue: &Issue) -> Option<&str> {
 
 impl Agent for SelfHealingAgent {
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        if !self.clock.due(self.config.pass_interval) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        if let Err(e) = self.pass(ctx).await {
-            observe::pass_failed(ctx, &e);
-        }
-        observe::record_pass(ctx, started).await;
-        Ok(())
+        crate::observe::scheduled_pass!(self, ctx)
     }
 }

@@ -128,14 +128,6 @@ impl SharedStateMonitorAgent {
 
 impl Agent for SharedStateMonitorAgent {
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        if !self.clock.due(self.config.pass_interval) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        if let Err(e) = self.pass(ctx).await {
-            observe::pass_failed(ctx, &e);
-        }
-        observe::record_pass(ctx, started).await;
-        Ok(())
+        crate::observe::scheduled_pass!(self, ctx)
     }
 }
