@@ -123,6 +123,9 @@ impl AgentRestartManager {
                 "threshold_secs": stale.as_secs_f64(), "interval_secs": o.interval.as_secs_f64(),
                 "attempt": history.len(), "max_attempts": cfg.max_attempts,
                 "outcome": outcome.label(), "detail": outcome, "reason": reason,
+                // The decision time the cooldown counts from; the row's own timestamp is
+                // when the writer committed it, a flush later.
+                "requested_at": now,
             });
             observe::log_event(ctx, "agent_restart_attempt", data, severity).await;
         }
