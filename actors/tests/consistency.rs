@@ -132,7 +132,9 @@ async fn self_healing_spends_at_most_its_budget_per_pass() {
         .unwrap();
     assert_eq!(rows.len(), 2);
     let gap = (rows[0].timestamp.unwrap().get() - rows[1].timestamp.unwrap().get()).to_std().unwrap();
-    assert!(gap >= Duration::from_millis(400), "one pass apart, not one after the other: {gap:?}");
+    // One pass (500 ms) apart, not one after the other. The rows carry commit times,
+    // which group commit can shift by a flush, so the bound is half a pass.
+    assert!(gap >= Duration::from_millis(250), "one pass apart, not one after the other: {gap:?}");
     for agent in ["one", "two"] {
         assert_eq!(shared.get_agent(agent).await.unwrap().unwrap().status.as_deref(), Some("active"));
     }
