@@ -1,13 +1,14 @@
 //! Pieces shared by the agents' configuration structs: durations written as text
-//! (`"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a number of milliseconds) and the HTTP retry
+//! (`"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a number of seconds) and the HTTP retry
 //! policy.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Serde for [`Duration`] as `"250ms"` / `"5s"` / `"2m"` / `"1h"` (or a bare number of
-/// milliseconds). Written back in the largest unit that is exact.
+/// Serde for [`Duration`], the one way every agent config writes a duration: text with
+/// a unit, `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, or a bare number of seconds (`30`,
+/// `0.5`, `"30"`). Written back in the largest unit that is exact.
 pub mod duration {
     use std::time::Duration;
 
@@ -16,8 +17,10 @@ pub mod duration {
     /// Formats a duration the way [`parse`] reads it.
     pub fn format(d: Duration) -> String {
         let ms = d.as_millis();
-        if ms == 0 {
-            "0ms".into()
+        if d.subsec_nanos() % 1_000_000 != 0 {
+            format!("{}s", d.as_secs_f64())
+        } else if ms == 0 {
+            "0s".into()
         } else if ms % 3_600_000 == 0 {
             format!("{}h", ms / 3_600_000)
         } else if ms % 60_000 == 0 {
@@ -29,20 +32,20 @@ pub mod duration {
         }
     }
 
-    /// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or `"1500"` (milliseconds).
+    /// Parses `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, or `"30"` (seconds).
     pub fn parse(text: &str) -> Result<Duration, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like \"5s\""))?;
-        let ms = match unit.trim() {
-            "" | "ms" => n,
-            "s" => n.saturating_mul(1000),
-            "m" => n.saturating_mul(60_000),
-            "h" => n.saturating_mul(3_600_000),
-            other => return Err(format!("unknown duration unit `{other}` (use ms, s, m or h)")),
+        let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration like \"5s\""))?;
+        let seconds = match unit.trim() {
+            "ms" => value / 1e3,
+            "" | "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
         };
-        Ok(Duration::from_millis(ms))
+        Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
     }
 
     /// Serializes as text.
@@ -50,16 +53,16 @@ pub mod duration {
         s.serialize_str(&format(*d))
     }
 
-    /// Deserializes from text or a number of milliseconds.
+    /// Deserializes from text or a number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
-            Millis(u64),
+            Seconds(f64),
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+            Raw::Seconds(seconds) => Duration::try_from_secs_f64(seconds).map_err(D::Error::custom),
             Raw::Text(text) => parse(&text).map_err(D::Error::custom),
         }
     }
@@ -119,13 +122,37 @@ mod tests {
 
     #[test]
     fn durations_read_and_write_back() {
-        for (text, ms) in [("250ms", 250), ("5s", 5000), ("2m", 120_000), ("1h", 3_600_000), ("1500", 1500)] {
+        let cases = [
+            ("250ms", 250),
+            ("5s", 5000),
+            ("1.5s", 1500),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("30", 30_000),
+        ];
+        for (text, ms) in cases {
             assert_eq!(duration::parse(text).unwrap(), Duration::from_millis(ms), "{text}");
         }
-        assert_eq!(duration::format(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(duration::format(Duration::from_secs(120)), "2m");
+        for (d, text) in [(1500, "1500ms"), (120_000, "2m"), (5000, "5s"), (0, "0s")] {
+            assert_eq!(duration::format(Duration::from_millis(d)), text);
+            assert_eq!(duration::parse(text).unwrap(), Duration::from_millis(d));
+        }
+        let odd = Duration::from_micros(1_500_250);
+        assert_eq!(duration::parse(&duration::format(odd)).unwrap(), odd);
         assert!(duration::parse("5 parsecs").is_err());
         assert!(duration::parse("soon").is_err());
+        assert!(duration::parse("-1s").is_err());
+    }
+
+    #[test]
+    fn a_bare_json_number_is_seconds() {
+        #[derive(Deserialize)]
+        struct Timeout(#[serde(with = "duration")] Duration);
+        let read = |json: &str| serde_json::from_str::<Timeout>(json).map(|t| t.0);
+        assert_eq!(read("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(read("0.25").unwrap(), Duration::from_millis(250));
+        assert_eq!(read("\"250ms\"").unwrap(), Duration::from_millis(250));
+        assert!(read("-3").is_err());
     }
 
     #[test]

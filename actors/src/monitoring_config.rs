@@ -33,6 +33,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::duration;
+
 /// Why a config could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -40,48 +42,6 @@ pub enum ConfigError {
     /// The JSON is malformed or a field has the wrong type or an unknown name.
     #[error("invalid monitoring config: {0}")]
     Json(#[from] serde_json::Error),
-}
-
-/// Durations in config files: `"250ms"`, `"30s"`, `"5m"`, `"1h"` or seconds as a number.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    /// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"` (or a bare number of seconds).
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration"))?;
-        let seconds = match unit.trim() {
-            "ms" => value / 1e3,
-            "" | "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
-        };
-        Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-    }
-
-    /// Writes a duration as `"<n>ms"`.
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("{}ms", value.as_millis()))
-    }
-
-    /// Reads a string with a unit or a number of seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Seconds(f64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Seconds(s) => Duration::try_from_secs_f64(s).map_err(D::Error::custom),
-            Raw::Text(t) => parse(&t).map_err(D::Error::custom),
-        }
-    }
 }
 
 /// How agents' heartbeat intervals are estimated (shared by the monitors that score
@@ -445,16 +405,6 @@ impl MonitoringConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(duration::parse("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(duration::parse("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(duration::parse("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(duration::parse("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(duration::parse("2").unwrap(), Duration::from_secs(2));
-        assert!(duration::parse("5 parsecs").is_err());
-    }
 
     #[test]
     fn a_config_round_trips_and_unknown_fields_are_refused() {

@@ -1,9 +1,10 @@
 //! `#[derive(Agent)]` for Vigil: turns `#[agent(...)]` attributes into an
 //! `AgentDescriptor` impl.
 //!
-//! Use it through `vigil_runtime` (which re-exports it next to the `Agent` trait); the
-//! generated code refers to `::vigil_runtime`, so that crate must be a dependency of the
-//! crate using the derive. The attributes are documented on [`macro@Agent`].
+//! Use it through `vigil_runtime` or the `vigil` facade (both re-export it next to the
+//! `Agent` trait). The generated code names the runtime the way the using crate's
+//! Cargo.toml does: `::vigil_runtime` (or its rename) when that crate is a dependency,
+//! else `::vigil::runtime`. The attributes are documented on [`macro@Agent`].
 //!
 //! The crate is split the way the derive works: `attr` reads and validates the
 //! `#[agent(...)]` attributes, `model` checks the item and builds the validated
