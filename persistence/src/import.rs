@@ -31,7 +31,9 @@
 //! While the import runs, the nine target tables are locked in `SHARE ROW EXCLUSIVE`
 //! mode: readers go on, writers (and a second import) wait for the commit. The source is
 //! read in one SQLite read transaction, so an agent writing to it meanwhile does not
-//! tear the copy. Transient errors are not retried: the import is all or nothing, and
+//! tear the copy. `vigil import` goes one step further and imports from a
+//! [`SqliteSnapshot`]: a copy taken through a read-only connection and migrated, so the
+//! file it is given is never written, even when an older Vigil created it. Transient errors are not retried: the import is all or nothing, and
 //! running it again after a failure is safe.
 //!
 //! **Checksums.** Each row is written in a canonical text form — every column in
@@ -165,6 +167,15 @@ pub enum ImportError {
     #[error("the source stopped sending rows before the end of `{0}`")]
     SourceEnded(&'static str),
 
+    /// The SQLite source could not be opened read-only or copied.
+    #[error("cannot take a snapshot of the SQLite source {path}: {reason}")]
+    Snapshot {
+        /// The source file.
+        path: std::path::PathBuf,
+        /// What SQLite or the file system said.
+        reason: String,
+    },
+
     /// Any other database failure (connecting, locking, counting, committing).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -284,6 +295,63 @@ pub struct ImportProgress {
 }
 
 type ProgressFn = Box<dyn FnMut(&ImportProgress) + Send>;
+
+/// A consistent copy of an SQLite file, migrated to this version's schema, to import
+/// from. The source itself is only read, through a read-only connection: not migrated,
+/// not locked for writing, so agents may go on writing to it, and a database written by
+/// an older Vigil is imported without changing it. The copy (`VACUUM INTO`, one read
+/// transaction) goes to the temporary directory (`TMPDIR`) and is deleted on drop.
+#[derive(Debug)]
+pub struct SqliteSnapshot {
+    store: Store,
+    // Declared after the store: its pool closes before the file is removed.
+    _file: tempfile::TempPath,
+}
+
+impl SqliteSnapshot {
+    /// Copies the SQLite database at `path` and opens the copy.
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::Snapshot`] if the file cannot be opened read-only or copied (a
+    /// missing file is not created); [`ImportError::Store`] if the copy cannot be
+    /// opened or migrated.
+    pub async fn take(path: &std::path::Path) -> Result<Self, ImportError> {
+        let source = path.to_owned();
+        let snapshot_error = move |reason: String| ImportError::Snapshot { path: source.clone(), reason };
+        let absolute = std::path::absolute(path).map_err(|e| snapshot_error(e.to_string()))?;
+        // A URI, so SQLite opens the file read-only and never creates it.
+        let mut uri =
+            url::Url::from_file_path(&absolute).map_err(|()| snapshot_error("not a file path".into()))?;
+        uri.set_query(Some("mode=ro"));
+        let file = tempfile::Builder::new()
+            .prefix("vigil-import-")
+            .suffix(".db")
+            .tempfile()
+            .map_err(|e| snapshot_error(format!("temporary file: {e}")))?
+            .into_temp_path();
+        let into = file.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            use diesel::RunQueryDsl;
+            let mut conn = SqliteConnection::establish(uri.as_str()).map_err(|e| e.to_string())?;
+            diesel::sql_query("VACUUM INTO ?")
+                .bind::<diesel::sql_types::Text, _>(into.to_string_lossy().into_owned())
+                .execute(&mut conn)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| snapshot_error(e.to_string()))?
+        .map_err(snapshot_error)?;
+        let store = Store::connect(crate::DatabaseConfig::sqlite(&file)).await?;
+        Ok(Self { store, _file: file })
+    }
+
+    /// The store over the copy, to pass to [`Importer::new`].
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
 
 /// Copies a Vigil SQLite database into PostgreSQL; see the [module docs](self).
 #[must_use = "an importer does nothing until `run` is awaited"]

@@ -293,3 +293,56 @@ async fn source_and_target_backends_are_checked() {
     let error = Importer::new(&a, &b).run().await.expect_err("SQLite target");
     assert!(matches!(error, ImportError::NotPostgres(_)), "{error:?}");
 }
+
+/// An SQLite file as the first release of the schema left it: only the first migration.
+fn old_schema_file(path: &std::path::Path) {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, sqlite::SqliteConnection};
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+    conn.batch_execute(include_str!("../../migrations/sqlite/2025-01-01-000000_shared_state/up.sql"))
+        .unwrap();
+    conn.batch_execute(
+        "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+         run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP); \
+         INSERT INTO __diesel_schema_migrations (version) VALUES ('20250101000000'); \
+         INSERT INTO agents (id, agent_id, agent_name, status) VALUES (7, 'old_agent', 'Old', 'active'); \
+         INSERT INTO system_events (event_type, event_data, severity) \
+         VALUES ('boot', '{\"v\":1}', 'info');",
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
+    use vigil_persistence::import::SqliteSnapshot;
+    let Some(pg) = TestDb::postgres().await else { return };
+    let dir = std::env::temp_dir().join(format!("vigil-old-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.db");
+    old_schema_file(&path);
+    let before = std::fs::read(&path).unwrap();
+
+    let snapshot = SqliteSnapshot::take(&path).await.expect("snapshot");
+    let target = pg.store().await;
+    let report = Importer::new(snapshot.store(), &target).run().await.expect("import");
+    assert_eq!(report.total_rows, 2);
+    let agent = SharedState::new(target).get_agent("old_agent").await.unwrap().expect("imported");
+    assert_eq!(agent.status.as_deref(), Some("active"));
+
+    // Byte for byte as it was: not migrated, not written. The copy is gone on drop.
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the source file changed");
+    drop(snapshot);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("old.db")], "nothing new next to the source");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_source_is_a_snapshot_error_and_is_not_created() {
+    use vigil_persistence::import::SqliteSnapshot;
+    let path = std::env::temp_dir().join(format!("vigil-missing-{:016x}.db", rand::random::<u64>()));
+    let error = SqliteSnapshot::take(&path).await.unwrap_err();
+    assert!(matches!(&error, ImportError::Snapshot { path: p, .. } if p == &path), "{error:?}");
+    assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+    assert!(!path.exists(), "a read-only open must not create the file");
+}

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use vigil_persistence::import::{ImportProgress, ImportStage, Importer};
+use vigil_persistence::import::{ImportProgress, ImportStage, Importer, SqliteSnapshot};
 use vigil_persistence::{DatabaseConfig, SharedState, Store};
 
 use super::CliError;
@@ -85,9 +85,10 @@ pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Re
     // Checked before connecting: opening a missing SQLite file would create it.
     check_sqlite_file(&path)?;
 
-    let source = Store::connect(DatabaseConfig::sqlite(&path)).await?;
+    // From a snapshot: the file named is only read, never migrated or written.
+    let source = SqliteSnapshot::take(&path).await?;
     let target = Store::connect(target).await?;
-    let mut importer = Importer::new(&source, &target).append(append);
+    let mut importer = Importer::new(source.store(), &target).append(append);
     if std::io::stderr().is_terminal() {
         importer = importer.on_progress(show_progress);
     }
