@@ -72,7 +72,7 @@ use crate::http::{self, HttpFailure};
 /// | `event_scan_limit` | `500`     | recent `state_transition` events read for errors/restarts |
 /// | `openai`           | none      | when set, answers come from that chat-completions API   |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AiHelpConfig {
     /// Requests claimed at a time (one claim statement).
@@ -143,7 +143,7 @@ impl AiHelpConfig {
 /// | `system_prompt` | a short description of Vigil |
 /// | `ground_with_platform_facts` | `true`: the platform responder's answer goes along as context |
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OpenAiConfig {
     /// The API's base URL, without `/v1`.

@@ -78,7 +78,7 @@ pub mod duration {
 /// | `base_backoff` | `"500ms"` |
 /// | `max_backoff`  | `"10s"` |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (at least 1).

@@ -78,7 +78,7 @@ pub const TRACE_EVENT: &str = "langsmith_trace";
 /// | `export_conversations`| `true`     | export `llm_conversations` rows                   |
 /// | `conversations_per_cycle` | `500`  | rows read per cycle                               |
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LangSmithConfig {
     /// API base URL; with `api_key`, runs are exported over HTTP.

@@ -36,11 +36,32 @@ impl PlatformConfig {
     /// Reads `path`; a missing default file is an empty configuration.
     pub fn load(path: &Path, explicit: bool) -> Result<Self, CliError> {
         if !explicit && !path.exists() {
-            return Ok(Self::default());
+            return Ok(Self::default().with_env_secrets(|name| std::env::var(name).ok()));
         }
         let text =
             std::fs::read_to_string(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))
+        let config: Self =
+            serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        Ok(config.with_env_secrets(|name| std::env::var(name).ok()))
+    }
+
+    /// Fills the API keys the file leaves out from the environment, so secrets need not
+    /// sit in a file: `OPENAI_API_KEY` for an `ai_help.openai` section, and
+    /// `LANGSMITH_API_KEY` (or the older `LANGCHAIN_API_KEY`) for `langsmith`. A key in
+    /// the file wins. A key alone enables nothing: OpenAI needs its section, remote
+    /// export its `endpoint`.
+    fn with_env_secrets(mut self, env: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        if let Some(openai) = &mut self.ai_help.openai
+            && openai.api_key.is_empty()
+            && let Some(key) = set(env("OPENAI_API_KEY"))
+        {
+            openai.api_key = key;
+        }
+        if set(self.langsmith.api_key.clone()).is_none() {
+            self.langsmith.api_key = set(env("LANGSMITH_API_KEY")).or_else(|| set(env("LANGCHAIN_API_KEY")));
+        }
+        self
     }
 }
 
@@ -202,4 +223,50 @@ async fn shutdown_signal(run_for: Option<Duration>) -> String {
 /// Whether to draw the live status line by default.
 pub(super) fn status_line_default() -> bool {
     std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> PlatformConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn api_keys_come_from_the_environment_unless_the_file_has_them() {
+        let env = |name: &str| match name {
+            "OPENAI_API_KEY" => Some("sk-env".to_owned()),
+            "LANGCHAIN_API_KEY" => Some("ls-legacy".to_owned()),
+            _ => None,
+        };
+        let filled = config(r#"{"ai_help": {"openai": {"base_url": "http://x"}}}"#).with_env_secrets(env);
+        assert_eq!(filled.ai_help.openai.unwrap().api_key, "sk-env");
+        assert_eq!(filled.langsmith.api_key.as_deref(), Some("ls-legacy"));
+
+        let own =
+            config(r#"{"ai_help": {"openai": {"api_key": "sk-file"}}, "langsmith": {"api_key": "ls-file"}}"#)
+                .with_env_secrets(env);
+        assert_eq!(own.ai_help.openai.unwrap().api_key, "sk-file");
+        assert_eq!(own.langsmith.api_key.as_deref(), Some("ls-file"));
+
+        // No section, no OpenAI: the key alone does not switch the responder on.
+        assert!(config("{}").with_env_secrets(env).ai_help.openai.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_every_section() {
+        for json in [
+            r#"{"ai_help": {"batch_sise": 5}}"#,
+            r#"{"ai_help": {"openai": {"modle": "x"}}}"#,
+            r#"{"ai_help": {"openai": {"retry": {"max_attempt": 2}}}}"#,
+            r#"{"langsmith": {"endpiont": "http://x"}}"#,
+            r#"{"langgraph": {"runs_per_cylce": 1}}"#,
+            r#"{"monitoring": {"coordinator": {"pass_intervall": "1s"}}}"#,
+            r#"{"monitors": {}}"#,
+        ] {
+            let error = serde_json::from_str::<PlatformConfig>(json).unwrap_err().to_string();
+            assert!(error.contains("unknown field"), "{json}: {error}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use super::{END, NodeContext};
 /// | `runs_per_cycle`      | `10`    | unfinished runs picked up per cycle               |
 /// | `max_steps_per_cycle` | `100`   | steps run per cycle at most, all runs together; the rest waits for the next cycle |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LangGraphConfig {
     /// Unfinished runs picked up per cycle.
