@@ -299,7 +299,9 @@ impl<R: Responder> ErasedResponder for R {
 
 /// Processes help requests; see the [module docs](self).
 #[derive(vigil_runtime::Agent, Clone)]
-#[agent(name = "ai_help", cycle = "2s", heartbeat = "30s")]
+// A cycle answers up to a batch of requests, each up to a few HTTP attempts: a long
+// cycle is normal, so the hang watchdog is set well past it.
+#[agent(name = "ai_help", cycle = "2s", heartbeat = "30s", cycle_timeout = "30m")]
 pub struct AIHelpAgent {
     /// Thresholds.
     config: AiHelpConfig,

@@ -225,7 +225,8 @@ pub struct ExportStatus {
 
 /// Exports traces; see the [module docs](self).
 #[derive(vigil_runtime::Agent)]
-#[agent(name = "langsmith", cycle = "1s", heartbeat = "30s")]
+// A batch export may wait out retries and backoff: a long cycle is not a hung one.
+#[agent(name = "langsmith", cycle = "1s", heartbeat = "30s", cycle_timeout = "10m")]
 pub struct LangSmithBridge {
     /// Settings.
     config: LangSmithConfig,

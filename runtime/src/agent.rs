@@ -27,6 +27,7 @@
 //! |----------------------|-------------------------------------------|--------------------|
 //! | `name = "..."`       | the agent's id in the `agents` table      | snake_case type name |
 //! | `cycle = "5s"`       | time between the starts of two cycles     | `5s`               |
+//! | `cycle_timeout = "5m"` | longest a cycle may run; past it the cycle is cancelled and the agent fails (and is restarted) | `5m` |
 //! | `heartbeat = "30s"`  | time between heartbeats                   | `30s`              |
 //! | `restart = "..."`    | `permanent`, `transient` or `temporary`   | `permanent`        |
 //! | `mailbox = 64`       | bounded mailbox capacity                  | `64`               |
@@ -57,6 +58,10 @@ pub struct AgentSettings {
     pub name: &'static str,
     /// Time between the starts of two cycles.
     pub cycle_interval: Duration,
+    /// Longest a cycle may run: past it, the cycle is dropped (cancelled at its
+    /// current `.await`) and the agent fails, so its supervisor restarts it. Heartbeats
+    /// have their own timer and go on during a hung cycle; this is what catches one.
+    pub cycle_timeout: Duration,
     /// Time between heartbeats.
     pub heartbeat_interval: Duration,
     /// Restart type under a supervisor.
@@ -73,6 +78,7 @@ impl AgentSettings {
         Self {
             name,
             cycle_interval: Duration::from_secs(5),
+            cycle_timeout: Duration::from_secs(300),
             heartbeat_interval: Duration::from_secs(30),
             restart: Restart::Permanent,
             mailbox_capacity: 64,
@@ -84,6 +90,13 @@ impl AgentSettings {
     #[must_use]
     pub const fn with_cycle_interval(mut self, interval: Duration) -> Self {
         self.cycle_interval = interval;
+        self
+    }
+
+    /// Sets the cycle timeout.
+    #[must_use]
+    pub const fn with_cycle_timeout(mut self, timeout: Duration) -> Self {
+        self.cycle_timeout = timeout;
         self
     }
 

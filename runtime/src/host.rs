@@ -324,11 +324,17 @@ impl<A: Agent> AgentHost<A> {
         let cycles = self.cycles.clone();
         let last_cycle = self.last_cycle_micros.clone();
         let busy = self.busy_micros.clone();
+        let timeout = self.settings.cycle_timeout;
         let handle = ctx.spawn(
             async move {
                 let mut agent = agent.lock().await;
                 let started = Instant::now();
-                let outcome = run_hook(agent.cycle(&hook_ctx)).await;
+                // A hung cycle is dropped at its timeout, which releases the instance,
+                // and fails the agent: the supervisor then restarts it fresh.
+                let outcome =
+                    tokio::time::timeout(timeout, run_hook(agent.cycle(&hook_ctx))).await.unwrap_or_else(
+                        |_| Err(format!("cycle did not finish within its cycle_timeout of {timeout:?}")),
+                    );
                 running.set(false);
                 (outcome, started.elapsed())
             }

@@ -182,6 +182,59 @@ async fn a_panicking_cycle_is_restarted_with_fresh_state() {
     runtime.shutdown().await;
 }
 
+/// Hangs in its second cycle (the first instance only): stuck on an await that never
+/// completes, while its heartbeats go on.
+#[derive(vigil_runtime::Agent)]
+#[agent(name = "stuck", cycle = "2s", cycle_timeout = "1m", heartbeat = "5s")]
+struct Stuck {
+    cycles: u64,
+    hang: bool,
+    tick: mpsc::UnboundedSender<(bool, u64)>,
+}
+
+impl Agent for Stuck {
+    async fn cycle(&mut self, _ctx: &AgentContext) -> AgentResult {
+        self.cycles += 1;
+        let _ = self.tick.send((self.hang, self.cycles));
+        if self.hang && self.cycles == 2 {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn a_cycle_past_its_timeout_is_cancelled_and_the_agent_restarted() {
+    let shared = on_virtual_time().await;
+    let (tick, mut ticks) = mpsc::unbounded_channel();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let factory = move || Stuck {
+        cycles: 0,
+        hang: first.swap(false, std::sync::atomic::Ordering::Relaxed),
+        tick: tick.clone(),
+    };
+    let runtime = Runtime::builder(shared.clone()).agent_with_id("stuck", factory).start().await.unwrap();
+    let mut events = runtime.subscribe();
+    assert_eq!(tokio::time::timeout(LIMIT, ticks.recv()).await.unwrap(), Some((true, 1)));
+    assert_eq!(tokio::time::timeout(LIMIT, ticks.recv()).await.unwrap(), Some((true, 2)));
+    let hung_at = tokio::time::Instant::now();
+    let failure = events
+        .wait_for(Duration::from_secs(120), |e| matches!(e.kind, EventKind::Failure { .. }))
+        .await
+        .expect("the hung cycle became a failure");
+    // At its timeout, not before (virtual time: exactly one minute later).
+    assert!(on_time(hung_at.elapsed(), Duration::from_secs(60)), "{:?}", hung_at.elapsed());
+    let EventKind::Failure { reason } = &failure.kind else { unreachable!() };
+    assert!(reason.contains("cycle_timeout"), "{reason}");
+    events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { attempt: 1 })).await.unwrap();
+    // The fresh instance cycles again; the hung one was dropped with its cycle.
+    assert_eq!(tokio::time::timeout(LIMIT, ticks.recv()).await.unwrap(), Some((false, 1)));
+    assert_eq!(tokio::time::timeout(LIMIT, ticks.recv()).await.unwrap(), Some((false, 2)));
+    let status = &runtime.statuses().await[0];
+    assert_eq!((status.state, status.restarts), (State::Active, 1));
+    runtime.shutdown().await;
+}
+
 #[actix_rt::test]
 async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
     let shared = on_virtual_time().await;

@@ -63,7 +63,14 @@ impl LangGraphConfig {
 /// # }
 /// ```
 #[derive(vigil_runtime::Agent, Clone)]
-#[agent(name = "langgraph", cycle = "250ms", heartbeat = "30s", shutdown_timeout = "2s")]
+// Nodes may run long; every step is checkpointed, so a cancelled cycle loses none.
+#[agent(
+    name = "langgraph",
+    cycle = "250ms",
+    heartbeat = "30s",
+    cycle_timeout = "30m",
+    shutdown_timeout = "2s"
+)]
 pub struct LangGraphExecutor {
     /// Settings.
     config: LangGraphConfig,

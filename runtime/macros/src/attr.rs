@@ -12,6 +12,7 @@ use syn::{Attribute, Expr, Lit, LitInt, LitStr};
 enum Key {
     Name,
     Cycle,
+    CycleTimeout,
     Heartbeat,
     ShutdownTimeout,
     Restart,
@@ -19,13 +20,21 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 6] =
-        [Key::Name, Key::Cycle, Key::Heartbeat, Key::ShutdownTimeout, Key::Restart, Key::Mailbox];
+    const ALL: [Key; 7] = [
+        Key::Name,
+        Key::Cycle,
+        Key::CycleTimeout,
+        Key::Heartbeat,
+        Key::ShutdownTimeout,
+        Key::Restart,
+        Key::Mailbox,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             Key::Name => "name",
             Key::Cycle => "cycle",
+            Key::CycleTimeout => "cycle_timeout",
             Key::Heartbeat => "heartbeat",
             Key::ShutdownTimeout => "shutdown_timeout",
             Key::Restart => "restart",
@@ -82,6 +91,7 @@ impl Errors {
 pub(crate) struct AgentAttrs {
     pub(crate) name: Option<LitStr>,
     pub(crate) cycle_ms: Option<u64>,
+    pub(crate) cycle_timeout_ms: Option<u64>,
     pub(crate) heartbeat_ms: Option<u64>,
     pub(crate) shutdown_timeout_ms: Option<u64>,
     pub(crate) restart: Option<RestartKind>,
@@ -144,6 +154,7 @@ impl AgentAttrs {
                 Ok(())
             }),
             Key::Cycle => duration(key, &value).map(|ms| self.cycle_ms = Some(ms)),
+            Key::CycleTimeout => duration(key, &value).map(|ms| self.cycle_timeout_ms = Some(ms)),
             Key::Heartbeat => duration(key, &value).map(|ms| self.heartbeat_ms = Some(ms)),
             Key::ShutdownTimeout => duration(key, &value).map(|ms| self.shutdown_timeout_ms = Some(ms)),
             Key::Restart => restart(&value).map(|restart| self.restart = Some(restart)),
@@ -181,6 +192,7 @@ fn example(key: Key) -> &'static str {
         Key::Name => "\"health_check\"",
         Key::Cycle | Key::ShutdownTimeout => "\"5s\"",
         Key::Heartbeat => "\"30s\"",
+        Key::CycleTimeout => "\"5m\"",
         Key::Restart => "\"permanent\"",
         Key::Mailbox => "64",
     }

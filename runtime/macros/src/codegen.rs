@@ -26,6 +26,10 @@ pub(crate) fn expand(model: &AgentModel) -> TokenStream {
         let interval = millis(ms);
         settings = quote!(#settings.with_cycle_interval(#interval));
     }
+    if let Some(ms) = model.cycle_timeout_ms {
+        let timeout = millis(ms);
+        settings = quote!(#settings.with_cycle_timeout(#timeout));
+    }
     if let Some(ms) = model.heartbeat_ms {
         let interval = millis(ms);
         settings = quote!(#settings.with_heartbeat_interval(#interval));

@@ -31,6 +31,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// |--------------------|----------------------------------------------------|--------------------------|
 /// | `name`             | string of `[a-z0-9_.-]`, 1 to 255 characters       | type name in snake_case  |
 /// | `cycle`            | duration                                           | `"5s"`                   |
+/// | `cycle_timeout`    | duration: a cycle running longer fails the agent    | `"5m"`                   |
 /// | `heartbeat`        | duration                                           | `"30s"`                  |
 /// | `shutdown_timeout` | duration                                           | `"5s"`                   |
 /// | `restart`          | `"permanent"`, `"transient"` or `"temporary"`      | `"permanent"`            |

@@ -12,6 +12,8 @@ pub(crate) struct AgentModel {
     pub(crate) name: LitStr,
     /// Cycle interval in milliseconds, if set.
     pub(crate) cycle_ms: Option<u64>,
+    /// Longest a cycle may run, in milliseconds, if set.
+    pub(crate) cycle_timeout_ms: Option<u64>,
     /// Heartbeat interval in milliseconds, if set.
     pub(crate) heartbeat_ms: Option<u64>,
     /// Shutdown timeout in milliseconds, if set.
@@ -58,6 +60,7 @@ impl AgentModel {
             ident: input.ident.clone(),
             name,
             cycle_ms: attrs.cycle_ms,
+            cycle_timeout_ms: attrs.cycle_timeout_ms,
             heartbeat_ms: attrs.heartbeat_ms,
             shutdown_timeout_ms: attrs.shutdown_timeout_ms,
             restart: attrs.restart,

@@ -4,6 +4,7 @@ use vigil_runtime::Agent;
 #[agent(
     name = "full.agent-1",
     cycle = "250ms",
+    cycle_timeout = "10s",
     heartbeat = "2m",
     restart = "transient",
     mailbox = 128,
