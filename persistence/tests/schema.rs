@@ -174,6 +174,10 @@ async fn postgres_schema_is_the_specification() {
     for expected in EXPECTED_INDEXES {
         assert!(names.contains(expected), "missing index {expected} in {names:?}");
     }
+    // Vigil's own, for the monitors' per-pass reads.
+    for expected in ["idx_agent_heartbeats_agent_timestamp", "idx_performance_metrics_name_agent_timestamp"] {
+        assert!(names.contains(&expected), "missing index {expected} in {names:?}");
+    }
 
     let foreign_keys: Vec<Name> = diesel::sql_query(
         "SELECT conrelid::regclass::text || '->' || confrelid::regclass::text AS name

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS idx_performance_metrics_name_agent_timestamp;
+DROP INDEX IF EXISTS idx_agent_heartbeats_agent_timestamp;
