@@ -98,7 +98,8 @@ impl EnhancedSharedStateMonitorAgent {
             .help_requests_with_status(HelpStatus::Processing)
             .await?
             .into_iter()
-            .filter(|r| r.created_at.is_some_and(|t| t.get() <= stuck_cutoff))
+            // Stuck since its claim: time spent queued before it is not the helper's.
+            .filter(|r| r.claimed_at.or(r.created_at).is_some_and(|t| t.get() <= stuck_cutoff))
             .map(|r| r.request_id)
             .collect();
         let pool = shared.get_pool_stats();

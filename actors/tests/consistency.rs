@@ -20,12 +20,24 @@ async fn the_enhanced_monitor_reports_faults_and_syncs_states_to_the_runtime() {
         .execute_raw_for_tests("INSERT INTO agent_heartbeats (agent_id, status) VALUES (NULL, 'active')")
         .await
         .unwrap();
+    // Queued for ages but claimed just now: not stuck, the helper has only begun.
+    shared.create_help_request("queued-long", "how?", None).await.unwrap();
+    shared
+        .store()
+        .execute_raw_for_tests(
+            "UPDATE help_requests SET created_at = '2000-01-01T00:00:00+00:00' WHERE request_id = 'queued-long'",
+        )
+        .await
+        .unwrap();
+    let claimed = shared.claim_help_requests("helper", 1).await.unwrap();
+    assert_eq!(claimed[0].request_id, "queued-long");
+    assert_eq!(claimed[0].claimed_by.as_deref(), Some("helper"));
     shared.create_help_request("stuck-1", "why?", None).await.unwrap();
     shared
         .store()
         .execute_raw_for_tests(
-            "UPDATE help_requests SET status = 'processing', created_at = '2000-01-01T00:00:00+00:00' \
-             WHERE request_id = 'stuck-1'",
+            "UPDATE help_requests SET status = 'processing', created_at = '2000-01-01T00:00:00+00:00', \
+             claimed_at = '2000-01-01T00:00:01+00:00' WHERE request_id = 'stuck-1'",
         )
         .await
         .unwrap();

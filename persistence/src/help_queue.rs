@@ -49,8 +49,8 @@ use crate::models::HelpRequestRecord;
 use crate::schema::help_requests;
 use crate::shared_state::SharedState;
 use crate::store::Backend;
+use crate::types::Ts;
 use crate::types::sql_types::TsTz;
-use crate::types::{Json, Ts};
 use crate::writes::HelpStatus;
 use diesel::sql_types::{BigInt, Text};
 
@@ -66,14 +66,14 @@ const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (\
      FROM picked WHERE help_requests.request_id = picked.request_id \
        AND help_requests.status = 'pending' \
      RETURNING help_requests.request_id, help_requests.query, help_requests.context, \
-       help_requests.status, help_requests.created_at";
+       help_requests.status, help_requests.created_at, help_requests.claimed_at, help_requests.claimed_by";
 
 /// The claim on SQLite: one writer at a time, so the statement alone is atomic.
 const CLAIM_SQLITE: &str = "UPDATE help_requests SET status = 'processing', claimed_at = ?, claimed_by = ? \
      WHERE status = 'pending' AND request_id IN (\
        SELECT request_id FROM help_requests WHERE status = 'pending' \
        ORDER BY created_at, request_id LIMIT ?) \
-     RETURNING request_id, query, context, status, created_at";
+     RETURNING request_id, query, context, status, created_at, claimed_at, claimed_by";
 
 /// The claim statement `$sql` with its three parameters bound.
 macro_rules! claim_query {
@@ -83,30 +83,6 @@ macro_rules! claim_query {
             .bind::<Text, _>($claimer.to_owned())
             .bind::<BigInt, _>($limit)
     };
-}
-
-/// A row returned by the claim (diesel's update DSL cannot express the subselect with
-/// `LIMIT` and a locking clause, so the claim is written in SQL).
-#[derive(QueryableByName)]
-#[diesel(table_name = help_requests)]
-struct ClaimedRow {
-    request_id: String,
-    query: String,
-    context: Option<Json>,
-    status: Option<String>,
-    created_at: Option<Ts>,
-}
-
-impl From<ClaimedRow> for HelpRequestRecord {
-    fn from(row: ClaimedRow) -> Self {
-        HelpRequestRecord {
-            request_id: row.request_id,
-            query: row.query,
-            context: row.context,
-            status: row.status,
-            created_at: row.created_at,
-        }
-    }
 }
 
 impl SharedState {
@@ -135,22 +111,19 @@ impl SharedState {
                         Backend::Pg(pool) => {
                             let mut conn = inner.checkout(pool).await?;
                             Ok(claim_query!(CLAIM_PG, now, &claimer, limit)
-                                .load::<ClaimedRow>(&mut *conn)
+                                .load::<HelpRequestRecord>(&mut *conn)
                                 .await?)
                         }
                         Backend::Sqlite(pool) => {
                             let mut conn = inner.checkout(pool).await?;
                             Ok(claim_query!(CLAIM_SQLITE, now, &claimer, limit)
-                                .load::<ClaimedRow>(&mut *conn)
+                                .load::<HelpRequestRecord>(&mut *conn)
                                 .await?)
                         }
                     }
                 }
             })
-            .await?
-            .into_iter()
-            .map(HelpRequestRecord::from)
-            .collect();
+            .await?;
         // RETURNING gives no order; hand them out oldest first.
         claimed.sort_by(|a, b| (a.created_at, &a.request_id).cmp(&(b.created_at, &b.request_id)));
         Ok(claimed)

@@ -111,8 +111,9 @@ pub struct SystemEventRecord {
     pub severity: Option<String>,
 }
 
-/// A help request (`help_requests`).
-#[derive(Queryable, Selectable, Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A help request (`help_requests`). Also what the claim's hand-written SQL returns
+/// (diesel's update DSL cannot express a subselect with `LIMIT` and a locking clause).
+#[derive(Queryable, QueryableByName, Selectable, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[diesel(table_name = help_requests)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct HelpRequestRecord {
@@ -126,6 +127,10 @@ pub struct HelpRequestRecord {
     pub status: Option<String>,
     /// When it was asked.
     pub created_at: Option<Ts>,
+    /// When a helper claimed it (set while `processing`).
+    pub claimed_at: Option<Ts>,
+    /// Who claimed it.
+    pub claimed_by: Option<String>,
 }
 
 /// The answer to a help request (`help_responses`).
