@@ -34,8 +34,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Query(#[from] DieselError),
 
-    /// A statement ran longer than the configured command timeout.
-    #[error("database command timed out after {0:?}")]
+    /// A statement ran longer than the configured command timeout (PostgreSQL's
+    /// `statement_timeout`, set on every connection) and the server cancelled it.
+    #[error("database command timed out after {0:?} (the pool's command_timeout)")]
     CommandTimeout(Duration),
 
     /// Applying the embedded migrations failed.
@@ -76,7 +77,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether retrying the same operation later may succeed.
+    /// Whether retrying the same operation later may succeed. A command timeout counts:
+    /// most are a statement waiting on a lock (an import holds the tables' write
+    /// lock until its commit), which a later attempt gets; the retry policy bounds
+    /// what a genuinely slow statement costs.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect(_) | StoreError::PoolTimeout(_) | StoreError::CommandTimeout(_) => true,
@@ -95,6 +99,19 @@ impl StoreError {
             }
             StoreError::Query(DieselError::BrokenTransactionManager) => true,
             _ => false,
+        }
+    }
+
+    /// The server's cancellation at the statement timeout, as [`StoreError::CommandTimeout`]
+    /// with the configured `timeout`; any other error as it is.
+    pub(crate) fn with_command_timeout(self, timeout: Duration) -> Self {
+        match &self {
+            StoreError::Query(DieselError::DatabaseError(_, info))
+                if info.message().contains("canceling statement due to statement timeout") =>
+            {
+                StoreError::CommandTimeout(timeout)
+            }
+            _ => self,
         }
     }
 

@@ -516,10 +516,12 @@ impl Store {
         let inner = self.inner.clone();
         self.spawn(async move {
             let policy = inner.pool_config().retry.clone();
+            let timeout = inner.pool_config().command_timeout;
             retry(&policy, |_| {
                 let inner = inner.clone();
                 let started = Instant::now();
                 op(inner.clone()).map(move |result| {
+                    let result = result.map_err(|e| e.with_command_timeout(timeout));
                     inner.record(started.elapsed(), result.as_ref().err());
                     result
                 })
