@@ -143,8 +143,8 @@ pub enum Command {
     /// and verify every table (row counts and checksums). The target must be empty
     /// unless --append is given; on any failure it is left as it was.
     Import {
-        /// The SQLite database to read: sqlite:PATH (an existing file; never created;
-        /// pending Vigil migrations are applied to it before reading).
+        /// The SQLite database to read: sqlite:PATH (an existing file, only read: the
+        /// import works on a snapshot of it, migrated, in TMPDIR).
         #[arg(long, value_name = "sqlite:PATH")]
         from: String,
         /// The PostgreSQL database to fill: postgresql://user:pass@host:port/db

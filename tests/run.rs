@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::testing::TestDb;
+use vigil_persistence::{DatabaseConfig, SharedState, Store};
 
 use crate::cli::{pg_url, temp_dir, vigil};
 
@@ -75,7 +77,32 @@ fn run_for_on(dir: &Path, extra: &[&str]) {
 #[test]
 fn run_for_on_sqlite_then_import_its_data_into_postgresql() {
     let dir = temp_dir();
+    // History from long ago, which the default retention (7 days) removes at start.
+    let out = vigil(&dir, &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let open = || async {
+        SharedState::new(Store::connect(DatabaseConfig::sqlite(dir.join("vigil.db"))).await.unwrap())
+    };
+    crate::cli::block_on(async {
+        let ancient = "INSERT INTO system_events (event_type, event_data, timestamp, severity) \
+                       VALUES ('ancient', '{}', '2000-01-01T00:00:00+00:00', 'info')";
+        open().await.store().execute_raw_for_tests(ancient).await.unwrap();
+    });
     run_for_on(&dir, &[]);
+    crate::cli::block_on(async {
+        let shared = open().await;
+        let ancient = EventFilter { event_type: Some("ancient".into()), ..Default::default() };
+        assert!(shared.recent_events(ancient).await.unwrap().is_empty(), "old history removed");
+        let filter = EventFilter { event_type: Some("data_retention_cleanup".into()), ..Default::default() };
+        let cleanups = shared.recent_events(filter).await.unwrap();
+        let first = cleanups.last().expect("a retention cleanup was recorded");
+        let data = first.event_data.as_ref().expect("counts").0.clone();
+        assert_eq!(
+            (data["days_kept"].as_u64(), data["deleted"]["events"].as_u64()),
+            (Some(7), Some(1)),
+            "{data}"
+        );
+    });
     let Some(db) = crate::cli::block_on(TestDb::postgres()) else { return };
     let from = format!("sqlite:{}", dir.join("vigil.db").display());
     let out = vigil(&dir, &["import", "--from", &from, "--to", &pg_url(&db), "--json"]);

@@ -12,7 +12,7 @@ use vigil_actors::{
     AIHelpAgent, AiHelpConfig, LangGraphConfig, LangGraphExecutor, LangSmithBridge, LangSmithConfig,
 };
 use vigil_persistence::shared_state::Writer;
-use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, SharedState, Store};
+use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, Severity, SharedState, Store};
 use vigil_runtime::{ChildSpec, Runtime, State};
 
 use super::CliError;
@@ -30,6 +30,49 @@ pub struct PlatformConfig {
     pub langsmith: LangSmithConfig,
     /// LangGraphExecutor.
     pub langgraph: LangGraphConfig,
+    /// How long history is kept.
+    pub retention: RetentionConfig,
+}
+
+/// How long `vigil run` keeps history: every `interval` (and once at start) it deletes
+/// heartbeats, metrics, events, communications and conversations older than `days`,
+/// as `vigil cleanup --days` does (error and critical events are kept), and records a
+/// `data_retention_cleanup` event with the counts. `"days": null` keeps everything.
+///
+/// | field      | default |
+/// |------------|---------|
+/// | `days`     | `7` (the specification's `cleanup_old_data(days_to_keep=7)`) |
+/// | `interval` | `"1h"`  |
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days of history kept; `None` keeps everything.
+    pub days: Option<u32>,
+    /// Time between two cleanups.
+    #[serde(with = "vigil_actors::config::duration")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { days: Some(7), interval: Duration::from_secs(3600) }
+    }
+}
+
+/// One retention pass: deletes what is older than `days` and records what went.
+async fn apply_retention(shared: &SharedState, days: u32) {
+    match shared.cleanup_old_data(days).await {
+        Ok(report) => {
+            tracing::info!(days, deleted = report.total(), "retention cleanup");
+            let data = serde_json::json!({ "days_kept": days, "deleted": report });
+            if let Err(e) =
+                shared.log_system_event("data_retention_cleanup", Some(data), Severity::Info).await
+            {
+                tracing::warn!(error = %e, "could not record the retention cleanup");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, days, "retention cleanup failed; retried at the next interval"),
+    }
 }
 
 impl PlatformConfig {
@@ -120,11 +163,22 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     let stop = shutdown_signal(options.run_for);
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // Its first tick is at once: a start after a long pause cleans up first.
+    let mut retention = tokio::time::interval(platform.retention.interval.max(Duration::from_secs(1)));
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cleaning: Option<tokio::task::JoinHandle<()>> = None;
     let mut last_writes = writer.stats().writes_committed;
     let mut ticks: u64 = 0;
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason,
+            _ = retention.tick(), if platform.retention.days.is_some() => {
+                // In the background, so a signal is never kept waiting; one at a time.
+                if cleaning.as_ref().is_none_or(|task| task.is_finished()) {
+                    let (shared, days) = (shared.clone(), platform.retention.days.unwrap_or_default());
+                    cleaning = Some(tokio::task::spawn_local(async move { apply_retention(&shared, days).await }));
+                }
+            }
             _ = ticker.tick() => {
                 ticks += 1;
                 if ticks % 5 == 2 {
@@ -145,6 +199,10 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
             }
         }
     };
+    // A cleanup still running is rolled back: it is redone at the next start.
+    if let Some(task) = cleaning {
+        task.abort();
+    }
     if options.status_line {
         eprintln!();
     }
