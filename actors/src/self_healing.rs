@@ -3,7 +3,7 @@
 //!
 //! | issue (in priority order)   | detected when                                                     | action |
 //! |-----------------------------|-------------------------------------------------------------------|--------|
-//! | `database_connection`       | the health probe fails, or `connection_errors` rose since the last pass | `probe_connections` (below) |
+//! | `database_connection`       | the liveness ping (`SELECT 1`) fails, or `connection_errors` rose since the last pass | `probe_connections` (below) |
 //! | `agent_failure`             | an agent of this runtime never beat, registered ≥ the threshold ago | restart through the supervisor |
 //! | `missing_heartbeats`        | last heartbeat ≥ max(`failed_after` 120 s, 3 × own interval) ago | restart through the supervisor |
 //! | `performance_degradation`   | `critical_anomalies_before_restart` (3) `critical` `performance_anomaly_alert`s about one agent of this runtime within `anomaly_window` (10 min) | restart |
@@ -15,9 +15,10 @@
 //!
 //! **"Reset the pool".** bb8 0.9 exposes no way to drop a pool's connections, and the
 //! store does not expose its pool. What *is* true of bb8: every checkout tests the
-//! connection and replaces a broken one. So the action is `probe_connections`: run the
-//! health probe again, which cycles connections through that test; the outcome says
-//! whether the database answers now. Rebuilding the pool would need a `Store` API
+//! connection and replaces a broken one. So the action is `probe_connections`: ping
+//! again, which cycles connections through that test; the outcome says whether the
+//! database answers now. (A ping, not the full health report, which counts every
+//! table's rows: too much for a check every few seconds on a large database.) Rebuilding the pool would need a `Store` API
 //! that does not exist yet.
 
 use std::collections::BTreeMap;
@@ -26,7 +27,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use vigil_persistence::shared_state::EventFilter;
-use vigil_persistence::store::HealthStatus;
 use vigil_persistence::{Severity, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult, State};
 
@@ -127,17 +127,17 @@ impl SelfHealingAgent {
         let shared = ctx.shared_state();
         let mut issues = Vec::new();
 
-        let health = shared.get_database_health().await?;
+        let ping = shared.ping().await;
         let errors = shared.get_query_stats().connection_errors;
         let rose = self.connection_errors.is_some_and(|before| errors > before);
         self.connection_errors = Some(errors);
-        if health.status != HealthStatus::Healthy || rose {
-            let detail = match &health.error {
-                Some(e) => format!("health probe failed: {e}"),
-                None => format!("connection errors rose to {errors}"),
+        if ping.is_err() || rose {
+            let detail = match &ping {
+                Err(e) => format!("database ping failed: {e}"),
+                Ok(_) => format!("connection errors rose to {errors}"),
             };
             issues.push(Issue::DatabaseConnection { detail });
-            if health.status != HealthStatus::Healthy {
+            if ping.is_err() {
                 return Ok(issues); // nothing else can be read
             }
         }
@@ -236,13 +236,12 @@ impl SelfHealingAgent {
         let shared = ctx.shared_state();
         match issue {
             Issue::DatabaseConnection { .. } => {
-                let outcome = shared.get_database_health().await;
-                let ok = outcome.as_ref().is_ok_and(|h| h.status == HealthStatus::Healthy);
-                let detail = match outcome {
-                    Ok(h) => {
-                        json!({ "status": h.status, "error": h.error, "response_time_ms": h.response_time_ms })
-                    }
-                    Err(e) => json!({ "error": e.to_string() }),
+                let (ok, detail) = match shared.ping().await {
+                    Ok(round_trip) => (
+                        true,
+                        json!({ "status": "healthy", "response_time_ms": round_trip.as_secs_f64() * 1e3 }),
+                    ),
+                    Err(e) => (false, json!({ "status": "unhealthy", "error": e.to_string() })),
                 };
                 Some(("probe_connections", ok, detail))
             }

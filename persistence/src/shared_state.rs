@@ -784,6 +784,11 @@ impl SharedState {
         self.store.health().await
     }
 
+    /// A liveness check: one `SELECT 1` round trip, not retried (see [`Store::ping`]).
+    pub async fn ping(&self) -> Result<std::time::Duration, StoreError> {
+        self.store.ping().await
+    }
+
     /// Query statistics since the store was opened.
     pub fn get_query_stats(&self) -> QueryStats {
         self.store.query_stats()

@@ -603,6 +603,33 @@ impl Store {
         }
     }
 
+    /// One `SELECT 1` round trip on a pooled connection, not retried: the cheap
+    /// liveness check for monitors that look every few seconds ([`health`](Self::health)
+    /// also counts every table's rows). Resolves to the round trip's duration.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        use diesel::dsl::sql;
+        use diesel::sql_types::Integer;
+        use diesel_async::RunQueryDsl;
+        let inner = self.inner.clone();
+        self.spawn(async move {
+            let started = Instant::now();
+            let one = diesel::select(sql::<Integer>("1"));
+            let result = match &inner.backend {
+                Backend::Pg(pool) => match inner.checkout(pool).await {
+                    Ok(mut conn) => one.get_result::<i32>(&mut *conn).await.map_err(StoreError::from),
+                    Err(e) => Err(e),
+                },
+                Backend::Sqlite(pool) => match inner.checkout(pool).await {
+                    Ok(mut conn) => one.get_result::<i32>(&mut *conn).await.map_err(StoreError::from),
+                    Err(e) => Err(e),
+                },
+            };
+            inner.record(started.elapsed(), result.as_ref().err());
+            result.map(|_| started.elapsed())
+        })
+        .await
+    }
+
     /// Checks the database and gathers the health report. A database that does not
     /// answer gives an `Unhealthy` report, not an error.
     pub async fn health(&self) -> Result<DatabaseHealth, StoreError> {

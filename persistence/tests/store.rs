@@ -107,3 +107,19 @@ fn store_works_under_actix() {
         assert_eq!(state.recent_heartbeats("x", 5).await.unwrap().len(), 1);
     });
 }
+
+#[tokio::test]
+async fn ping_is_one_round_trip_on_both_backends_and_counted() {
+    let sqlite = TestDb::sqlite();
+    let mut dbs = vec![sqlite.store().await];
+    let pg = TestDb::postgres().await;
+    if let Some(pg) = &pg {
+        dbs.push(pg.store().await);
+    }
+    for store in dbs {
+        let before = store.query_stats().total_queries;
+        let round_trip = store.ping().await.expect("the database answers");
+        assert!(round_trip < Duration::from_secs(5), "{round_trip:?}");
+        assert_eq!(store.query_stats().total_queries, before + 1, "one query, counted");
+    }
+}
