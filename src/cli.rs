@@ -117,7 +117,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restart, stop or fix an agent of a running platform, and wait for the outcome.
+    /// Restart, stop, fix or move (maintenance, standby, optimization) an agent of a
+    /// running platform, and wait for the outcome.
     Agent {
         /// What to do.
         #[command(subcommand)]
@@ -170,6 +171,18 @@ pub enum AgentAction {
     Stop(AgentTarget),
     /// Restart an agent parked in `manual` (ManualFixed).
     Fix(AgentTarget),
+    /// Pause its cycles in `standby` (StandbyRequest; from `active`).
+    Standby(AgentTarget),
+    /// Back to `active` from `standby` (Activate).
+    Activate(AgentTarget),
+    /// Pause its cycles for maintenance (MaintenanceRequest; from `active`).
+    Maintenance(AgentTarget),
+    /// Back to `active` from `maintenance` (MaintenanceComplete).
+    EndMaintenance(AgentTarget),
+    /// Pause its cycles while it is optimized (OptimizationRequest; from `active`).
+    Optimize(AgentTarget),
+    /// Back to `active` from `optimizing` (OptimizationComplete).
+    EndOptimization(AgentTarget),
 }
 
 /// The agent a command is for.
@@ -288,6 +301,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 AgentAction::Restart(t) => (CommandAction::Restart, t),
                 AgentAction::Stop(t) => (CommandAction::Stop, t),
                 AgentAction::Fix(t) => (CommandAction::Fix, t),
+                AgentAction::Standby(t) => (CommandAction::Standby, t),
+                AgentAction::Activate(t) => (CommandAction::Activate, t),
+                AgentAction::Maintenance(t) => (CommandAction::Maintenance, t),
+                AgentAction::EndMaintenance(t) => (CommandAction::EndMaintenance, t),
+                AgentAction::Optimize(t) => (CommandAction::Optimize, t),
+                AgentAction::EndOptimization(t) => (CommandAction::EndOptimization, t),
             };
             let state = connect(resolve(explicit_url)?).await?;
             operate::agent_command(&state, action, &target.id, target.timeout).await

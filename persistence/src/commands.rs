@@ -38,6 +38,18 @@ pub enum CommandAction {
     Stop,
     /// Restart an agent parked in `manual` (ManualFixed).
     Fix,
+    /// `active` -> `standby` (StandbyRequest): its cycles pause.
+    Standby,
+    /// `standby` -> `active` (Activate).
+    Activate,
+    /// `active` -> `maintenance` (MaintenanceRequest): its cycles pause.
+    Maintenance,
+    /// `maintenance` -> `active` (MaintenanceComplete).
+    EndMaintenance,
+    /// `active` -> `optimizing` (OptimizationRequest): its cycles pause.
+    Optimize,
+    /// `optimizing` -> `active` (OptimizationComplete).
+    EndOptimization,
 }
 
 impl CommandAction {
@@ -47,18 +59,32 @@ impl CommandAction {
             CommandAction::Restart => "restart",
             CommandAction::Stop => "stop",
             CommandAction::Fix => "fix",
+            CommandAction::Standby => "standby",
+            CommandAction::Activate => "activate",
+            CommandAction::Maintenance => "maintenance",
+            CommandAction::EndMaintenance => "end_maintenance",
+            CommandAction::Optimize => "optimize",
+            CommandAction::EndOptimization => "end_optimization",
         }
     }
 
     /// Parses the stored form.
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "restart" => Some(CommandAction::Restart),
-            "stop" => Some(CommandAction::Stop),
-            "fix" => Some(CommandAction::Fix),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|action| action.as_str() == text)
     }
+
+    /// Every action.
+    pub const ALL: [CommandAction; 9] = [
+        CommandAction::Restart,
+        CommandAction::Stop,
+        CommandAction::Fix,
+        CommandAction::Standby,
+        CommandAction::Activate,
+        CommandAction::Maintenance,
+        CommandAction::EndMaintenance,
+        CommandAction::Optimize,
+        CommandAction::EndOptimization,
+    ];
 }
 
 /// Where a command is.

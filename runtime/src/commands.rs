@@ -1,5 +1,6 @@
 //! The operator command processor: carries out `agent_commands` rows (`vigil agent
-//! restart|stop|fix ID` from any shell) against this runtime's agents.
+//! restart|stop|fix|standby|activate|maintenance|... ID` from any shell) against this
+//! runtime's agents.
 //!
 //! It wakes on PostgreSQL `NOTIFY` and also polls (the only way on SQLite), claims
 //! only commands for agents of this runtime — so several runtimes can share one
@@ -13,7 +14,7 @@ use vigil_persistence::commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAc
 
 use crate::control::RuntimeControl;
 use crate::events::EventBus;
-use crate::lifecycle::State;
+use crate::lifecycle::{State, Trigger};
 
 /// How often pending commands are looked for without a notification.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -84,5 +85,19 @@ async fn execute(
             Ok(transition) => (true, format!("fixed: {} -> {}", transition.from, transition.to)),
             Err(e) => (false, e.to_string()),
         },
+        CommandAction::Standby => operate(control, id, Trigger::StandbyRequest).await,
+        CommandAction::Activate => operate(control, id, Trigger::Activate).await,
+        CommandAction::Maintenance => operate(control, id, Trigger::MaintenanceRequest).await,
+        CommandAction::EndMaintenance => operate(control, id, Trigger::MaintenanceComplete).await,
+        CommandAction::Optimize => operate(control, id, Trigger::OptimizationRequest).await,
+        CommandAction::EndOptimization => operate(control, id, Trigger::OptimizationComplete).await,
+    }
+}
+
+/// An operational transition, and its outcome in words.
+async fn operate(control: &RuntimeControl, id: &str, trigger: Trigger) -> (bool, String) {
+    match control.transition(id, trigger).await {
+        Ok(transition) => (true, format!("{trigger}: {} -> {}", transition.from, transition.to)),
+        Err(e) => (false, e.to_string()),
     }
 }

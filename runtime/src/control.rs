@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-use crate::host::{AgentStatus, GetStatus};
-use crate::lifecycle::{LifecycleError, ManualFixed, Transition};
+use crate::host::{AgentStatus, GetStatus, Operate};
+use crate::lifecycle::{LifecycleError, ManualFixed, Transition, Trigger};
 use crate::supervisor::{RestartRequested, Supervisor, SupervisorError, TerminateChild};
 
 /// One agent as the control plane sees it.
@@ -21,6 +21,7 @@ pub(crate) struct ControlEntry {
     pub(crate) addr: Box<dyn std::any::Any + Send>,
     pub(crate) status: Recipient<GetStatus>,
     pub(crate) fix: Recipient<ManualFixed>,
+    pub(crate) operate: Recipient<Operate>,
     pub(crate) owner: Addr<Supervisor>,
 }
 
@@ -43,6 +44,11 @@ pub enum ControlError {
     /// The lifecycle refused (e.g. ManualFixed on an agent that is not parked).
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// The trigger is not one an operator may send by id (see [`Trigger::is_operational`]).
+    #[error(
+        "`{0}` is not an operational transition: use standby, activate, maintenance, optimization and their completions"
+    )]
+    NotOperational(Trigger),
 }
 
 /// Type-erased control of the running tree. Cheap to clone.
@@ -108,6 +114,19 @@ impl RuntimeControl {
     pub async fn stop(&self, id: &str) -> Result<(), ControlError> {
         let request = self.with_entry(id, |e| e.owner.send(TerminateChild(id.into())))?;
         request.await.map_err(|_| ControlError::NotRunning(id.into()))?.map_err(ControlError::from)
+    }
+
+    /// Moves an agent through an operational transition — into `standby`,
+    /// `maintenance` or `optimizing` and back to `active` — persisted and published
+    /// like any other. Cycles run only in `active`, so this pauses and resumes its
+    /// work; heartbeats and typed messages go on. Illegal from the agent's current
+    /// state: [`ControlError::Lifecycle`], and nothing changes.
+    pub async fn transition(&self, id: &str, trigger: Trigger) -> Result<Transition, ControlError> {
+        if !trigger.is_operational() {
+            return Err(ControlError::NotOperational(trigger));
+        }
+        let request = self.with_entry(id, |e| e.operate.send(Operate(trigger)))?;
+        Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
     }
 
     /// Restarts an agent parked in `manual` (ManualFixed).

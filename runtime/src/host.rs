@@ -660,6 +660,20 @@ impl<A: Agent, M: LifecycleMessage> Handler<M> for AgentHost<A> {
     }
 }
 
+/// An operational transition asked for by id, without the agent's type (see
+/// [`Trigger::is_operational`]); the caller checked the trigger.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Transition, LifecycleError>")]
+pub(crate) struct Operate(pub(crate) Trigger);
+
+impl<A: Agent> Handler<Operate> for AgentHost<A> {
+    type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
+
+    fn handle(&mut self, Operate(trigger): Operate, _: &mut Context<Self>) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.transition(trigger, Cause::Requested)))
+    }
+}
+
 impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
     type Result = ActorResponse<Self, Result<M::Reply, AskError>>;
 

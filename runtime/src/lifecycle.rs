@@ -280,6 +280,23 @@ impl Trigger {
             Trigger::ShutdownRequest => "ShutdownRequest",
         }
     }
+
+    /// Whether an operator may send this trigger to a running agent by id
+    /// ([`RuntimeControl::transition`](crate::RuntimeControl::transition)): the
+    /// operational side trips of `active` and their way back. The others belong to the
+    /// agent's startup, its failures and recovery, or have their own calls (restart,
+    /// stop, fix).
+    pub const fn is_operational(self) -> bool {
+        matches!(
+            self,
+            Trigger::OptimizationRequest
+                | Trigger::OptimizationComplete
+                | Trigger::StandbyRequest
+                | Trigger::Activate
+                | Trigger::MaintenanceRequest
+                | Trigger::MaintenanceComplete
+        )
+    }
 }
 
 impl fmt::Display for Trigger {

@@ -312,6 +312,7 @@ impl ChildSpec {
                 addr: Box::new(addr.clone()),
                 status: addr.clone().recipient(),
                 fix: addr.clone().recipient(),
+                operate: addr.clone().recipient(),
                 owner,
             };
             let mut registry = env.control.registry().lock().expect("registry lock");

@@ -1,5 +1,6 @@
-//! Operator commands through the database reach the running tree: restart, stop and
-//! fix by agent id, submitted from a second connection as another process would.
+//! Operator commands through the database reach the running tree: restart, stop, fix
+//! and the operational transitions (maintenance, standby, optimization) by agent id,
+//! submitted from a second connection as another process would.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,15 @@ async fn run_command(
     }
 }
 
+/// Polls until `agent` has run `n` cycles (they publish no event of their own).
+async fn wait_for_cycles(plan: &FaultPlan, agent: &str, n: u64) {
+    let started = Instant::now();
+    while plan.cycles(agent) < n {
+        assert!(started.elapsed() < LIMIT, "{agent} ran {} cycles, not {n}", plan.cycles(agent));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn commands_reach_the_runtime(db: TestDb) {
     let plan = FaultPlan::new();
     let agent = |id: &str| {
@@ -54,6 +64,27 @@ async fn commands_reach_the_runtime(db: TestDb) {
 
     let (status, outcome, _) = run_command(&operator, "alpha", CommandAction::Fix).await;
     assert_eq!(status, "failed", "fix is refused unless the agent is parked: {outcome}");
+
+    // Maintenance pauses the cycles (they run only in `active`), and ending it resumes
+    // them; both transitions are persisted.
+    let (status, outcome, _) = run_command(&operator, "alpha", CommandAction::Maintenance).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("done", "MaintenanceRequest: active -> maintenance"));
+    assert_eq!(operator.get_agent("alpha").await.unwrap().unwrap().status.as_deref(), Some("maintenance"));
+    let paused_at = plan.cycles("alpha");
+    // Three of beta's cycles (10 ms each) go by; alpha's count stays where it was.
+    wait_for_cycles(&plan, "beta", plan.cycles("beta") + 3).await;
+    assert!(plan.cycles("alpha") <= paused_at + 1, "at most the cycle already running finished");
+    let (status, outcome, _) = run_command(&operator, "alpha", CommandAction::Standby).await;
+    assert_eq!(status, "failed", "standby is only from active: {outcome}");
+    assert!(outcome.contains("maintenance"), "the error names the state: {outcome}");
+    let (status, _, _) = run_command(&operator, "alpha", CommandAction::EndMaintenance).await;
+    assert_eq!(status, "done");
+    wait_for_cycles(&plan, "alpha", plan.cycles("alpha") + 2).await;
+    // Only operational triggers are accepted by id.
+    assert!(matches!(
+        runtime.control().transition("alpha", vigil_runtime::Trigger::ErrorOccurred).await,
+        Err(vigil_runtime::ControlError::NotOperational(_))
+    ));
 
     let (status, _, _) = run_command(&operator, "beta", CommandAction::Stop).await;
     assert_eq!(status, "done");

@@ -211,7 +211,8 @@ pub(super) async fn metrics(
     Ok(())
 }
 
-/// `vigil agent restart|stop|fix ID`: files the command and waits for its outcome.
+/// `vigil agent restart|stop|fix|maintenance|... ID`: files the command and waits for
+/// its outcome.
 pub(super) async fn agent_command(
     state: &SharedState,
     action: CommandAction,
