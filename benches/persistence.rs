@@ -68,6 +68,7 @@ fn heartbeat(agent: usize) -> Write {
         status: Some("active".into()),
         message: None,
         metadata: None,
+        uptime: None,
     }
 }
 

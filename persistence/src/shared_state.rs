@@ -94,6 +94,7 @@ pub struct Heartbeat {
     status: Option<String>,
     message: Option<String>,
     metadata: Option<serde_json::Value>,
+    uptime: Option<serde_json::Value>,
     at: Option<Ts>,
 }
 
@@ -112,9 +113,14 @@ impl Heartbeat {
         self.message = Some(message.into());
         self
     }
-    /// A payload.
+    /// A payload; also kept as the agent's current `metrics`.
     pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+    /// Uptime figures, kept as the agent's `uptime_details`.
+    pub fn uptime(mut self, uptime: serde_json::Value) -> Self {
+        self.uptime = Some(uptime);
         self
     }
     /// An explicit time (default: now).
@@ -913,6 +919,7 @@ fn heartbeat_write(agent_id: &str, heartbeat: Heartbeat) -> Write {
         status: heartbeat.status,
         message: heartbeat.message,
         metadata: heartbeat.metadata,
+        uptime: heartbeat.uptime,
     }
 }
 

@@ -118,7 +118,8 @@ pub enum Write {
         /// When.
         at: Ts,
     },
-    /// A heartbeat row, and the agent's `last_heartbeat`.
+    /// A heartbeat row, and the agent's `last_heartbeat`; a payload also becomes the
+    /// agent's current `metrics`, and `uptime` its `uptime_details`.
     Heartbeat {
         /// The agent.
         agent_id: String,
@@ -130,6 +131,8 @@ pub enum Write {
         message: Option<String>,
         /// Optional payload.
         metadata: Option<serde_json::Value>,
+        /// Optional uptime figures, for `agents.uptime_details`.
+        uptime: Option<serde_json::Value>,
     },
     /// The agent's `status` and `last_state_change`.
     StateChange {
@@ -458,6 +461,9 @@ pub(crate) type BatchOutcome = Vec<Result<(), StoreError>>;
 pub(crate) struct AgentUpdate {
     last_heartbeat: Option<Ts>,
     status: Option<(String, Ts)>,
+    /// The latest heartbeat's payload and uptime figures.
+    metrics: Option<serde_json::Value>,
+    uptime: Option<serde_json::Value>,
 }
 
 /// Applies `writes` in one transaction on either backend. The body is compiled once
@@ -533,7 +539,7 @@ macro_rules! define_apply {
                     let step: Result<(), StoreError> = (|| {
                         match write {
                             Write::RegisterAgent { .. } => {}
-                            Write::Heartbeat { agent_id, at, status, message, metadata } => {
+                            Write::Heartbeat { agent_id, at, status, message, metadata, uptime } => {
                                 let id = resolve(agent_id)?;
                                 heartbeats.push(NewHeartbeat {
                                     agent_id: Some(id),
@@ -543,6 +549,11 @@ macro_rules! define_apply {
                                     metadata: metadata.clone().map(Json),
                                 });
                                 let update = updates.entry(id).or_default();
+                                // The newest heartbeat of the batch sets the snapshot.
+                                if update.last_heartbeat.is_none_or(|last| *at >= last) {
+                                    update.metrics = metadata.clone().or(update.metrics.take());
+                                    update.uptime = uptime.clone().or(update.uptime.take());
+                                }
                                 update.last_heartbeat = update.last_heartbeat.max(Some(*at));
                             }
                             Write::StateChange { agent_id, status, at } => {
@@ -691,21 +702,28 @@ impl UpdateAgents for AsyncPgConnection {
         let mut beats = Vec::with_capacity(updates.len());
         let mut statuses = Vec::with_capacity(updates.len());
         let mut changes = Vec::with_capacity(updates.len());
+        let mut metrics = Vec::with_capacity(updates.len());
+        let mut uptimes = Vec::with_capacity(updates.len());
         for (id, update) in updates {
             ids.push(id);
             beats.push(update.last_heartbeat);
             let (status, changed) = update.status.unzip();
             statuses.push(status);
             changes.push(changed);
+            // JSON travels as text and is cast: one array type for any document.
+            metrics.push(update.metrics.map(|v| v.to_string()));
+            uptimes.push(update.uptime.map(|v| v.to_string()));
         }
         diesel::sql_query(
             "UPDATE agents AS a SET \
                last_heartbeat = COALESCE(u.beat, a.last_heartbeat), \
                status = COALESCE(u.status, a.status), \
                last_state_change = COALESCE(u.changed, a.last_state_change), \
+               metrics = COALESCE(u.metrics::jsonb, a.metrics), \
+               uptime_details = COALESCE(u.uptime::jsonb, a.uptime_details), \
                updated_at = $5 \
-             FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[], $4::timestamptz[]) \
-               AS u(id, beat, status, changed) \
+             FROM UNNEST($1::int4[], $2::timestamptz[], $3::text[], $4::timestamptz[], $6::text[], $7::text[]) \
+               AS u(id, beat, status, changed, metrics, uptime) \
              WHERE a.id = u.id",
         )
         .bind::<Array<Integer>, _>(ids)
@@ -713,10 +731,24 @@ impl UpdateAgents for AsyncPgConnection {
         .bind::<Array<Nullable<Text>>, _>(statuses)
         .bind::<Array<Nullable<TsTz>>, _>(changes)
         .bind::<TsTz, _>(now)
+        .bind::<Array<Nullable<Text>>, _>(metrics)
+        .bind::<Array<Nullable<Text>>, _>(uptimes)
         .execute(self)
         .await?;
         Ok(())
     }
+}
+
+/// The columns of one agent's row a batch changes; a `None` is left as it is.
+#[derive(AsChangeset)]
+#[diesel(table_name = agents)]
+struct AgentChanges {
+    last_heartbeat: Option<Ts>,
+    status: Option<String>,
+    last_state_change: Option<Ts>,
+    metrics: Option<Json>,
+    uptime_details: Option<Json>,
+    updated_at: Ts,
 }
 
 impl UpdateAgents for SqliteConn {
@@ -727,33 +759,19 @@ impl UpdateAgents for SqliteConn {
         }
         self.spawn_blocking(move |conn| {
             for (id, update) in updates {
-                let target = agents::table.filter(agents::id.eq(id));
-                let beat = update.last_heartbeat;
-                match (beat, update.status) {
-                    (Some(beat), Some((status, changed))) => diesel::RunQueryDsl::execute(
-                        diesel::update(target).set((
-                            agents::last_heartbeat.eq(beat),
-                            agents::status.eq(status),
-                            agents::last_state_change.eq(changed),
-                            agents::updated_at.eq(now),
-                        )),
-                        conn,
-                    )?,
-                    (Some(beat), None) => diesel::RunQueryDsl::execute(
-                        diesel::update(target)
-                            .set((agents::last_heartbeat.eq(beat), agents::updated_at.eq(now))),
-                        conn,
-                    )?,
-                    (None, Some((status, changed))) => diesel::RunQueryDsl::execute(
-                        diesel::update(target).set((
-                            agents::status.eq(status),
-                            agents::last_state_change.eq(changed),
-                            agents::updated_at.eq(now),
-                        )),
-                        conn,
-                    )?,
-                    (None, None) => 0,
+                let (status, last_state_change) = update.status.unzip();
+                let changes = AgentChanges {
+                    last_heartbeat: update.last_heartbeat,
+                    status,
+                    last_state_change,
+                    metrics: update.metrics.map(Json),
+                    uptime_details: update.uptime.map(Json),
+                    updated_at: now,
                 };
+                diesel::RunQueryDsl::execute(
+                    diesel::update(agents::table.filter(agents::id.eq(id))).set(changes),
+                    conn,
+                )?;
             }
             Ok(())
         })

@@ -158,6 +158,7 @@ fn heartbeat(agent: usize, seq: i64) -> Write {
         status: Some("active".into()),
         message: Some(format!("{agent}:{seq}")),
         metadata: None,
+        uptime: None,
     }
 }
 

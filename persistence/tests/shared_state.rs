@@ -47,6 +47,33 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    async fn heartbeats_keep_the_agents_current_metrics_and_uptime(db) {
+        let state = db.shared_state().await;
+        state.register_agent("hb", "Heart").await.unwrap();
+        let ago = |secs: i64| Ts::from(Utc::now() - chrono::Duration::seconds(secs));
+        let beat = |at: Ts, n: i64| vigil_persistence::Write::Heartbeat {
+            agent_id: "hb".into(),
+            at,
+            status: None,
+            message: None,
+            metadata: Some(json!({ "load": n })),
+            uptime: Some(json!({ "cycles": n })),
+        };
+        // One batch, out of order: the newest heartbeat's figures are the agent's.
+        let results = state.store().write_batch(vec![beat(ago(2), 2), beat(ago(1), 3), beat(ago(3), 1)]).await.unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let agent = state.get_agent("hb").await.unwrap().unwrap();
+        assert_eq!(agent.metrics.unwrap().0, json!({ "load": 3 }));
+        assert_eq!(agent.uptime_details.unwrap().0, json!({ "cycles": 3 }));
+        // A heartbeat without them leaves the last ones in place.
+        state.update_agent_heartbeat("hb", Heartbeat::new()).await.unwrap();
+        let agent = state.get_agent("hb").await.unwrap().unwrap();
+        assert_eq!(agent.metrics.unwrap().0, json!({ "load": 3 }));
+        assert_eq!(agent.uptime_details.unwrap().0, json!({ "cycles": 3 }));
+    }
+}
+
+on_both_backends! {
     async fn state_changes_set_status_and_time(db) {
         let state = db.shared_state().await;
         state.register_agent("s", "S").await.unwrap();
@@ -204,7 +231,7 @@ on_both_backends! {
         let store = state.store();
         let mut writes = Vec::new();
         for i in 0..3 {
-            writes.push(vigil_persistence::Write::Heartbeat { agent_id: "a".into(), at: old, status: None, message: Some(format!("{i}")), metadata: None });
+            writes.push(vigil_persistence::Write::Heartbeat { agent_id: "a".into(), at: old, status: None, message: Some(format!("{i}")), metadata: None, uptime: None });
         }
         writes.push(Metric::new("cpu", 1.0).agent("a").at(old).into_write());
         for (severity, n) in [(Severity::Info, 2), (Severity::Warning, 1), (Severity::Error, 1), (Severity::Critical, 1)] {

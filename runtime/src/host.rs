@@ -137,6 +137,9 @@ pub struct AgentHost<A: Agent> {
     cycle_handle: Option<SpawnHandle>,
     restarts: u64,
     overruns: u64,
+    /// When the host was spawned, and when its current instance was made.
+    spawned_at: chrono::DateTime<chrono::Utc>,
+    instance_since: chrono::DateTime<chrono::Utc>,
     ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
@@ -180,6 +183,8 @@ impl<A: Agent> AgentHost<A> {
             cycle_handle: None,
             restarts: 0,
             overruns: 0,
+            spawned_at: chrono::Utc::now(),
+            instance_since: chrono::Utc::now(),
             ready: Some(parts.ready),
         }
     }
@@ -359,7 +364,7 @@ impl<A: Agent> AgentHost<A> {
         if let Ok(agent) = self.agent.try_lock() {
             self.last_payload = agent.heartbeat_payload();
         }
-        let mut heartbeat = Heartbeat::new().status(self.state.get().as_str());
+        let mut heartbeat = Heartbeat::new().status(self.state.get().as_str()).uptime(self.uptime());
         if let Some(payload) = self.last_payload.clone() {
             heartbeat = heartbeat.metadata(payload);
         }
@@ -473,6 +478,35 @@ impl<A: Agent> AgentHost<A> {
         }
         self.cycle_running.set(false);
         self.agent = Rc::new(tokio::sync::Mutex::new((self.factory)()));
+        self.instance_since = chrono::Utc::now();
+    }
+
+    fn status(&self) -> AgentStatus {
+        AgentStatus {
+            agent_id: self.id.clone(),
+            state: self.state.get(),
+            cycles: self.cycles.get(),
+            restarts: self.restarts,
+            overruns: self.overruns,
+            last_cycle_micros: self.last_cycle_micros.get(),
+            busy_micros: self.busy_micros.get(),
+        }
+    }
+
+    /// What a heartbeat records as the agent's `uptime_details`.
+    fn uptime(&self) -> serde_json::Value {
+        let status = self.status();
+        let now = chrono::Utc::now();
+        serde_json::json!({
+            "spawned_at": self.spawned_at,
+            "instance_since": self.instance_since,
+            "uptime_secs": (now - self.instance_since).num_milliseconds() as f64 / 1e3,
+            "restarts": status.restarts,
+            "cycles": status.cycles,
+            "overruns": status.overruns,
+            "busy_secs": status.busy_micros as f64 / 1e6,
+            "last_cycle_ms": status.last_cycle_micros.map(|us| us as f64 / 1e3),
+        })
     }
 
     /// Drives the agent to `manual` from wherever it is, recording `reason`.
@@ -763,14 +797,6 @@ impl<A: Agent> Handler<GetStatus> for AgentHost<A> {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(AgentStatus {
-            agent_id: self.id.clone(),
-            state: self.state.get(),
-            cycles: self.cycles.get(),
-            restarts: self.restarts,
-            overruns: self.overruns,
-            last_cycle_micros: self.last_cycle_micros.get(),
-            busy_micros: self.busy_micros.get(),
-        })
+        MessageResult(self.status())
     }
 }

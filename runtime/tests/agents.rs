@@ -102,6 +102,10 @@ async fn full_life(store: Store, through_actor: bool) {
     let agent = shared.get_agent("worker").await.unwrap().unwrap();
     assert_eq!(agent.status.as_deref(), Some("active"));
     assert!(agent.last_heartbeat.is_some(), "heartbeats are persisted");
+    // Each heartbeat also refreshes the agent's uptime figures in its row.
+    let uptime = agent.uptime_details.expect("uptime_details written").0;
+    assert_eq!(uptime["restarts"], 0, "{uptime}");
+    assert!(uptime["cycles"].is_u64() && uptime["spawned_at"].is_string(), "{uptime}");
     assert!(!shared.recent_heartbeats("worker", 5).await.unwrap().is_empty());
     let transitions = shared
         .recent_events(EventFilter { event_type: Some("state_transition".into()), ..Default::default() })
