@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vigil_persistence::shared_state::EventFilter;
-use vigil_persistence::{Severity, StoreError};
+use vigil_persistence::types::Ts;
+use vigil_persistence::{Severity, StoreError, Write};
 use vigil_runtime::{AgentContext, AgentStatus, State};
 
 use crate::monitoring_config::IntervalEstimate;
@@ -247,7 +248,7 @@ pub async fn request_restart(
         }
         Err(e) => return RestartOutcome::Failed { reason: format!("claim: {e}") },
     }
-    match tokio::time::timeout(CONTROL_TIMEOUT, ctx.control().restart(agent_id, reason)).await {
+    let outcome = match tokio::time::timeout(CONTROL_TIMEOUT, ctx.control().restart(agent_id, reason)).await {
         Ok(Ok(())) => {
             tracing::info!(agent.id = %ctx.agent_id(), target = %agent_id, %reason, "restart requested");
             RestartOutcome::Requested
@@ -255,7 +256,21 @@ pub async fn request_restart(
         Ok(Err(e)) => RestartOutcome::Failed { reason: e.to_string() },
         // The request is queued at the supervisor and may still be carried out.
         Err(_) => RestartOutcome::Failed { reason: "the supervisor did not answer in time".into() },
+    };
+    // The request is a message from this monitor about the agent: recorded in
+    // `agent_communications`, with its outcome as the status.
+    let message = Write::Communication {
+        from_agent: ctx.agent_id().into(),
+        to_agent: agent_id.into(),
+        message_type: Some("restart_request".into()),
+        content: Some(serde_json::json!({ "reason": reason, "outcome": &outcome }).to_string()),
+        status: Some(outcome.label().into()),
+        at: Ts::now(),
+    };
+    if let Err(e) = shared.write(message).await {
+        tracing::debug!(error = %e, target = %agent_id, "restart request not recorded as a communication");
     }
+    outcome
 }
 
 /// Logs a pass failure; monitors never fail because a pass did (see the crate docs).

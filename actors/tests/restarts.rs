@@ -67,6 +67,13 @@ async fn the_restart_manager_restarts_a_stalled_agent_after_its_stale_threshold(
     .await;
     assert_eq!(transitions_into(&shared, "worker", "recovery").await, 1);
     assert_eq!(shared.incident_claim("worker").await.unwrap().unwrap().claimant, "agent_restart_manager");
+    // The request is on record as a message from the manager to the worker.
+    let manager = shared.get_agent("agent_restart_manager").await.unwrap().unwrap().id;
+    let messages = shared.agent_communications("worker").await.unwrap();
+    let request =
+        messages.iter().find(|m| m.message_type.as_deref() == Some("restart_request")).expect("recorded");
+    assert_eq!((request.from_agent_id, request.status.as_deref()), (Some(manager), Some("requested")));
+    assert!(request.message_content.as_deref().unwrap().contains("stale"), "{request:?}");
     runtime.shutdown().await;
 }
 
