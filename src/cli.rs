@@ -51,6 +51,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the slowest statements by mean time (PostgreSQL's pg_stat_statements).
+    SlowQueries {
+        /// Only statements whose mean time is at least this many milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 100.0)]
+        min_ms: f64,
+        /// At most this many statements.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the platform: the ten built-in agents under a supervisor, until Ctrl-C,
     /// SIGTERM or --for. On the embedded SQLite file ./vigil.db unless PostgreSQL is
     /// configured.
@@ -276,6 +288,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Migrate => commands::migrate(resolve(explicit_url)?).await,
         Command::Health { json } => commands::health(&connect(resolve(explicit_url)?).await?, json).await,
+        Command::SlowQueries { min_ms, limit, json } => {
+            commands::slow_queries(&connect(resolve(explicit_url)?).await?, min_ms, limit, json).await
+        }
         Command::Run { run_for, config, no_status, log_format: _ } => {
             let options = run::RunOptions {
                 run_for,

@@ -71,6 +71,16 @@ pub enum StoreError {
     #[error("persistence actor has stopped; write not accepted")]
     Closed,
 
+    /// The operation does not exist on this backend (e.g. slow-query statistics on
+    /// SQLite).
+    #[error("not available on {backend}: {what}")]
+    Unsupported {
+        /// The backend.
+        backend: &'static str,
+        /// What is not available, and why.
+        what: &'static str,
+    },
+
     /// A background database task failed to run to completion.
     #[error("database task failed: {0}")]
     Task(String),

@@ -364,6 +364,23 @@ pub struct DatabaseHealth {
     pub error: Option<String>,
 }
 
+/// One statement of [`Store::slow_queries`].
+#[derive(Debug, Clone, PartialEq, Serialize, diesel::QueryableByName)]
+pub struct SlowQuery {
+    /// The normalized statement text.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub query: String,
+    /// Times it ran.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub calls: i64,
+    /// Mean execution time, in milliseconds.
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub mean_ms: f64,
+    /// Total execution time, in milliseconds.
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub total_ms: f64,
+}
+
 impl Store {
     /// Opens the configured database, creating the pool and applying pending migrations.
     /// Database futures run on a runtime of the store's own ([`Execution::Dedicated`]).
@@ -626,6 +643,37 @@ impl Store {
             };
             inner.record(started.elapsed(), result.as_ref().err());
             result.map(|_| started.elapsed())
+        })
+        .await
+    }
+
+    /// The statements whose mean execution time is at least `min_mean`, slowest first
+    /// (at most `limit`), from PostgreSQL's `pg_stat_statements` — the specification's
+    /// slow-query monitor. The extension must be installed in the database and loaded
+    /// through `shared_preload_libraries`; when it is not, PostgreSQL's own error says
+    /// which. [`StoreError::Unsupported`] on SQLite.
+    pub async fn slow_queries(&self, min_mean: Duration, limit: i64) -> Result<Vec<SlowQuery>, StoreError> {
+        if !self.is_postgres() {
+            return Err(StoreError::Unsupported {
+                backend: "sqlite",
+                what: "slow-query statistics (pg_stat_statements)",
+            });
+        }
+        let min_mean_ms = min_mean.as_secs_f64() * 1e3;
+        self.run(move |inner| async move {
+            use diesel::sql_types::{BigInt, Double};
+            use diesel_async::RunQueryDsl;
+            let Backend::Pg(pool) = &inner.backend else { unreachable!("checked above") };
+            let mut conn = inner.checkout(pool).await?;
+            Ok(diesel::sql_query(
+                "SELECT query, calls, mean_exec_time AS mean_ms, total_exec_time AS total_ms \
+                 FROM pg_stat_statements WHERE mean_exec_time >= $1 \
+                 ORDER BY mean_exec_time DESC LIMIT $2",
+            )
+            .bind::<Double, _>(min_mean_ms)
+            .bind::<BigInt, _>(limit)
+            .load::<SlowQuery>(&mut *conn)
+            .await?)
         })
         .await
     }

@@ -123,3 +123,27 @@ async fn ping_is_one_round_trip_on_both_backends_and_counted() {
         assert_eq!(store.query_stats().total_queries, before + 1, "one query, counted");
     }
 }
+
+#[tokio::test]
+async fn slow_queries_come_from_pg_stat_statements_or_say_what_is_missing() {
+    let sqlite = TestDb::sqlite().store().await;
+    let refused = sqlite.slow_queries(Duration::from_millis(100), 10).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Unsupported { backend: "sqlite", .. }), "{refused:?}");
+
+    let Some(pg) = TestDb::postgres().await else { return };
+    let store = pg.store().await;
+    store.execute_raw_for_tests("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
+    let preloaded = store.execute_raw_for_tests("SELECT 1 FROM pg_stat_statements LIMIT 1").await.is_ok();
+    match store.slow_queries(Duration::ZERO, 5).await {
+        // Loaded by the server: rows, slowest first.
+        Ok(rows) => {
+            assert!(preloaded);
+            assert!(rows.windows(2).all(|w| w[0].mean_ms >= w[1].mean_ms), "{rows:?}");
+        }
+        // Not loaded (this machine's default): PostgreSQL's own reason, not a mystery.
+        Err(e) => {
+            assert!(!preloaded);
+            assert!(e.to_string().contains("shared_preload_libraries"), "{e}");
+        }
+    }
+}

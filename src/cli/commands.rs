@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use vigil_persistence::import::{ImportProgress, ImportStage, Importer, SqliteSnapshot};
-use vigil_persistence::{DatabaseConfig, SharedState, Store};
+use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
 use super::CliError;
 
@@ -74,6 +74,40 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     }
     if let Some(error) = &report.error {
         println!("error      {error}");
+    }
+    Ok(())
+}
+
+/// `vigil slow-queries`: pg_stat_statements above a mean time, slowest first.
+pub(super) async fn slow_queries(
+    state: &SharedState,
+    min_ms: f64,
+    limit: i64,
+    json: bool,
+) -> Result<(), CliError> {
+    if !(min_ms.is_finite() && min_ms >= 0.0) || limit < 1 {
+        return Err(CliError::Usage("--min-ms must be a number ≥ 0 and --limit at least 1".into()));
+    }
+    let min_mean = std::time::Duration::from_secs_f64(min_ms / 1e3);
+    let queries = state.store().slow_queries(min_mean, limit).await.map_err(|e| match e {
+        // PostgreSQL says what is missing; say how to fix it.
+        StoreError::Query(error) if error.to_string().contains("pg_stat_statements") => {
+            CliError::Input(format!(
+                "{error} (slow-query statistics need `shared_preload_libraries = 'pg_stat_statements'` in \
+             postgresql.conf, a restart, and `CREATE EXTENSION pg_stat_statements` in this database)"
+            ))
+        }
+        other => other.into(),
+    })?;
+    if json {
+        return print_json(&queries);
+    }
+    if queries.is_empty() {
+        println!("no statement with a mean time of {min_ms} ms or more");
+    }
+    for q in &queries {
+        let text: String = q.query.split_whitespace().collect::<Vec<_>>().join(" ");
+        println!("{:>10.1} ms mean {:>8} calls  {}", q.mean_ms, q.calls, text);
     }
     Ok(())
 }
