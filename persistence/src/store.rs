@@ -295,7 +295,7 @@ pub struct QueryStats {
 }
 
 /// Connection pool figures (the specification's pool monitoring).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolStats {
     /// Connections open now.
     pub size: u32,
@@ -307,6 +307,17 @@ pub struct PoolStats {
     pub idle: u32,
     /// Open connections in use.
     pub in_use: u32,
+    /// Checkouts so far.
+    pub checkouts: u64,
+    /// Checkouts that had to wait for a free connection.
+    pub waited: u64,
+    /// Checkouts that gave up waiting (pool timeout).
+    pub timed_out: u64,
+    /// Mean wait per checkout, in milliseconds (the specification's "connection wait
+    /// time"; zero when every checkout found a free connection).
+    pub average_wait_ms: f64,
+    /// Connections closed because they were found broken.
+    pub closed_broken: u64,
 }
 
 /// Whether the database answered.
@@ -611,12 +622,24 @@ impl Store {
             Backend::Sqlite(pool) => pool.state(),
         };
         let config = self.inner.config.pool();
+        // bb8 counts them itself.
+        let counts = &state.statistics;
+        let checkouts = counts.get_direct + counts.get_waited + counts.get_timed_out;
         PoolStats {
             size: state.connections,
             min_size: config.min_connections.min(config.max_connections),
             max_size: config.max_connections,
             idle: state.idle_connections,
             in_use: state.connections.saturating_sub(state.idle_connections),
+            checkouts,
+            waited: counts.get_waited,
+            timed_out: counts.get_timed_out,
+            average_wait_ms: if checkouts == 0 {
+                0.0
+            } else {
+                counts.get_wait_time.as_secs_f64() * 1e3 / checkouts as f64
+            },
+            closed_broken: counts.connections_closed_broken,
         }
     }
 

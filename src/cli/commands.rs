@@ -58,8 +58,15 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     }
     let pool = &report.pool;
     println!(
-        "pool       {} open ({} idle), min {}, max {}",
-        pool.size, pool.idle, pool.min_size, pool.max_size
+        "pool       {} open ({} idle), min {}, max {}; {} checkouts, {} waited ({:.3} ms mean wait), {} timed out",
+        pool.size,
+        pool.idle,
+        pool.min_size,
+        pool.max_size,
+        pool.checkouts,
+        pool.waited,
+        pool.average_wait_ms,
+        pool.timed_out
     );
     let q = &report.queries;
     println!(
