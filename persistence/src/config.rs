@@ -13,7 +13,9 @@
 //! With none of them the store is the SQLite file `./vigil.db`.
 //!
 //! The pool defaults are the specification's: at most 20 connections, at least 5, and
-//! a 30 s command timeout. `postgres_config.json` may set them too:
+//! a 30 s command timeout. `POSTGRES_MAX_CONNECTIONS`, `POSTGRES_MIN_CONNECTIONS` and
+//! `POSTGRES_COMMAND_TIMEOUT` (seconds) set them for PostgreSQL from any of the sources
+//! above, and win over the file; `postgres_config.json` may set them too:
 //!
 //! ```json
 //! { "user": "postgres", "password": "secret", "host": "localhost", "port": 5432,
@@ -41,6 +43,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// The environment variables that tune the PostgreSQL pool, whatever the URL's source.
+pub const ENV_MAX_CONNECTIONS: &str = "POSTGRES_MAX_CONNECTIONS";
+/// See [`ENV_MAX_CONNECTIONS`].
+pub const ENV_MIN_CONNECTIONS: &str = "POSTGRES_MIN_CONNECTIONS";
+/// See [`ENV_MAX_CONNECTIONS`]; seconds, fractions allowed.
+pub const ENV_COMMAND_TIMEOUT: &str = "POSTGRES_COMMAND_TIMEOUT";
 
 /// The environment variable holding a PostgreSQL connection string.
 pub const ENV_CONNECTION_STRING: &str = "POSTGRES_CONNECTION_STRING";
@@ -343,18 +352,28 @@ pub struct ConfigInputs {
     pub config_file: Option<PathBuf>,
     /// The SQLite file used when PostgreSQL is not selected (default `./vigil.db`).
     pub sqlite_path: Option<PathBuf>,
+    /// `POSTGRES_MAX_CONNECTIONS`.
+    pub max_connections: Option<String>,
+    /// `POSTGRES_MIN_CONNECTIONS`.
+    pub min_connections: Option<String>,
+    /// `POSTGRES_COMMAND_TIMEOUT`, in seconds.
+    pub command_timeout: Option<String>,
 }
 
 impl ConfigInputs {
     /// Reads the environment and looks for `postgres_config.json` in `dir`.
     pub fn from_env_in(dir: &Path) -> Self {
         let file = dir.join(CONFIG_FILE_NAME);
+        let env = |name: &str| std::env::var(name).ok().filter(|s| !s.trim().is_empty());
         Self {
             explicit_url: None,
             connection_string: std::env::var(ENV_CONNECTION_STRING).ok().filter(|s| !s.trim().is_empty()),
             use_postgresql: std::env::var(ENV_USE_POSTGRESQL).ok(),
             config_file: file.exists().then_some(file),
             sqlite_path: None,
+            max_connections: env(ENV_MAX_CONNECTIONS),
+            min_connections: env(ENV_MIN_CONNECTIONS),
+            command_timeout: env(ENV_COMMAND_TIMEOUT),
         }
     }
 
@@ -393,8 +412,38 @@ impl DatabaseConfig {
         Self::resolve(&ConfigInputs::from_env())
     }
 
-    /// Resolves the configuration from explicit inputs, in the specification's priority.
+    /// Resolves the configuration from explicit inputs, in the specification's priority,
+    /// then applies the pool variables to a PostgreSQL configuration.
     pub fn resolve(inputs: &ConfigInputs) -> Result<Self, ConfigError> {
+        let config = Self::resolve_source(inputs)?;
+        if !config.is_postgres() {
+            return Ok(config);
+        }
+        let mut pool = config.pool().clone();
+        let number = |name: &'static str, value: &str| {
+            value.trim().parse::<u32>().map_err(|_| ConfigError::InvalidValue {
+                name,
+                reason: format!("`{}` is not a whole number", value.trim()),
+            })
+        };
+        if let Some(max) = &inputs.max_connections {
+            pool.max_connections = number(ENV_MAX_CONNECTIONS, max)?;
+        }
+        if let Some(min) = &inputs.min_connections {
+            pool.min_connections = number(ENV_MIN_CONNECTIONS, min)?;
+        }
+        if let Some(timeout) = &inputs.command_timeout {
+            let seconds = timeout.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0);
+            let seconds = seconds.ok_or_else(|| ConfigError::InvalidValue {
+                name: ENV_COMMAND_TIMEOUT,
+                reason: format!("`{}` is not a positive number of seconds", timeout.trim()),
+            })?;
+            pool.command_timeout = Duration::from_secs_f64(seconds);
+        }
+        config.with_pool(pool)
+    }
+
+    fn resolve_source(inputs: &ConfigInputs) -> Result<Self, ConfigError> {
         if let Some(raw) = &inputs.explicit_url {
             if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
                 return Ok(Self::sqlite(path));

@@ -189,3 +189,47 @@ async fn connection_errors_do_not_leak_the_password() {
     assert!(!shown.contains(secret), "{shown}");
     assert!(error.is_transient(), "refused connections are transient: {error:?}");
 }
+
+#[test]
+fn pool_variables_tune_postgresql_from_any_source_and_win_over_the_file() {
+    let pooled = |inputs: ConfigInputs| {
+        let pool = DatabaseConfig::resolve(&inputs).unwrap().pool().clone();
+        (pool.min_connections, pool.max_connections, pool.command_timeout)
+    };
+    let tuned = |inputs: ConfigInputs| ConfigInputs {
+        max_connections: Some("40".into()),
+        min_connections: Some(" 8 ".into()),
+        command_timeout: Some("2.5".into()),
+        ..inputs
+    };
+    let env =
+        ConfigInputs { connection_string: Some("postgresql://app@db/agents".into()), ..Default::default() };
+    assert_eq!(pooled(tuned(env)), (8, 40, Duration::from_millis(2500)));
+    let file = temp_file(r#"{"max_connections":12,"min_connections":2,"command_timeout":7.5}"#);
+    let from_file = ConfigInputs { config_file: Some(file), ..Default::default() };
+    assert_eq!(pooled(tuned(from_file)), (8, 40, Duration::from_millis(2500)));
+    let explicit = ConfigInputs { explicit_url: Some("postgresql://db/agents".into()), ..Default::default() };
+    assert_eq!(pooled(ConfigInputs { max_connections: Some("7".into()), ..explicit }).1, 7);
+
+    // SQLite keeps its own small pool.
+    let sqlite = DatabaseConfig::resolve(&tuned(ConfigInputs::default())).unwrap();
+    assert!(!sqlite.is_postgres());
+    assert_ne!(sqlite.pool().max_connections, 40);
+
+    // Bad values are typed errors naming the variable.
+    for (inputs, name) in [
+        (
+            ConfigInputs { max_connections: Some("lots".into()), ..Default::default() },
+            "POSTGRES_MAX_CONNECTIONS",
+        ),
+        (
+            ConfigInputs { command_timeout: Some("-1".into()), ..Default::default() },
+            "POSTGRES_COMMAND_TIMEOUT",
+        ),
+        (ConfigInputs { min_connections: Some("50".into()), ..Default::default() }, "min_connections"),
+    ] {
+        let inputs = ConfigInputs { use_postgresql: Some("true".into()), ..inputs };
+        let error = DatabaseConfig::resolve(&inputs).unwrap_err();
+        assert!(matches!(&error, ConfigError::InvalidValue { name: n, .. } if *n == name), "{error:?}");
+    }
+}
