@@ -80,6 +80,10 @@ pub enum Command {
         /// Log format on stderr (levels from RUST_LOG).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Start even if another platform seems to be running on this database (its
+        /// agents heartbeat): for one that was killed less than 90 s ago.
+        #[arg(long)]
+        force: bool,
     },
     /// List registered agents with their state, heartbeat age and health score.
     Status {
@@ -291,9 +295,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::SlowQueries { min_ms, limit, json } => {
             commands::slow_queries(&connect(resolve(explicit_url)?).await?, min_ms, limit, json).await
         }
-        Command::Run { run_for, config, no_status, log_format: _ } => {
+        Command::Run { run_for, config, no_status, log_format: _, force } => {
             let options = run::RunOptions {
                 run_for,
+                force,
                 config_explicit: config.is_some(),
                 config: config.unwrap_or_else(|| "vigil.json".into()),
                 status_line: !no_status && run::status_line_default(),

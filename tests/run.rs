@@ -132,6 +132,12 @@ fn operating_a_running_platform_from_other_processes() {
     let status = wait_for_active(&dir, &[], 10);
     assert_eq!(status["agents"].as_array().unwrap().len(), 10);
 
+    // A second platform on the same database is refused, not run on top of the first.
+    let out = vigil(&dir, &["run", "--for", "1s", "--no-status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another platform is running") && stderr.contains("--force"), "{stderr}");
+
     let out = vigil(&dir, &["agent", "restart", "shared_state_monitor"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));

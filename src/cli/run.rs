@@ -124,6 +124,42 @@ pub struct RunOptions {
     pub config_explicit: bool,
     /// Show the live status line (default: when stderr is a terminal).
     pub status_line: bool,
+    /// Start even if another platform seems to run on the database.
+    pub force: bool,
+}
+
+/// How recent a heartbeat of a running agent must be for its platform to count as
+/// alive: three of the built-in agents' 30 s intervals.
+const ALIVE_WITHIN: Duration = Duration::from_secs(90);
+
+/// Refuses to start next to a live platform on the same database: the same agent ids
+/// would overwrite each other's rows and repair each other's states. Alive means one of
+/// `ids` is in a running state with a heartbeat within [`ALIVE_WITHIN`]; a platform
+/// stopped cleanly left its agents in `shutdown`.
+async fn refuse_if_running(shared: &SharedState, ids: &[String], description: &str) -> Result<(), CliError> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(ALIVE_WITHIN).unwrap_or_default();
+    let live = shared.get_registered_agents().await?.into_iter().find(|agent| {
+        let running = agent.status.as_deref().is_some_and(|s| s != State::Shutdown.as_str());
+        let fresh = agent.last_heartbeat.is_some_and(|t| t.get() > cutoff);
+        running && fresh && ids.contains(&agent.agent_id)
+    });
+    match live {
+        None => Ok(()),
+        Some(agent) => {
+            let age = agent
+                .last_heartbeat
+                .map(|t| (chrono::Utc::now() - t.get()).num_seconds())
+                .unwrap_or_default();
+            Err(CliError::Input(format!(
+                "another platform is running on {description}: `{}` is {} with a heartbeat {age} s ago; \
+                 stop it first (two would overwrite each other's agents), or pass --force if it was \
+                 killed less than {} s ago",
+                agent.agent_id,
+                agent.status.unwrap_or_default(),
+                ALIVE_WITHIN.as_secs()
+            )))
+        }
+    }
 }
 
 /// The ten built-in agents as children, in start order: the coordinator first (it
@@ -150,8 +186,13 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     let store = Store::connect(database).await?;
     let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
     let shared = SharedState::with_writer(store, Writer::Actor(writer.clone()));
+    let children = builtin_agents(&platform)?;
+    if !options.force {
+        let ids: Vec<String> = children.iter().map(|c| c.id().to_owned()).collect();
+        refuse_if_running(&shared, &ids, &description).await?;
+    }
     let mut builder = Runtime::builder(shared.clone()).operator_commands(true);
-    for child in builtin_agents(&platform)? {
+    for child in children {
         builder = builder.child(child);
     }
     let started = Instant::now();
