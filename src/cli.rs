@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use vigil_persistence::commands::CommandAction;
 use vigil_persistence::config::ConfigInputs;
 use vigil_persistence::import::ImportError;
+use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
 mod commands;
@@ -128,6 +129,18 @@ pub enum Command {
         since: std::time::Duration,
         /// At most this many samples.
         #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List LangGraph workflow runs, newest first, with their status and step.
+    Workflows {
+        /// Only runs in this state: pending, running, completed or failed.
+        #[arg(long, value_parser = operate::parse_workflow_status)]
+        status: Option<WorkflowStatus>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
         limit: i64,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -311,6 +324,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Events { follow, agent, severity, event_type, limit, json } => {
             let query = operate::EventsQuery { follow, agent, severity, event_type, limit, json };
             operate::events(&connect(resolve(explicit_url)?).await?, query).await
+        }
+        Command::Workflows { status, limit, json } => {
+            operate::workflows(&connect(resolve(explicit_url)?).await?, status, limit, json).await
         }
         Command::Metrics { agent, name, since, limit, json } => {
             let state = connect(resolve(explicit_url)?).await?;

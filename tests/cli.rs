@@ -45,6 +45,40 @@ fn migrate_health_and_status_on_the_embedded_default() {
 }
 
 #[test]
+fn workflows_lists_runs_by_status() {
+    let dir = temp_dir();
+    let out = vigil(&dir, &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    block_on(async {
+        let store = vigil_persistence::Store::connect(vigil_persistence::DatabaseConfig::sqlite(
+            dir.join("vigil.db"),
+        ))
+        .await
+        .unwrap();
+        let shared = vigil_persistence::SharedState::new(store);
+        shared.submit_workflow_run("review", "review-1", serde_json::json!({ "doc": "x" })).await.unwrap();
+    });
+    let list = |args: &[&str]| {
+        let mut all = vec!["workflows", "--json"];
+        all.extend(args);
+        let out = vigil(&dir, &all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let runs = list(&[]);
+    assert_eq!(runs[0]["run_id"], "review-1");
+    assert_eq!(runs[0]["status"], "pending");
+    assert_eq!(list(&["--status", "pending"]).as_array().unwrap().len(), 1);
+    assert!(list(&["--status", "failed"]).as_array().unwrap().is_empty());
+    let text = vigil(&dir, &["workflows"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("review-1"));
+    let bad = vigil(&dir, &["workflows", "--status", "sleeping"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a workflow status"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn bad_usage_exits_2_and_runtime_errors_exit_1_on_one_line() {
     let dir = temp_dir();
     let out = vigil(&dir, &["frobnicate"]);

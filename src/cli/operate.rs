@@ -12,6 +12,7 @@ use vigil_persistence::commands::CommandAction;
 use vigil_persistence::models::{AgentRecord, SystemEventRecord};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::types::Ts;
+use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity};
 
 use super::{CliError, print_json};
@@ -177,6 +178,46 @@ pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<()
 }
 
 /// `vigil metrics [--agent ID] [--name N] [--since 10m]`.
+/// Parses a `--status` of `vigil workflows`.
+pub(super) fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
+    WorkflowStatus::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed or failed"))
+}
+
+/// `vigil workflows`: runs, newest first.
+pub(super) async fn workflows(
+    state: &SharedState,
+    status: Option<WorkflowStatus>,
+    limit: i64,
+    json: bool,
+) -> Result<(), CliError> {
+    let runs = state.list_workflow_runs(status, limit.max(1)).await?;
+    if json {
+        return print_json(&runs);
+    }
+    if runs.is_empty() {
+        println!("no workflow runs");
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<20} {:<10} {:>5}  {:<20} {:<23}",
+        "RUN", "GRAPH", "STATUS", "STEP", "NEXT", "UPDATED"
+    );
+    for run in &runs {
+        let updated =
+            run.updated_at.map(|t| t.get().format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
+        let next = run.next_node.as_deref().unwrap_or("-");
+        println!(
+            "{:<28} {:<20} {:<10} {:>5}  {next:<20} {updated:<23}",
+            run.run_id, run.graph, run.status, run.step
+        );
+        if let Some(error) = &run.error {
+            println!("    error: {error}");
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn metrics(
     state: &SharedState,
     agent: Option<&str>,
