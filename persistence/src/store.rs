@@ -340,11 +340,13 @@ pub struct ConnectionCounts {
 }
 
 /// Rows in one table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, diesel::QueryableByName)]
 pub struct TableRows {
     /// Table name.
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = table_name)]
     pub table: String,
     /// Row count.
+    #[diesel(sql_type = diesel::sql_types::BigInt, column_name = row_count)]
     pub rows: i64,
 }
 
@@ -777,12 +779,23 @@ struct ProbeDetails {
     tables: Vec<TableRows>,
 }
 
+/// `rows` in [`TABLES`] order (SQL does not promise the order of a `UNION ALL`).
+fn in_table_order(mut rows: Vec<TableRows>) -> Vec<TableRows> {
+    rows.sort_by_key(|r| TABLES.iter().position(|t| *t == r.table));
+    rows
+}
+
 async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
     use diesel::dsl::sql;
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
 
-    let count_sql = |table: &str| format!("SELECT COUNT(*) FROM {table}");
+    // Every table's count in one statement, the same on both backends.
+    let count_all = TABLES
+        .iter()
+        .map(|table| format!("SELECT '{table}' AS table_name, COUNT(*) AS row_count FROM {table}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
     match &inner.backend {
         Backend::Pg(pool) => {
             let mut conn = inner.checkout(pool).await?;
@@ -802,13 +815,7 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             ))
             .get_result(&mut *conn)
             .await?;
-            let mut tables = Vec::with_capacity(TABLES.len());
-            for table in TABLES {
-                let rows: i64 = diesel::select(sql::<BigInt>(&format!("({})", count_sql(table))))
-                    .get_result(&mut *conn)
-                    .await?;
-                tables.push(TableRows { table: table.into(), rows });
-            }
+            let tables = in_table_order(diesel::sql_query(&count_all).load::<TableRows>(&mut *conn).await?);
             Ok(ProbeDetails {
                 version,
                 connections: Some(ConnectionCounts { active, idle }),
@@ -825,13 +832,7 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
             ))
             .get_result(&mut *conn)
             .await?;
-            let mut tables = Vec::with_capacity(TABLES.len());
-            for table in TABLES {
-                let rows: i64 = diesel::select(sql::<BigInt>(&format!("({})", count_sql(table))))
-                    .get_result(&mut *conn)
-                    .await?;
-                tables.push(TableRows { table: table.into(), rows });
-            }
+            let tables = in_table_order(diesel::sql_query(&count_all).load::<TableRows>(&mut *conn).await?);
             let state = pool.state();
             let connections = ConnectionCounts {
                 active: i64::from(state.connections.saturating_sub(state.idle_connections)),
