@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vigil_persistence::commands::CommandAction;
-use vigil_persistence::config::ConfigInputs;
+use vigil_persistence::config::{ConfigInputs, SqliteLocation};
 use vigil_persistence::import::ImportError;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
@@ -367,6 +367,17 @@ fn resolve(explicit_url: Option<String>) -> Result<DatabaseConfig, CliError> {
     Ok(config)
 }
 
+/// Opens an existing database for a command that reads or operates it. Only `migrate`
+/// and `run` create the SQLite file: `vigil status` in the wrong directory says so
+/// instead of leaving an empty `vigil.db` behind.
 async fn connect(config: DatabaseConfig) -> Result<SharedState, CliError> {
+    if let DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } = &config
+        && !path.exists()
+    {
+        return Err(CliError::Input(format!(
+            "no database at {} (start with `vigil migrate` or `vigil run` here, or pass --database-url)",
+            path.display()
+        )));
+    }
     Ok(SharedState::new(Store::connect(config).await?))
 }

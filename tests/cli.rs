@@ -84,6 +84,12 @@ fn bad_usage_exits_2_and_runtime_errors_exit_1_on_one_line() {
     let out = vigil(&dir, &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 
+    // Reading commands do not create the embedded database; they say where it is not.
+    let out = vigil(&dir, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at vigil.db"));
+    assert!(!dir.join("vigil.db").exists(), "nothing created by a status query");
+
     let out = vigil(&dir, &["--database-url", "postgresql://app:topsecret@127.0.0.1:1/x", "health"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -184,6 +184,7 @@ fn operating_a_running_platform_from_other_processes() {
 #[test]
 fn bad_input_gets_one_line_and_the_right_exit_code() {
     let dir = temp_dir();
+    assert!(vigil(&dir, &["migrate"]).status.success());
     std::fs::write(dir.join("corrupt.db"), b"this is not an SQLite database, just bytes").unwrap();
     std::fs::write(dir.join("bad.json"), "{ \"monitoring\": { \"nope\": 1 } }").unwrap();
     let corrupt = format!("sqlite:{}", dir.join("corrupt.db").display());
