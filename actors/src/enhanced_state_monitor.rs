@@ -9,6 +9,7 @@
 //! | marked `active` with no heartbeat for `active_without_heartbeat` (5 min) | no: reported (restarting is the restart managers' job; an agent of another process is not ours) |
 //! | heartbeats or metrics referencing no agent (NULL or dangling `agent_id`) | no: reported (deleting data is not safe) |
 //! | help requests `processing` for `stuck_help_after` (10 min) | no: reported (re-queueing could answer twice) |
+//! | LangGraph runs `pending`/`running` with no checkpoint for `stalled_workflow_after` (10 min) | no: reported (no executor knows the graph, or it is stuck) |
 //! | pool use ≥ `pool_saturation` (0.9)                         | no: reported                           |
 //! | mean query time and error rate (`get_query_stats`)          | no: reported                           |
 //!
@@ -25,7 +26,12 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::shared_state::Metric;
+use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity, StoreError};
+
+/// Unfinished runs of each status looked at per pass (newest first; far more than a
+/// platform normally has in flight).
+const STALLED_SCAN: i64 = 1_000;
 use vigil_runtime::{Agent, AgentContext, AgentResult, State};
 
 use crate::monitoring_config::{EnhancedMonitorConfig, IntervalEstimate};
@@ -102,6 +108,19 @@ impl EnhancedSharedStateMonitorAgent {
             .filter(|r| r.claimed_at.or(r.created_at).is_some_and(|t| t.get() <= stuck_cutoff))
             .map(|r| r.request_id)
             .collect();
+        let stalled_cutoff = now - chrono::Duration::from_std(cfg.stalled_workflow_after).unwrap_or_default();
+        let mut stalled = Vec::new();
+        for status in [WorkflowStatus::Pending, WorkflowStatus::Running] {
+            for run in shared.list_workflow_runs(Some(status), STALLED_SCAN).await? {
+                let last = run.updated_at.or(run.created_at);
+                if last.is_some_and(|t| t.get() <= stalled_cutoff) {
+                    stalled.push(json!({
+                        "run_id": run.run_id, "graph": run.graph, "status": run.status, "step": run.step,
+                        "last_progress": last,
+                    }));
+                }
+            }
+        }
         let pool = shared.get_pool_stats();
         let utilization = f64::from(pool.in_use) / f64::from(pool.max_size.max(1));
         let queries = shared.get_query_stats();
@@ -135,11 +154,13 @@ impl EnhancedSharedStateMonitorAgent {
             || !repairs.is_empty()
             || orphans.total() > 0
             || !stuck.is_empty()
+            || !stalled.is_empty()
             || utilization >= cfg.pool_saturation;
         let report = json!({
             "at": now, "score": score, "findings": findings,
             "active_without_heartbeat": active_without_heartbeat, "state_mismatches": pending_mismatches,
-            "orphan_rows": orphans, "stuck_help_requests": stuck, "pool": pool, "queries": queries,
+            "orphan_rows": orphans, "stuck_help_requests": stuck, "stalled_workflow_runs": stalled,
+            "pool": pool, "queries": queries,
             "pool_saturated": utilization >= cfg.pool_saturation, "repairs": repairs,
         });
         let severity = if anything { Severity::Warning } else { Severity::Info };

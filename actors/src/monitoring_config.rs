@@ -252,6 +252,10 @@ pub struct EnhancedMonitorConfig {
     /// A help request `processing` for this long is stuck. Default 10 min.
     #[serde(with = "duration")]
     pub stuck_help_after: Duration,
+    /// A LangGraph run `pending` or `running` with no checkpoint for this long is
+    /// stalled (no executor knows its graph, or the executor is stuck). Default 10 min.
+    #[serde(with = "duration")]
+    pub stalled_workflow_after: Duration,
     /// Pool use (in use / max) at or above this is saturation. Default 0.9.
     pub pool_saturation: f64,
     /// Mean query time above this lowers the query score. Default 50 ms.
@@ -268,6 +272,7 @@ impl Default for EnhancedMonitorConfig {
             pass_interval: Duration::from_secs(60),
             active_without_heartbeat: Duration::from_secs(300),
             stuck_help_after: Duration::from_secs(600),
+            stalled_workflow_after: Duration::from_secs(600),
             pool_saturation: 0.9,
             query_latency_target: Duration::from_millis(50),
             repair_state: true,

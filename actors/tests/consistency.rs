@@ -41,6 +41,17 @@ async fn the_enhanced_monitor_reports_faults_and_syncs_states_to_the_runtime() {
         )
         .await
         .unwrap();
+    // A workflow run no executor has touched since 2000, and a fresh one.
+    shared.submit_workflow_run("nobody_knows", "forgotten", serde_json::json!({})).await.unwrap();
+    shared.submit_workflow_run("nobody_knows", "fresh", serde_json::json!({})).await.unwrap();
+    shared
+        .store()
+        .execute_raw_for_tests(
+            "UPDATE workflow_runs SET created_at = '2000-01-01T00:00:00+00:00', \
+             updated_at = '2000-01-01T00:00:00+00:00' WHERE run_id = 'forgotten'",
+        )
+        .await
+        .unwrap();
     shared.register_agent("ghost", "Ghost").await.unwrap();
     shared.update_agent_state("ghost", "active").await.unwrap();
     let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
@@ -60,6 +71,12 @@ async fn the_enhanced_monitor_reports_faults_and_syncs_states_to_the_runtime() {
     .await;
     assert_eq!(report["orphan_rows"]["heartbeats_without_agent"], 1, "{report}");
     assert_eq!(report["stuck_help_requests"], serde_json::json!(["stuck-1"]));
+    let stalled = report["stalled_workflow_runs"].as_array().unwrap();
+    assert_eq!(stalled.len(), 1, "{report}");
+    assert_eq!(
+        (stalled[0]["run_id"].as_str(), stalled[0]["status"].as_str()),
+        (Some("forgotten"), Some("pending"))
+    );
     let unheard = report["active_without_heartbeat"].as_array().unwrap();
     assert!(unheard.iter().any(|a| a["agent_id"] == "ghost" && a["in_this_runtime"] == false), "{report}");
     let score = report["score"]["overall"].as_f64().unwrap();
