@@ -72,6 +72,10 @@ fn run_for_on(dir: &Path, extra: &[&str]) {
     args.extend(["health", "--json"]);
     let report: Value = serde_json::from_slice(&vigil(dir, &args).stdout).unwrap();
     assert!(report["persistence"]["batches_committed"].as_u64().unwrap() > 0, "writer statistics: {report}");
+    assert!(
+        report["platform"]["queries"]["total_queries"].as_u64().unwrap() > 0,
+        "platform statistics: {report}"
+    );
 }
 
 #[test]

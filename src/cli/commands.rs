@@ -27,10 +27,28 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     let report = state.get_database_health().await?;
     // The writer's figures, as the running platform last published them.
     let persistence = state.get_system_state(super::run::PERSISTENCE_STATS_KEY).await?;
+    // Its pool and query figures; `report.pool` and `report.queries` are this command's.
+    let platform = state.get_system_state(super::run::PLATFORM_STATS_KEY).await?;
     if json {
         let mut value = serde_json::to_value(&report).map_err(|e| CliError::Output(e.to_string()))?;
         value["persistence"] = persistence.unwrap_or(serde_json::Value::Null);
+        value["platform"] = platform.unwrap_or(serde_json::Value::Null);
         return print_json(&value);
+    }
+    if let Some(stats) = &platform {
+        let (pool, queries) = (&stats["pool"], &stats["queries"]);
+        println!(
+            "platform   pool {} open ({} idle) of {}, {} checkouts, {:.3} ms mean wait | {} queries, {} errors, {:.3} ms average | as of {}",
+            pool["size"],
+            pool["idle"],
+            pool["max_size"],
+            pool["checkouts"],
+            pool["average_wait_ms"].as_f64().unwrap_or(0.0),
+            queries["total_queries"],
+            queries["query_errors"],
+            queries["average_query_time"].as_f64().unwrap_or(0.0) * 1e3,
+            stats["at"].as_str().unwrap_or("?"),
+        );
     }
     if let Some(stats) = &persistence {
         println!(
@@ -58,7 +76,7 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     }
     let pool = &report.pool;
     println!(
-        "pool       {} open ({} idle), min {}, max {}; {} checkouts, {} waited ({:.3} ms mean wait), {} timed out",
+        "this pool  {} open ({} idle), min {}, max {}; {} checkouts, {} waited ({:.3} ms mean wait), {} timed out",
         pool.size,
         pool.idle,
         pool.min_size,
@@ -70,7 +88,7 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     );
     let q = &report.queries;
     println!(
-        "queries    {} total, {} errors, {} connection errors, {:.3} ms average",
+        "its queries {} total, {} errors, {} connection errors, {:.3} ms average",
         q.total_queries,
         q.query_errors,
         q.connection_errors,

@@ -113,6 +113,11 @@ impl PlatformConfig {
 /// can show them.
 pub const PERSISTENCE_STATS_KEY: &str = "persistence_stats";
 
+/// The system-state key under which `vigil run` publishes its store's pool and query
+/// statistics with the writer's, so `vigil health` elsewhere shows the platform's
+/// figures next to its own connection's.
+pub const PLATFORM_STATS_KEY: &str = "platform_stats";
+
 /// Options of `vigil run`.
 #[derive(Debug)]
 pub struct RunOptions {
@@ -226,6 +231,14 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
                     let stats = serde_json::to_value(writer.stats()).unwrap_or_default();
                     if let Err(e) = shared.set_system_state(PERSISTENCE_STATS_KEY, stats).await {
                         tracing::warn!(error = %e, "could not publish the writer's statistics");
+                    }
+                    let platform = serde_json::json!({
+                        "at": chrono::Utc::now(),
+                        "pool": shared.get_pool_stats(),
+                        "queries": shared.get_query_stats(),
+                    });
+                    if let Err(e) = shared.set_system_state(PLATFORM_STATS_KEY, platform).await {
+                        tracing::warn!(error = %e, "could not publish the pool statistics");
                     }
                 }
                 if options.status_line {
