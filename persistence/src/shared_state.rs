@@ -87,6 +87,18 @@ pub struct SharedState {
     writer: Writer,
 }
 
+/// Builder setters for optional fields: `setter => field: Type` gives
+/// `fn setter(self, value: impl Into<Type>) -> Self`, setting `field` to `Some`.
+macro_rules! optional_setters {
+    ($($(#[$doc:meta])* $setter:ident => $field:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $setter(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+    )*};
+}
+
 /// Optional parts of a heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[must_use]
@@ -103,30 +115,17 @@ impl Heartbeat {
     pub fn new() -> Self {
         Self::default()
     }
-    /// The agent's state.
-    pub fn status(mut self, status: impl Into<String>) -> Self {
-        self.status = Some(status.into());
-        self
-    }
-    /// A message.
-    pub fn message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
-        self
-    }
-    /// A payload; also kept as the agent's current `metrics`.
-    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
-        self.metadata = Some(metadata);
-        self
-    }
-    /// Uptime figures, kept as the agent's `uptime_details`.
-    pub fn uptime(mut self, uptime: serde_json::Value) -> Self {
-        self.uptime = Some(uptime);
-        self
-    }
-    /// An explicit time (default: now).
-    pub fn at(mut self, at: impl Into<Ts>) -> Self {
-        self.at = Some(at.into());
-        self
+    optional_setters! {
+        /// The agent's state.
+        status => status: String;
+        /// A message.
+        message => message: String;
+        /// A payload; also kept as the agent's current `metrics`.
+        metadata => metadata: serde_json::Value;
+        /// Uptime figures, kept as the agent's `uptime_details`.
+        uptime => uptime: serde_json::Value;
+        /// An explicit time (default: now).
+        at => at: Ts;
     }
 }
 
@@ -154,25 +153,15 @@ impl Metric {
             at: None,
         }
     }
-    /// The agent the sample is about (must be registered).
-    pub fn agent(mut self, agent_id: impl Into<String>) -> Self {
-        self.agent_id = Some(agent_id.into());
-        self
-    }
-    /// The reporting agent's name.
-    pub fn source(mut self, source_agent: impl Into<String>) -> Self {
-        self.source_agent = Some(source_agent.into());
-        self
-    }
-    /// Extra context.
-    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
-        self.metadata = Some(metadata);
-        self
-    }
-    /// An explicit time (default: now).
-    pub fn at(mut self, at: impl Into<Ts>) -> Self {
-        self.at = Some(at.into());
-        self
+    optional_setters! {
+        /// The agent the sample is about (must be registered).
+        agent => agent_id: String;
+        /// The reporting agent's name.
+        source => source_agent: String;
+        /// Extra context.
+        metadata => metadata: serde_json::Value;
+        /// An explicit time (default: now).
+        at => at: Ts;
     }
 
     /// The write this sample becomes.
