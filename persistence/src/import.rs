@@ -754,43 +754,15 @@ tables! {
 /// Calls `$f::<Row>($args)` for each of the nine tables in dependency order (the order
 /// of [`TABLES`]), stopping at the first error.
 macro_rules! for_each_table {
-    (|$t:ident| $body:expr) => {{
-        {
-            type $t = AgentRow;
+    (|$t:ident| $body:expr) => {
+        for_each_table!(@rows $t, $body; AgentRow, MetricRow, SystemStateRow, HeartbeatRow, EventRow,
+            HelpRequestRow, HelpResponseRow, CommunicationRow, ConversationRow)
+    };
+    (@rows $t:ident, $body:expr; $($row:ty),*) => {{
+        $({
+            type $t = $row;
             $body
-        }
-        {
-            type $t = MetricRow;
-            $body
-        }
-        {
-            type $t = SystemStateRow;
-            $body
-        }
-        {
-            type $t = HeartbeatRow;
-            $body
-        }
-        {
-            type $t = EventRow;
-            $body
-        }
-        {
-            type $t = HelpRequestRow;
-            $body
-        }
-        {
-            type $t = HelpResponseRow;
-            $body
-        }
-        {
-            type $t = CommunicationRow;
-            $body
-        }
-        {
-            type $t = ConversationRow;
-            $body
-        }
+        })*
     }};
 }
 
