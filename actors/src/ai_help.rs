@@ -58,7 +58,7 @@ use vigil_persistence::shared_state::{DEFAULT_STALE_AFTER, EventFilter};
 use vigil_persistence::{HelpStatus, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult};
 
-use crate::config::{RetryPolicy, duration};
+use crate::config::{RetryPolicy, duration, setters};
 use crate::http::{self, HttpFailure};
 
 /// Settings of the [`AIHelpAgent`]. Every field has a default (`#[serde(default)]`).
@@ -105,23 +105,13 @@ impl Default for AiHelpConfig {
 }
 
 impl AiHelpConfig {
-    /// Sets the requests claimed at a time.
-    #[must_use]
-    pub fn batch_size(mut self, n: i64) -> Self {
-        self.batch_size = n;
-        self
-    }
-    /// Sets the claim timeout.
-    #[must_use]
-    pub fn claim_timeout(mut self, timeout: Duration) -> Self {
-        self.claim_timeout = timeout;
-        self
-    }
-    /// Sets the staleness window.
-    #[must_use]
-    pub fn stale_after(mut self, window: Duration) -> Self {
-        self.stale_after = window;
-        self
+    setters! {
+        /// Sets the requests claimed at a time.
+        batch_size => batch_size: i64;
+        /// Sets the claim timeout.
+        claim_timeout => claim_timeout: Duration;
+        /// Sets the staleness window.
+        stale_after => stale_after: Duration;
     }
     /// Answers through an OpenAI-compatible API.
     #[must_use]
@@ -184,23 +174,13 @@ impl OpenAiConfig {
     pub fn new(base_url: impl Into<String>, api_key: impl Into<String>) -> Self {
         Self { base_url: base_url.into(), api_key: api_key.into(), ..Self::default() }
     }
-    /// Sets the model.
-    #[must_use]
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = model.into();
-        self
-    }
-    /// Sets the per-attempt timeout.
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-    /// Sets the retry policy.
-    #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
+    setters! {
+        /// Sets the model.
+        model => model: String;
+        /// Sets the per-attempt timeout.
+        timeout => timeout: Duration;
+        /// Sets the retry policy.
+        retry => retry: RetryPolicy;
     }
 }
 

@@ -68,6 +68,20 @@ pub mod duration {
     }
 }
 
+/// Builder setters for config fields: `setter => field: Type` gives
+/// `fn setter(self, value: impl Into<Type>) -> Self`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $setter:ident => $field:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $setter(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = value.into();
+            self
+        }
+    )*};
+}
+pub(crate) use setters;
+
 /// How an HTTP call is retried: up to `max_attempts` attempts, waiting `base_backoff`
 /// after the first failure, doubling up to `max_backoff` (with up to 25 % jitter).
 /// Retried: connection errors, timeouts, 408, 429 and 5xx; any other status is final.

@@ -53,7 +53,7 @@ use vigil_persistence::models::ConversationRecord;
 use vigil_runtime::events::EventStreamError;
 use vigil_runtime::{Agent, AgentContext, AgentError, AgentResult, EventKind, EventStream, LifecycleEvent};
 
-use crate::config::{RetryPolicy, duration};
+use crate::config::{RetryPolicy, duration, setters};
 use crate::http;
 
 /// The `system_state` key holding the export status.
@@ -162,23 +162,13 @@ impl LangSmithConfig {
         self.buffer_capacity = n.max(1);
         self
     }
-    /// Sets the per-attempt timeout.
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-    /// Sets the retry policy.
-    #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-    /// Sets the cooldown after a failed batch.
-    #[must_use]
-    pub fn failure_cooldown(mut self, cooldown: Duration) -> Self {
-        self.failure_cooldown = cooldown;
-        self
+    setters! {
+        /// Sets the per-attempt timeout.
+        timeout => timeout: Duration;
+        /// Sets the retry policy.
+        retry => retry: RetryPolicy;
+        /// Sets the cooldown after a failed batch.
+        failure_cooldown => failure_cooldown: Duration;
     }
     /// Chooses what is exported.
     #[must_use]
