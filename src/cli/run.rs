@@ -253,8 +253,11 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
             }
         }
     };
-    // A cleanup still running is rolled back: it is redone at the next start.
-    if let Some(task) = cleaning {
+    // A cleanup still running gets a few seconds to finish; past them it is rolled back
+    // (one transaction) and redone at the next start.
+    if let Some(mut task) = cleaning
+        && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
+    {
         task.abort();
     }
     if options.status_line {
