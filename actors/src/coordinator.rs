@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::{Severity, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult, State};
@@ -41,7 +41,7 @@ pub struct AgentCoordinator {
     /// The last health of every agent (the registry the coordinator holds).
     registry: BTreeMap<String, f64>,
     /// Recovery requests per agent within the window.
-    attempts: BTreeMap<String, Vec<DateTime<Utc>>>,
+    attempts: observe::Attempts,
     /// Agents past the cap, reported once.
     exhausted: BTreeSet<String>,
 }
@@ -73,13 +73,12 @@ impl AgentCoordinator {
         let now = Utc::now();
         let window_start = now - chrono::Duration::from_std(cfg.window).unwrap_or_default();
         let claim_ttl = chrono::Duration::from_std(cfg.claim_ttl).unwrap_or_default();
-        for list in self.attempts.values_mut() {
-            list.retain(|t| *t >= window_start);
-        }
-        self.attempts.retain(|_, l| !l.is_empty());
-        let attempts = &self.attempts;
-        self.exhausted
-            .retain(|id| attempts.get(id).is_some_and(|l| l.len() as u32 >= cfg.max_recovery_attempts));
+        observe::prune_attempts(
+            &mut self.attempts,
+            &mut self.exhausted,
+            window_start,
+            cfg.max_recovery_attempts,
+        );
 
         let observations = observe::observe(ctx, &cfg.intervals, cfg.window).await?;
         let mut agents = serde_json::Map::new();

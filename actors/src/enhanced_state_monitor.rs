@@ -29,14 +29,15 @@ use vigil_persistence::shared_state::Metric;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity, StoreError};
 
-/// Unfinished runs of each status looked at per pass (newest first; far more than a
-/// platform normally has in flight).
-const STALLED_SCAN: i64 = 1_000;
 use vigil_runtime::{Agent, AgentContext, AgentResult, State};
 
 use crate::monitoring_config::{EnhancedMonitorConfig, IntervalEstimate};
 use crate::observe::{self, PassClock};
 use crate::scoring::{self, SharedStateFindings};
+
+/// Unfinished runs of each status looked at per pass (newest first; far more than a
+/// platform normally has in flight).
+const STALLED_SCAN: i64 = 1_000;
 
 /// Checks and repairs the shared state. See the module docs.
 #[derive(vigil_runtime::Agent, Debug)]

@@ -54,7 +54,7 @@ impl Observation {
     pub fn state(&self) -> State {
         match &self.runtime {
             Some(status) => status.state,
-            None => self.db_status.as_deref().and_then(parse_state).unwrap_or(State::Shutdown),
+            None => self.db_status.as_deref().and_then(|s| s.parse().ok()).unwrap_or(State::Shutdown),
         }
     }
 
@@ -100,11 +100,6 @@ pub async fn statuses(ctx: &AgentContext) -> Vec<AgentStatus> {
         }
     }
     out
-}
-
-/// Parses a stored lowercase state.
-pub fn parse_state(text: &str) -> Option<State> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
 }
 
 /// Observes every registered agent except those in `shutdown` in the database and not
@@ -182,8 +177,6 @@ pub async fn failures_since(
 #[derive(Debug, Clone, Default)]
 pub struct PassClock {
     last: Option<Instant>,
-    /// Passes run so far.
-    pub passes: u64,
 }
 
 impl PassClock {
@@ -194,7 +187,6 @@ impl PassClock {
             return false;
         }
         self.last = Some(now);
-        self.passes += 1;
         true
     }
 }
@@ -226,6 +218,25 @@ impl RestartOutcome {
             RestartOutcome::Failed { .. } => "failed",
         }
     }
+}
+
+/// Restart attempts per agent, as the coordinator and the restart manager keep them.
+pub(crate) type Attempts = std::collections::BTreeMap<String, Vec<DateTime<Utc>>>;
+
+/// Forgets the attempts made before `window_start` (and agents left with none), and
+/// keeps in `capped` only the agents still at `max` attempts or more: once the oldest
+/// attempt leaves the window, an agent may be tried again.
+pub(crate) fn prune_attempts(
+    attempts: &mut Attempts,
+    capped: &mut std::collections::BTreeSet<String>,
+    window_start: DateTime<Utc>,
+    max: u32,
+) {
+    for list in attempts.values_mut() {
+        list.retain(|t| *t >= window_start);
+    }
+    attempts.retain(|_, list| !list.is_empty());
+    capped.retain(|id| attempts.get(id).is_some_and(|list| list.len() as u32 >= max));
 }
 
 /// Claims `agent_id`'s incident for the calling agent and, if the claim is ours, asks

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::{Severity, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult};
@@ -42,7 +42,7 @@ pub struct AgentRestartManager {
     config: RestartManagerConfig,
     clock: PassClock,
     /// Restart attempts per agent, oldest first, within the window.
-    attempts: BTreeMap<String, Vec<DateTime<Utc>>>,
+    attempts: observe::Attempts,
     /// Agents given up on (until their attempts leave the window).
     abandoned: BTreeSet<String>,
 }
@@ -63,12 +63,7 @@ impl AgentRestartManager {
         let now = Utc::now();
         let window_start = now - chrono::Duration::from_std(cfg.window).unwrap_or_default();
         let cooldown = chrono::Duration::from_std(cfg.cooldown).unwrap_or_default();
-        for list in self.attempts.values_mut() {
-            list.retain(|t| *t >= window_start);
-        }
-        self.attempts.retain(|_, list| !list.is_empty());
-        let attempts = &self.attempts;
-        self.abandoned.retain(|id| attempts.get(id).is_some_and(|l| l.len() as u32 >= cfg.max_attempts));
+        observe::prune_attempts(&mut self.attempts, &mut self.abandoned, window_start, cfg.max_attempts);
 
         let mut changed = false;
         for o in observe::observe(ctx, &cfg.intervals, cfg.window).await? {

@@ -5,6 +5,8 @@ use std::time::Duration;
 use vigil_persistence::SharedState;
 use vigil_persistence::testing::TestDb;
 
+use crate::common::eventually;
+
 async fn claims_are_exclusive_until_they_lapse(shared: SharedState) {
     shared.register_agent("worker", "Worker").await.unwrap();
     let long = Duration::from_secs(60);
@@ -24,23 +26,16 @@ async fn claims_are_exclusive_until_they_lapse(shared: SharedState) {
             async move { shared.claim_incident("race", &format!("claimant-{i}"), long).await.unwrap() }
         })
         .collect();
-    let mut wins = 0;
-    for contender in contenders {
-        wins += usize::from(contender.await);
-    }
+    // Joined, not awaited in turn: the claims really overlap.
+    let wins = futures_util::future::join_all(contenders).await.into_iter().filter(|won| *won).count();
     assert_eq!(wins, 1);
 
     // A lapsed claim can be taken over.
     assert!(shared.claim_incident("short", "a", Duration::from_millis(1)).await.unwrap());
-    let lapsed = async {
-        loop {
-            if shared.claim_incident("short", "b", long).await.unwrap() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), lapsed).await.expect("the lapsed claim is taken over");
+    eventually("the lapsed claim is taken over", || async {
+        shared.claim_incident("short", "b", long).await.unwrap().then_some(())
+    })
+    .await;
     assert_eq!(shared.incident_claim("short").await.unwrap().unwrap().claimant, "b");
 }
 

@@ -12,8 +12,7 @@ use vigil_persistence::SharedState;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_runtime::{Agent, AgentContext, AgentResult, RestartIntensity, Runtime, RuntimeBuilder};
 
-/// Safety net of every wait.
-pub(crate) const LIMIT: Duration = Duration::from_secs(30);
+pub(crate) use crate::common::{LIMIT, eventually as wait_for_value};
 
 /// The user agent of the incidents: cycles every 50 ms, beats every 200 ms. When its
 /// wedge is set, its heartbeats carry `{"wedged": true}` and the trigger installed by
@@ -137,33 +136,17 @@ pub(crate) fn builder(shared: &SharedState) -> RuntimeBuilder {
     Runtime::builder(shared.clone()).intensity(RestartIntensity::new(10, Duration::from_secs(60)))
 }
 
-/// Polls `condition` every 50 ms until it holds; panics with `what` after [`LIMIT`].
+/// Polls `condition` until it holds; panics with `what` after [`LIMIT`].
 pub(crate) async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls `probe` every 50 ms until it yields a value; panics with `what` after [`LIMIT`].
-pub(crate) async fn wait_for_value<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_value(what, || {
+        let met = condition();
+        async move { met.await.then_some(()) }
+    })
+    .await
 }
 
 /// Payloads of the events of `event_type`, oldest first.

@@ -783,9 +783,8 @@ async fn attempt(
             },
         }
     };
-    let timeout = inner.pool_config().command_timeout;
-    let result = result.map_err(|e| AttemptError { error: e.error.with_command_timeout(timeout), ..e });
-    inner.record_attempt(started.elapsed(), result.as_ref().err().map(|e| &e.error));
+    let mut result = result;
+    inner.settle(started.elapsed(), result.as_mut().err().map(|e| &mut e.error));
     result
 }
 

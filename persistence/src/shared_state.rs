@@ -509,12 +509,7 @@ impl SharedState {
 
     /// Pending help requests, oldest first.
     pub async fn get_pending_help_requests(&self) -> Result<Vec<HelpRequestRecord>, StoreError> {
-        read!(self.store, [], |conn| help_requests::table
-            .filter(help_requests::status.eq(HelpStatus::Pending.as_str()))
-            .order((help_requests::created_at.asc(), help_requests::request_id.asc()))
-            .select(HelpRequestRecord::as_select())
-            .load(conn)
-            .await?)
+        self.help_requests_with_status(HelpStatus::Pending).await
     }
 
     /// Answers a help request: writes the response and sets the request's status, in

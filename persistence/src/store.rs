@@ -264,7 +264,15 @@ impl StoreInner {
     }
 
     /// Counts one database attempt in the query statistics.
-    pub(crate) fn record_attempt(&self, elapsed: Duration, error: Option<&StoreError>) {
+    /// Ends every attempt on the database: gives a server cancellation at the statement
+    /// timeout its typed form ([`StoreError::CommandTimeout`] with the configured
+    /// limit), and counts the attempt in the query statistics.
+    pub(crate) fn settle(&self, elapsed: Duration, error: Option<&mut StoreError>) {
+        let error = error.map(|error| {
+            let raw = std::mem::replace(error, StoreError::Closed);
+            *error = raw.with_command_timeout(self.config.pool().command_timeout);
+            &*error
+        });
         self.record(elapsed, error);
     }
 }
@@ -546,13 +554,11 @@ impl Store {
         let inner = self.inner.clone();
         self.spawn(async move {
             let policy = inner.pool_config().retry.clone();
-            let timeout = inner.pool_config().command_timeout;
             retry(&policy, |_| {
                 let inner = inner.clone();
                 let started = Instant::now();
-                op(inner.clone()).map(move |result| {
-                    let result = result.map_err(|e| e.with_command_timeout(timeout));
-                    inner.record(started.elapsed(), result.as_ref().err());
+                op(inner.clone()).map(move |mut result| {
+                    inner.settle(started.elapsed(), result.as_mut().err());
                     result
                 })
             })
@@ -655,19 +661,13 @@ impl Store {
         let inner = self.inner.clone();
         self.spawn(async move {
             let started = Instant::now();
-            let one = diesel::select(sql::<Integer>("1"));
-            let result = match &inner.backend {
-                Backend::Pg(pool) => match inner.checkout(pool).await {
-                    Ok(mut conn) => one.get_result::<i32>(&mut *conn).await.map_err(StoreError::from),
-                    Err(e) => Err(e),
-                },
-                Backend::Sqlite(pool) => match inner.checkout(pool).await {
-                    Ok(mut conn) => one.get_result::<i32>(&mut *conn).await.map_err(StoreError::from),
-                    Err(e) => Err(e),
-                },
-            };
-            inner.record(started.elapsed(), result.as_ref().err());
-            result.map(|_| started.elapsed())
+            let mut result: Result<i32, StoreError> = async {
+                with_conn!(inner, |conn| Ok(diesel::select(sql::<Integer>("1")).get_result(conn).await?))
+            }
+            .await;
+            let took = started.elapsed();
+            inner.settle(took, result.as_mut().err());
+            result.map(|_| took)
         })
         .await
     }

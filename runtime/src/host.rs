@@ -166,6 +166,7 @@ pub(crate) struct HostParts<A: Agent> {
 impl<A: Agent> AgentHost<A> {
     pub(crate) fn new(parts: HostParts<A>) -> Self {
         let first = (parts.factory)();
+        let now = chrono::Utc::now();
         Self {
             settings: A::settings(),
             state: Rc::new(Cell::new(State::Initializing)),
@@ -183,8 +184,8 @@ impl<A: Agent> AgentHost<A> {
             cycle_handle: None,
             restarts: 0,
             overruns: 0,
-            spawned_at: chrono::Utc::now(),
-            instance_since: chrono::Utc::now(),
+            spawned_at: now,
+            instance_since: now,
             ready: Some(parts.ready),
         }
     }
@@ -495,17 +496,16 @@ impl<A: Agent> AgentHost<A> {
 
     /// What a heartbeat records as the agent's `uptime_details`.
     fn uptime(&self) -> serde_json::Value {
-        let status = self.status();
         let now = chrono::Utc::now();
         serde_json::json!({
             "spawned_at": self.spawned_at,
             "instance_since": self.instance_since,
             "uptime_secs": (now - self.instance_since).num_milliseconds() as f64 / 1e3,
-            "restarts": status.restarts,
-            "cycles": status.cycles,
-            "overruns": status.overruns,
-            "busy_secs": status.busy_micros as f64 / 1e6,
-            "last_cycle_ms": status.last_cycle_micros.map(|us| us as f64 / 1e3),
+            "restarts": self.restarts,
+            "cycles": self.cycles.get(),
+            "overruns": self.overruns,
+            "busy_secs": self.busy_micros.get() as f64 / 1e6,
+            "last_cycle_ms": self.last_cycle_micros.get().map(|us| us as f64 / 1e3),
         })
     }
 

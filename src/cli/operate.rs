@@ -177,7 +177,6 @@ pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<()
     }
 }
 
-/// `vigil metrics [--agent ID] [--name N] [--since 10m]`.
 /// Parses a `--status` of `vigil workflows`.
 pub(super) fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
     WorkflowStatus::parse(text)
@@ -218,6 +217,7 @@ pub(super) async fn workflows(
     Ok(())
 }
 
+/// `vigil metrics [--agent ID] [--name N] [--since 10m]`.
 pub(super) async fn metrics(
     state: &SharedState,
     agent: Option<&str>,
