@@ -106,7 +106,7 @@ async fn register(store: &Store) -> Result<Vec<i32>, StoreError> {
     for r in store.write_batch(writes).await? {
         r?;
     }
-    let state = vigil_persistence::SharedState::new(store.clone());
+    let state = vigil_persistence::SharedState::direct(store.clone());
     let rows = state.get_registered_agents().await?;
     let mut ids = vec![0; AGENTS];
     for row in rows {
@@ -286,7 +286,7 @@ async fn run_fire_and_forget(store: &Store, config: PersistenceConfig, time: Dur
                                 tokio::task::yield_now().await;
                             }
                         }
-                        Err(StoreError::QueueFull { .. }) => {
+                        Err(vigil_persistence::EnqueueError::Full { .. }) => {
                             // Back off briefly: spinning on the actor's own thread would
                             // starve the writer.
                             refused += 1;

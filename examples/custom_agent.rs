@@ -17,7 +17,8 @@ struct WordCounter {
 impl Agent for WordCounter {
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
         ctx.shared_state()
-            .send_performance_metric(Metric::new("words", self.words as f64).agent(ctx.agent_id()))
+            .add_performance_metric(Metric::new("words", self.words as f64).agent(ctx.agent_id()))
+            .enqueue()
             .await?;
         Ok(())
     }
@@ -39,7 +40,7 @@ impl Handles<Count> for WordCounter {
 
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let state = SharedState::new(Store::connect(DatabaseConfig::sqlite_memory()).await?);
+    let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite_memory()).await?);
     let runtime = Runtime::builder(state.clone()).agent(WordCounter::default).start().await?;
     println!("started: {:?}", runtime.statuses().await);
 

@@ -22,7 +22,8 @@ impl Agent for MemoryProbe {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .unwrap_or(0.0);
         ctx.shared_state()
-            .send_performance_metric(Metric::new("rss_kib", rss_kib).agent(ctx.agent_id()))
+            .add_performance_metric(Metric::new("rss_kib", rss_kib).agent(ctx.agent_id()))
+            .enqueue()
             .await?;
         Ok(())
     }
@@ -31,7 +32,7 @@ impl Agent for MemoryProbe {
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let state = SharedState::new(Store::connect(DatabaseConfig::sqlite("vigil-embed.db")).await?);
+    let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite("vigil-embed.db")).await?);
 
     let runtime = Runtime::builder(state.clone()).agent(MemoryProbe::default).start().await?;
     let mut events = runtime.subscribe();

@@ -97,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("runtime 1: submit run `review-1` and start the executor");
     {
-        let state = SharedState::new(Store::connect(DatabaseConfig::sqlite(&path)).await?);
+        let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await?);
         let executor = LangGraphExecutor::default().graph(review_graph(1, interrupted.clone(), hang.clone()));
         let runtime = Runtime::builder(state.clone()).agent(move || executor.clone()).start().await?;
         let text = "the new scheduler keeps every agent's heartbeat on its own timer so long cycles never look stale";
@@ -123,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("runtime 2: a new store and executor over the same database");
     hang.store(false, Ordering::SeqCst);
-    let state = SharedState::new(Store::connect(DatabaseConfig::sqlite(&path)).await?);
+    let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await?);
     let executor = LangGraphExecutor::default().graph(review_graph(2, interrupted, hang));
     let runtime = Runtime::builder(state.clone()).agent(move || executor.clone()).start().await?;
     let run = tokio::time::timeout(Duration::from_secs(30), async {

@@ -379,5 +379,5 @@ async fn connect(config: DatabaseConfig) -> Result<SharedState, CliError> {
             path.display()
         )));
     }
-    Ok(SharedState::new(Store::connect(config).await?))
+    Ok(SharedState::direct(Store::connect(config).await?))
 }

@@ -55,7 +55,7 @@ fn workflows_lists_runs_by_status() {
         ))
         .await
         .unwrap();
-        let shared = vigil_persistence::SharedState::new(store);
+        let shared = vigil_persistence::SharedState::direct(store);
         shared.submit_workflow_run("review", "review-1", serde_json::json!({ "doc": "x" })).await.unwrap();
     });
     let list = |args: &[&str]| {
@@ -120,7 +120,7 @@ fn sqlite_database_with_data(dir: &Path) -> std::path::PathBuf {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let path = dir.join("vigil.db");
     block_on(async {
-        let state = SharedState::new(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
+        let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
         state.register_agent("heartbeat_health", "HeartbeatHealthAgent").await.unwrap();
         state.register_agent("ai_help", "AIHelpAgent").await.unwrap();
         state.update_agent_state("ai_help", "active").await.unwrap();
@@ -177,8 +177,8 @@ fn import_copies_an_sqlite_database_into_postgresql_and_verifies_it() {
 
     // The same agents, by id, on PostgreSQL; new rows continue after the imported ids.
     block_on(async {
-        let sqlite = SharedState::new(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
-        let postgres = SharedState::new(pg.store().await);
+        let sqlite = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
+        let postgres = SharedState::direct(pg.store().await);
         assert_eq!(
             postgres.get_registered_agents().await.unwrap(),
             sqlite.get_registered_agents().await.unwrap()

@@ -85,7 +85,7 @@ fn run_for_on_sqlite_then_import_its_data_into_postgresql() {
     let out = vigil(&dir, &["migrate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let open = || async {
-        SharedState::new(Store::connect(DatabaseConfig::sqlite(dir.join("vigil.db"))).await.unwrap())
+        SharedState::direct(Store::connect(DatabaseConfig::sqlite(dir.join("vigil.db"))).await.unwrap())
     };
     crate::cli::block_on(async {
         let ancient = "INSERT INTO system_events (event_type, event_data, timestamp, severity) \

@@ -34,7 +34,7 @@
 //!
 //! #[actix_rt::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let state = SharedState::new(Store::connect(DatabaseConfig::sqlite_memory()).await?);
+//!     let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite_memory()).await?);
 //!     let helper = AIHelpAgent::new(AiHelpConfig::default())?; // offline: platform responder
 //!     let runtime = Runtime::builder(state.clone()).agent(move || helper.clone()).start().await?;
 //!     state.create_help_request("q1", "what is the status of ai_help?", None).await?;

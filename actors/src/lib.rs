@@ -28,7 +28,7 @@
 //!
 //! #[actix_rt::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let state = SharedState::new(Store::connect(DatabaseConfig::sqlite("vigil.db")).await?);
+//!     let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite("vigil.db")).await?);
 //!     let graph = Graph::<Count>::builder("count")
 //!         .node("inc", |mut s: Count, _ctx| async move { s.n += 1; Ok(s) })
 //!         .edge(START, "inc")

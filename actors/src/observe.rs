@@ -315,7 +315,7 @@ pub(crate) async fn record_pass(ctx: &AgentContext, started: Instant) {
     )
     .agent(ctx.agent_id())
     .source(ctx.agent_id());
-    if let Err(e) = ctx.shared_state().send_performance_metric(metric).await {
+    if let Err(e) = ctx.shared_state().add_performance_metric(metric).enqueue().await {
         pass_failed(ctx, &e);
     }
 }

@@ -20,6 +20,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::agent_commands;
 use crate::shared_state::SharedState;
 use crate::store::with_conn;
@@ -160,34 +161,13 @@ impl SharedState {
         if agent_id.is_empty() || agent_id.chars().count() > 255 {
             return Err(StoreError::invalid("agent_id", "must be 1 to 255 characters"));
         }
-        let (agent_id, requested_by) = (agent_id.to_owned(), requested_by.map(str::to_owned));
-        let is_postgres = self.store().is_postgres();
-        self.store()
-            .run(move |inner| {
-                let (agent_id, requested_by) = (agent_id.clone(), requested_by.clone());
-                async move {
-                    let now = Ts::now();
-                    with_conn!(inner, |conn| {
-                        let id: i32 = diesel::insert_into(agent_commands::table)
-                            .values((
-                                agent_commands::agent_id.eq(&agent_id),
-                                agent_commands::action.eq(action.as_str()),
-                                agent_commands::status.eq(CommandStatus::Pending.as_str()),
-                                agent_commands::requested_by.eq(&requested_by),
-                                agent_commands::created_at.eq(Some(now)),
-                                agent_commands::updated_at.eq(Some(now)),
-                            ))
-                            .returning(agent_commands::id)
-                            .get_result(conn)
-                            .await?;
-                        if is_postgres {
-                            diesel::sql_query(format!("NOTIFY {COMMAND_CHANNEL}")).execute(conn).await?;
-                        }
-                        Ok(id)
-                    })
-                }
-            })
-            .await
+        let request = Request::SubmitCommand {
+            agent_id: agent_id.to_owned(),
+            action,
+            requested_by: requested_by.map(str::to_owned),
+            at: Ts::now(),
+        };
+        expect_reply!(self.request(request).await?, Reply::CommandId(id) => id)
     }
 
     /// Claims up to `limit` pending commands for the given agents, oldest first:
@@ -200,42 +180,8 @@ impl SharedState {
         if agent_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let agent_ids = agent_ids.to_vec();
-        self.store()
-            .run(move |inner| {
-                let agent_ids = agent_ids.clone();
-                async move {
-                    let now = Ts::now();
-                    with_conn!(inner, |conn| {
-                        let pending: Vec<i32> = agent_commands::table
-                            .filter(agent_commands::status.eq(CommandStatus::Pending.as_str()))
-                            .filter(agent_commands::agent_id.eq_any(&agent_ids))
-                            .order(agent_commands::id.asc())
-                            .limit(limit)
-                            .select(agent_commands::id)
-                            .load(conn)
-                            .await?;
-                        if pending.is_empty() {
-                            return Ok(Vec::new());
-                        }
-                        // `... AND status = 'pending'`: a row another runtime claimed since the
-                        // SELECT no longer matches and is not returned.
-                        Ok(diesel::update(
-                            agent_commands::table
-                                .filter(agent_commands::id.eq_any(pending))
-                                .filter(agent_commands::status.eq(CommandStatus::Pending.as_str())),
-                        )
-                        .set((
-                            agent_commands::status.eq(CommandStatus::Running.as_str()),
-                            agent_commands::updated_at.eq(Some(now)),
-                        ))
-                        .returning(AgentCommandRecord::as_returning())
-                        .get_results(conn)
-                        .await?)
-                    })
-                }
-            })
-            .await
+        let request = Request::ClaimCommands { agent_ids: agent_ids.to_vec(), limit, at: Ts::now() };
+        expect_reply!(self.request(request).await?, Reply::Commands(claimed) => claimed)
     }
 
     /// Records the outcome of a claimed command.
@@ -245,26 +191,8 @@ impl SharedState {
         succeeded: bool,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        let outcome = outcome.to_owned();
-        let status = if succeeded { CommandStatus::Done } else { CommandStatus::Failed };
-        self.store()
-            .run(move |inner| {
-                let outcome = outcome.clone();
-                async move {
-                    with_conn!(inner, |conn| {
-                        diesel::update(agent_commands::table.find(id))
-                            .set((
-                                agent_commands::status.eq(status.as_str()),
-                                agent_commands::outcome.eq(Some(outcome)),
-                                agent_commands::updated_at.eq(Some(Ts::now())),
-                            ))
-                            .execute(conn)
-                            .await?;
-                        Ok(())
-                    })
-                }
-            })
-            .await
+        let request = Request::CompleteCommand { id, succeeded, outcome: outcome.to_owned(), at: Ts::now() };
+        expect_reply!(self.request(request).await?, Reply::Done => ())
     }
 
     /// One command.

@@ -18,13 +18,12 @@
 //! skips rows the first has locked, and the outer `status = 'pending'` re-check drops
 //! any row that changed in between.
 //!
-//! **Why claims bypass the [`Writer`](crate::shared_state::Writer).** Every other write
-//! may be queued and group-committed by the persistence actor, which reports only
-//! success or failure. A claim needs its *result* — which rows this helper got — and it
-//! must be one atomic statement, so it goes straight to the store. Answers still go
-//! through the writer ([`SharedState::respond_to_help_request`]): the answer row and
-//! the status change commit in one transaction, and the primary key of
-//! `help_responses` refuses a second answer to the same request.
+//! **Claims go through the [`Writer`](crate::shared_state::Writer)** as
+//! [`Request`]s: the claim statement runs inside the writer's next batch and the
+//! helper learns which rows it got once that batch has committed. Answers go through
+//! the writer too ([`SharedState::respond_to_help_request`]): the answer row and the
+//! status change commit in one transaction, and the primary key of `help_responses`
+//! refuses a second answer to the same request.
 //!
 //! ```no_run
 //! # async fn demo(state: vigil_persistence::SharedState) -> Result<(), vigil_persistence::StoreError> {
@@ -41,25 +40,18 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
-
 use crate::error::StoreError;
 use crate::models::HelpRequestRecord;
-use crate::schema::help_requests;
+use crate::requests::{Reply, Request, expect_reply};
 use crate::shared_state::SharedState;
-use crate::store::Backend;
 use crate::types::Ts;
-use crate::types::sql_types::TsTz;
-use crate::writes::HelpStatus;
-use diesel::sql_types::{BigInt, Text};
 
 /// The claim on PostgreSQL: rows another claimer has locked are skipped, not waited
 /// for. The pick is a materialized CTE, evaluated exactly once: as a plain `IN
 /// (subquery)` the planner may re-run the `LIMIT` subquery per row, and each re-run
 /// skips the rows this statement already updated and locks the next ones, so a claim
 /// of 2 could take 3.
-const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (\
+pub(crate) const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (\
        SELECT request_id FROM help_requests WHERE status = 'pending' \
        ORDER BY created_at, request_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
      UPDATE help_requests SET status = 'processing', claimed_at = $1, claimed_by = $2 \
@@ -69,21 +61,11 @@ const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (\
        help_requests.status, help_requests.created_at, help_requests.claimed_at, help_requests.claimed_by";
 
 /// The claim on SQLite: one writer at a time, so the statement alone is atomic.
-const CLAIM_SQLITE: &str = "UPDATE help_requests SET status = 'processing', claimed_at = ?, claimed_by = ? \
+pub(crate) const CLAIM_SQLITE: &str = "UPDATE help_requests SET status = 'processing', claimed_at = ?, claimed_by = ? \
      WHERE status = 'pending' AND request_id IN (\
        SELECT request_id FROM help_requests WHERE status = 'pending' \
        ORDER BY created_at, request_id LIMIT ?) \
      RETURNING request_id, query, context, status, created_at, claimed_at, claimed_by";
-
-/// The claim statement `$sql` with its three parameters bound.
-macro_rules! claim_query {
-    ($sql:expr, $now:expr, $claimer:expr, $limit:expr) => {
-        diesel::sql_query($sql)
-            .bind::<TsTz, _>($now)
-            .bind::<Text, _>($claimer.to_owned())
-            .bind::<BigInt, _>($limit)
-    };
-}
 
 impl SharedState {
     /// Claims up to `limit` pending help requests for `claimer`, oldest first: sets
@@ -100,33 +82,8 @@ impl SharedState {
         if claimer.len() > 255 {
             return Err(StoreError::invalid("claimer", "longer than 255 characters"));
         }
-        let claimer = claimer.to_owned();
-        let mut claimed: Vec<HelpRequestRecord> = self
-            .store()
-            .run(move |inner| {
-                let claimer = claimer.clone();
-                async move {
-                    let now = Ts::now();
-                    match &inner.backend {
-                        Backend::Pg(pool) => {
-                            let mut conn = inner.checkout(pool).await?;
-                            Ok(claim_query!(CLAIM_PG, now, &claimer, limit)
-                                .load::<HelpRequestRecord>(&mut *conn)
-                                .await?)
-                        }
-                        Backend::Sqlite(pool) => {
-                            let mut conn = inner.checkout(pool).await?;
-                            Ok(claim_query!(CLAIM_SQLITE, now, &claimer, limit)
-                                .load::<HelpRequestRecord>(&mut *conn)
-                                .await?)
-                        }
-                    }
-                }
-            })
-            .await?;
-        // RETURNING gives no order; hand them out oldest first.
-        claimed.sort_by(|a, b| (a.created_at, &a.request_id).cmp(&(b.created_at, &b.request_id)));
-        Ok(claimed)
+        let request = Request::ClaimHelpRequests { claimer: claimer.to_owned(), limit, at: Ts::now() };
+        expect_reply!(self.request(request).await?, Reply::HelpRequests(claimed) => claimed)
     }
 
     /// Puts back to `pending` every request that has been `processing` for longer than
@@ -144,26 +101,6 @@ impl SharedState {
         let window = chrono::Duration::from_std(older_than)
             .map_err(|_| StoreError::invalid("older_than", "too large"))?;
         let cutoff = Ts::from(now.get() - window);
-        self.store()
-            .run(move |inner| async move {
-                crate::store::with_conn!(inner, |conn| {
-                    Ok(diesel::update(
-                        help_requests::table
-                            .filter(help_requests::status.eq(HelpStatus::Processing.as_str()))
-                            // A claim without a time predates the claims migration: stuck too.
-                            .filter(
-                                help_requests::claimed_at.lt(cutoff).or(help_requests::claimed_at.is_null()),
-                            ),
-                    )
-                    .set((
-                        help_requests::status.eq(HelpStatus::Pending.as_str()),
-                        help_requests::claimed_at.eq(None::<Ts>),
-                        help_requests::claimed_by.eq(None::<String>),
-                    ))
-                    .execute(conn)
-                    .await?)
-                })
-            })
-            .await
+        expect_reply!(self.request(Request::ReclaimHelpRequests { cutoff }).await?, Reply::Count(n) => n)
     }
 }

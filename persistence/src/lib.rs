@@ -6,6 +6,7 @@ pub mod help_queue;
 pub mod import;
 pub mod models;
 pub mod persistence_actor;
+pub mod requests;
 pub mod schema;
 pub mod shared_state;
 pub mod store;
@@ -17,8 +18,9 @@ pub mod writes;
 pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use persistence_actor::{
-    PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
+    EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
 };
+pub use requests::{Reply, Request};
 pub use shared_state::SharedState;
 pub use store::{Execution, Store};
 pub use writes::{HelpStatus, Severity, Write};

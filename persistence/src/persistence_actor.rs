@@ -13,13 +13,17 @@
 //! ```
 //!
 //! * **Acknowledgement.** [`PersistenceHandle::persist`] returns once the batch holding
-//!   the write has committed (or with the write's own error).
+//!   the write has committed (or with the write's own error);
+//!   [`PersistenceHandle::request`] the same, with the [`Request`]'s [`Reply`].
 //!   [`PersistenceHandle::enqueue`] returns at once; its outcome shows in the
 //!   [`PersistenceStats`].
 //! * **Bounded queue.** The queue is shared by the handles, not the actor's mailbox, so
 //!   a burst never grows memory: when it holds `queue_capacity` writes, `persist` waits
-//!   for room (backpressure) and `enqueue` fails with [`StoreError::QueueFull`] (counted
-//!   in [`PersistenceStats::refused_writes`]).
+//!   for room (backpressure) and `enqueue` hands the write back in
+//!   [`EnqueueError::Full`] (counted in [`PersistenceStats::refused_writes`]).
+//!   Lifecycle writes ([`PersistenceHandle::enqueue_lifecycle`]) are admitted past the
+//!   capacity — at most one transition per agent is ever waiting to be queued — so a
+//!   platform stopping under a full queue records its transitions without waiting.
 //! * **Batches.** A batch is flushed when it holds `max_batch` writes or its oldest write
 //!   is `max_batch_age` old; while it commits, the queue keeps accepting, and the next
 //!   batch is drained as soon as the commit returns. One batch is in flight at a time,
@@ -57,7 +61,7 @@
 //! let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
 //! let state = SharedState::with_writer(store, Writer::Actor(writer.clone()));
 //! state.register_agent("worker-1", "Worker").await?; // acknowledged after commit
-//! state.send_heartbeat("worker-1", Heartbeat::new()).await?; // queued
+//! state.update_agent_heartbeat("worker-1", Heartbeat::new()).enqueue().await?; // queued
 //! let report = writer.shutdown().await; // flushes the heartbeat
 //! assert_eq!(report.failed, 0);
 //! # Ok(()) }
@@ -77,6 +81,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::config::RetryPolicy;
 use crate::error::StoreError;
+use crate::requests::{Reply, Request};
 use crate::store::{Backend, Store, StoreInner};
 use crate::writes::{BatchOutcome, Write, WriteKind, apply_batch_pg_in_tx, apply_batch_sqlite};
 
@@ -190,6 +195,64 @@ pub struct ShutdownReport {
     pub reason: Option<String>,
 }
 
+/// Which admission rule a queued write follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Refused when the queue holds `queue_capacity` writes.
+    Data,
+    /// Admitted past the capacity ([`PersistenceHandle::enqueue_lifecycle`]).
+    Lifecycle,
+}
+
+/// A write [`PersistenceHandle::enqueue`] did not queue, handed back with the reason
+/// (as actix's `SendError<M>` hands back its message).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The queue is full; the refusal was counted in
+    /// [`PersistenceStats::refused_writes`].
+    #[error("persistence queue is full ({capacity} writes); write refused")]
+    Full {
+        /// The write.
+        write: Write,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The actor has shut down.
+    #[error("persistence actor has stopped; write not accepted")]
+    Closed(Write),
+    /// The write is invalid in itself.
+    #[error("{error}")]
+    Invalid {
+        /// The write.
+        write: Write,
+        /// Why it is invalid.
+        #[source]
+        error: StoreError,
+    },
+}
+
+impl EnqueueError {
+    /// The write that was not queued.
+    pub fn into_write(self) -> Write {
+        match self {
+            EnqueueError::Full { write, .. }
+            | EnqueueError::Closed(write)
+            | EnqueueError::Invalid { write, .. } => write,
+        }
+    }
+}
+
+impl From<EnqueueError> for StoreError {
+    fn from(error: EnqueueError) -> Self {
+        match error {
+            EnqueueError::Full { capacity, .. } => StoreError::QueueFull { capacity },
+            EnqueueError::Closed(_) => StoreError::Closed,
+            EnqueueError::Invalid { error, .. } => error,
+        }
+    }
+}
+
 /// Asks the actor to commit everything queued so far; answers when it has.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -200,11 +263,14 @@ pub struct Flush;
 #[rtype(result = "ShutdownReport")]
 pub struct Shutdown;
 
+/// Where a write's answer goes once its batch has committed.
+type Ack = oneshot::Sender<Result<Reply, StoreError>>;
+
 /// A write waiting in the queue.
 struct Entry {
     write: Write,
     /// Resolved when the write's batch commits; `None` for fire-and-forget.
-    ack: Option<oneshot::Sender<Result<(), StoreError>>>,
+    ack: Option<Ack>,
     /// Position in the queue's history, for [`Flush`].
     seq: u64,
     /// When it was queued, for `max_batch_age`.
@@ -261,7 +327,7 @@ impl Shared {
         self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, queue: &mut Queue, write: Write, ack: Option<oneshot::Sender<Result<(), StoreError>>>) {
+    fn push(&self, queue: &mut Queue, write: Write, ack: Option<Ack>) {
         let seq = queue.next_seq;
         queue.next_seq += 1;
         queue.entries.push_back(Entry { write, ack, seq, queued: Instant::now() });
@@ -290,6 +356,16 @@ impl PersistenceHandle {
     /// queue is full. Fails with the write's own error if it was rejected, or
     /// [`StoreError::Closed`] after shutdown.
     pub async fn persist(&self, write: Write) -> Result<(), StoreError> {
+        self.submit(write).await.map(drop)
+    }
+
+    /// Queues a [`Request`] and waits for its [`Reply`], which comes once the batch
+    /// that applied it has committed. Waits for room when the queue is full.
+    pub async fn request(&self, request: Request) -> Result<Reply, StoreError> {
+        self.submit(Write::Request(request)).await
+    }
+
+    async fn submit(&self, write: Write) -> Result<Reply, StoreError> {
         write.validate()?;
         let (tx, rx) = oneshot::channel();
         let mut write = Some(write);
@@ -316,19 +392,35 @@ impl PersistenceHandle {
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
-    /// Queues a write and returns at once. Fails with [`StoreError::QueueFull`] when the
-    /// queue is full (the refusal is counted), [`StoreError::Closed`] after shutdown, or
-    /// the write's own error if it is invalid.
-    pub fn enqueue(&self, write: Write) -> Result<(), StoreError> {
-        write.validate()?;
+    /// Queues a write and returns at once. When the queue is full (the refusal is
+    /// counted) or closed, the write comes back in the error, so the caller may wait,
+    /// retry or drop it without having cloned it beforehand.
+    pub fn enqueue(&self, write: Write) -> Result<(), EnqueueError> {
+        self.enqueue_in(write, Lane::Data)
+    }
+
+    /// Queues a lifecycle write (a state change, its event) and returns at once,
+    /// **past the queue's capacity** if need be. Transitions are few — an agent queues
+    /// the next only after the last — so they cannot grow the queue without bound, and
+    /// a platform that stops under a full queue does not wait for room to record its
+    /// agents' `shutdown`. They keep their place in the one FIFO, behind the agent's
+    /// earlier writes.
+    pub fn enqueue_lifecycle(&self, write: Write) -> Result<(), EnqueueError> {
+        self.enqueue_in(write, Lane::Lifecycle)
+    }
+
+    fn enqueue_in(&self, write: Write, lane: Lane) -> Result<(), EnqueueError> {
+        if let Err(error) = write.validate() {
+            return Err(EnqueueError::Invalid { write, error });
+        }
         {
             let mut queue = self.shared.queue();
             if queue.closed {
-                return Err(StoreError::Closed);
+                return Err(EnqueueError::Closed(write));
             }
-            if queue.entries.len() >= self.shared.config.queue_capacity {
+            if lane == Lane::Data && queue.entries.len() >= self.shared.config.queue_capacity {
                 self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(StoreError::QueueFull { capacity: self.shared.config.queue_capacity });
+                return Err(EnqueueError::Full { write, capacity: self.shared.config.queue_capacity });
             }
             self.shared.push(&mut queue, write, None);
         }
@@ -594,7 +686,7 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
         writes.push(entry.write);
     }
     let writes = Arc::new(writes);
-    let mut results: Vec<Option<Result<(), StoreError>>> = (0..writes.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<Reply, StoreError>>> = (0..writes.len()).map(|_| None).collect();
     let mut given_up: Option<String> = None;
     let mut transactions = 0u64;
     // Ranges still to commit, in order (the next one on top).
@@ -637,7 +729,7 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
     let mut committed = 0u64;
     for (write, result) in writes.iter().zip(&results) {
         match result {
-            Some(Ok(())) => {
+            Some(Ok(_)) => {
                 committed += 1;
                 *c.rows_by_kind.entry(write.kind()).or_default() += 1;
             }

@@ -24,18 +24,27 @@
 //! | restart claims (monitors)   | [`SharedState::claim_incident`], [`SharedState::incident_claim`] |
 //! | consistency checks          | [`SharedState::orphan_rows`], [`SharedState::help_requests_with_status`] |
 //!
-//! Reads go straight to the pool. Writes go through the [`Writer`]: by default
-//! straight to the store, one transaction per call; with a
-//! [`PersistenceActor`](crate::PersistenceActor) attached, through its group commit.
+//! Reads go straight to the pool. Writes go through the [`Writer`]: in a running
+//! platform the [`PersistenceActor`](crate::PersistenceActor)'s group commit
+//! (`Runtime::builder` starts one when given a direct shared state); in tools that
+//! write without a runtime — the importer, one-off scripts — straight to the store,
+//! one transaction per call ([`SharedState::direct`]).
+//!
+//! **Waiting is chosen by the caller, not by the verb.** Every write method returns a
+//! [`PendingWrite`]: `.await` it to wait until the write has committed, or call
+//! [`PendingWrite::enqueue`] to hand it to the writer's queue and go on (heartbeats,
+//! metrics). Writes that need an answer — claims, new ids — are [`Request`]s with a
+//! typed reply (see [`crate::requests`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vigil_persistence::StoreError> {
 //! use vigil_persistence::{DatabaseConfig, SharedState, Store};
 //! use vigil_persistence::shared_state::Heartbeat;
 //!
-//! let state = SharedState::new(Store::connect(DatabaseConfig::sqlite_memory()).await?);
+//! let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite_memory()).await?);
 //! state.register_agent("worker-1", "Worker").await?;
-//! state.update_agent_heartbeat("worker-1", Heartbeat::new().status("active")).await?;
+//! state.update_agent_heartbeat("worker-1", Heartbeat::new().status("active")).await?; // committed
+//! state.update_agent_heartbeat("worker-1", Heartbeat::new()).enqueue().await?; // queued
 //! assert_eq!(state.get_registered_agents().await?.len(), 1);
 //! # Ok(()) }
 //! ```
@@ -50,6 +59,8 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::models::*;
+use crate::persistence_actor::EnqueueError;
+use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::*;
 use crate::store::{DatabaseHealth, PoolStats, QueryStats, Store, with_conn};
 use crate::types::Ts;
@@ -74,7 +85,9 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 /// Where writes go.
 #[derive(Clone, Debug)]
 pub enum Writer {
-    /// Straight to the store, one transaction per write.
+    /// Straight to the store, one transaction per write: for tools that write without
+    /// a runtime (the importer, one-off scripts). A runtime built over a direct shared
+    /// state replaces it with a persistence actor of its own.
     Direct,
     /// Through the persistence actor's group commit.
     Actor(crate::persistence_actor::PersistenceHandle),
@@ -216,12 +229,14 @@ pub struct EventFilter {
 }
 
 impl SharedState {
-    /// The API over `store`, writing straight through it.
-    pub fn new(store: Store) -> Self {
+    /// The API over `store`, writing straight through it, one transaction per write:
+    /// for tools without a runtime. `Runtime::builder` gives a direct shared state a
+    /// persistence actor of its own.
+    pub fn direct(store: Store) -> Self {
         Self { store, writer: Writer::Direct }
     }
 
-    /// The API over `store`, writing through a persistence actor.
+    /// The API over `store`, writing through `writer`.
     pub fn with_writer(store: Store, writer: Writer) -> Self {
         Self { store, writer }
     }
@@ -240,19 +255,63 @@ impl SharedState {
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
         write.validate()?;
         match &self.writer {
-            Writer::Direct => self.store.write(write).await,
+            Writer::Direct => self.store.write(write).await.map(drop),
             Writer::Actor(handle) => handle.persist(write).await,
         }
     }
 
-    /// Enqueues a write without waiting for it (heartbeats, metrics). With the direct
-    /// writer it is awaited all the same, since there is no queue to hand it to.
-    pub async fn write_nowait(&self, write: Write) -> Result<(), StoreError> {
-        write.validate()?;
+    /// Hands a write to the writer's queue without waiting for its commit. With the
+    /// direct writer there is no queue: the write is applied and awaited. A full
+    /// queue is [`StoreError::QueueFull`] (use [`SharedState::try_enqueue`] to get the
+    /// write back).
+    pub async fn enqueue(&self, write: Write) -> Result<(), StoreError> {
         match &self.writer {
-            Writer::Direct => self.store.write(write).await,
+            Writer::Direct => self.write(write).await,
+            Writer::Actor(handle) => Ok(handle.enqueue(write)?),
+        }
+    }
+
+    /// Like [`enqueue`](Self::enqueue), handing the write back when it was not queued.
+    /// With the direct writer the write is applied at once and only its error returns.
+    pub async fn try_enqueue(&self, write: Write) -> Result<(), EnqueueError> {
+        match &self.writer {
+            Writer::Direct => {
+                self.write(write.clone()).await.map_err(|error| EnqueueError::Invalid { write, error })
+            }
             Writer::Actor(handle) => handle.enqueue(write),
         }
+    }
+
+    /// Applies a [`Request`] and returns its [`Reply`] once it has committed.
+    pub async fn request(&self, request: Request) -> Result<Reply, StoreError> {
+        match &self.writer {
+            Writer::Direct => {
+                request.validate()?;
+                self.store.write(Write::Request(request)).await
+            }
+            Writer::Actor(handle) => handle.request(request).await,
+        }
+    }
+
+    /// Waits until every write queued so far has committed (or failed): read-your-
+    /// writes after [`PendingWrite::enqueue`]. Immediate with the direct writer.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.writer {
+            Writer::Direct => Ok(()),
+            Writer::Actor(handle) => handle.flush().await,
+        }
+    }
+
+    /// The persistence actor's figures, when writes go through one.
+    pub fn writer_stats(&self) -> Option<crate::PersistenceStats> {
+        match &self.writer {
+            Writer::Direct => None,
+            Writer::Actor(handle) => Some(handle.stats()),
+        }
+    }
+
+    fn pending(&self, write: Write) -> PendingWrite<'_> {
+        PendingWrite { state: self, write }
     }
 
     // ----------------------------------------------------------------- agents
@@ -269,25 +328,15 @@ impl SharedState {
         self.get_agent(agent_id).await?.ok_or_else(|| StoreError::UnknownAgent(agent_id.into()))
     }
 
-    /// Records a heartbeat: a row in `agent_heartbeats` and the agent's `last_heartbeat`.
-    pub async fn update_agent_heartbeat(
-        &self,
-        agent_id: &str,
-        heartbeat: Heartbeat,
-    ) -> Result<(), StoreError> {
-        self.write(heartbeat_write(agent_id, heartbeat)).await
-    }
-
-    /// Like [`update_agent_heartbeat`](Self::update_agent_heartbeat) without waiting
-    /// for the commit (when a persistence actor is attached).
-    pub async fn send_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat) -> Result<(), StoreError> {
-        self.write_nowait(heartbeat_write(agent_id, heartbeat)).await
+    /// Records a heartbeat: a row in `agent_heartbeats` and the agent's
+    /// `last_heartbeat`. An agent never registered is registered by it, under its id.
+    pub fn update_agent_heartbeat(&self, agent_id: &str, heartbeat: Heartbeat) -> PendingWrite<'_> {
+        self.pending(heartbeat_write(agent_id, heartbeat))
     }
 
     /// Sets the agent's `status` and `last_state_change`.
-    pub async fn update_agent_state(&self, agent_id: &str, status: &str) -> Result<(), StoreError> {
-        self.write(Write::StateChange { agent_id: agent_id.into(), status: status.into(), at: Ts::now() })
-            .await
+    pub fn update_agent_state(&self, agent_id: &str, status: &str) -> PendingWrite<'_> {
+        self.pending(Write::StateChange { agent_id: agent_id.into(), status: status.into(), at: Ts::now() })
     }
 
     /// One agent's row.
@@ -372,14 +421,9 @@ impl SharedState {
 
     // ---------------------------------------------------------------- metrics
 
-    /// Records a performance sample and waits for the commit.
-    pub async fn add_performance_metric(&self, metric: Metric) -> Result<(), StoreError> {
-        self.write(metric.into_write()).await
-    }
-
-    /// Records a performance sample without waiting (when a persistence actor is attached).
-    pub async fn send_performance_metric(&self, metric: Metric) -> Result<(), StoreError> {
-        self.write_nowait(metric.into_write()).await
+    /// Records a performance sample.
+    pub fn add_performance_metric(&self, metric: Metric) -> PendingWrite<'_> {
+        self.pending(metric.into_write())
     }
 
     /// Samples of `name` (optionally of one agent) since `since`, oldest first.
@@ -418,13 +462,13 @@ impl SharedState {
     // ----------------------------------------------------------------- events
 
     /// Logs a system event.
-    pub async fn log_system_event(
+    pub fn log_system_event(
         &self,
         event_type: &str,
         data: Option<serde_json::Value>,
         severity: Severity,
-    ) -> Result<(), StoreError> {
-        self.write(Write::Event { event_type: event_type.into(), severity, data, at: Ts::now() }).await
+    ) -> PendingWrite<'_> {
+        self.pending(Write::Event { event_type: event_type.into(), severity, data, at: Ts::now() })
     }
 
     /// Events matching `filter`, newest first.
@@ -473,8 +517,8 @@ impl SharedState {
     // ----------------------------------------------------------- system state
 
     /// Sets a system-state key to a JSON value.
-    pub async fn set_system_state(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
-        self.write(Write::SetState { key: key.into(), value, at: Ts::now() }).await
+    pub fn set_system_state(&self, key: &str, value: serde_json::Value) -> PendingWrite<'_> {
+        self.pending(Write::SetState { key: key.into(), value, at: Ts::now() })
     }
 
     /// The value of a system-state key.
@@ -492,19 +536,18 @@ impl SharedState {
     // ---------------------------------------------------------- help requests
 
     /// Files a help request under `request_id` (status `pending`).
-    pub async fn create_help_request(
+    pub fn create_help_request(
         &self,
         request_id: &str,
         query: &str,
         context: Option<serde_json::Value>,
-    ) -> Result<(), StoreError> {
-        self.write(Write::HelpRequest {
+    ) -> PendingWrite<'_> {
+        self.pending(Write::HelpRequest {
             request_id: request_id.into(),
             query: query.into(),
             context,
             at: Ts::now(),
         })
-        .await
     }
 
     /// Pending help requests, oldest first.
@@ -560,14 +603,14 @@ impl SharedState {
     // ---------------------------------------------- communications, conversations
 
     /// Records a message from one agent to another (status `sent`).
-    pub async fn record_agent_communication(
+    pub fn record_agent_communication(
         &self,
         from_agent: &str,
         to_agent: &str,
         message_type: &str,
         content: &str,
-    ) -> Result<(), StoreError> {
-        self.write(Write::Communication {
+    ) -> PendingWrite<'_> {
+        self.pending(Write::Communication {
             from_agent: from_agent.into(),
             to_agent: to_agent.into(),
             message_type: Some(message_type.into()),
@@ -575,7 +618,6 @@ impl SharedState {
             status: None,
             at: Ts::now(),
         })
-        .await
     }
 
     /// Messages sent or received by an agent, oldest first.
@@ -595,15 +637,15 @@ impl SharedState {
     }
 
     /// Logs one exchange with a language model.
-    pub async fn log_llm_conversation(
+    pub fn log_llm_conversation(
         &self,
         agent_id: Option<&str>,
         conversation_id: &str,
         message: &str,
         response: &str,
         metadata: Option<serde_json::Value>,
-    ) -> Result<(), StoreError> {
-        self.write(Write::Conversation {
+    ) -> PendingWrite<'_> {
+        self.pending(Write::Conversation {
             agent_id: agent_id.map(Into::into),
             conversation_id: Some(conversation_id.into()),
             message: Some(message.into()),
@@ -611,7 +653,6 @@ impl SharedState {
             metadata,
             at: Ts::now(),
         })
-        .await
     }
 
     /// The exchanges of one conversation, oldest first.
@@ -655,16 +696,14 @@ impl SharedState {
     /// one atomic statement (`INSERT ... ON CONFLICT DO UPDATE ... WHERE expired OR
     /// mine`), so two claimants — in one process or several, on either backend — never
     /// both get `true` while a claim is live. The claimant that holds it may claim
-    /// again (that extends it). Claims bypass the persistence actor: the answer must
-    /// be read from the database, not from a queue.
+    /// again (that extends it). The claim is a [`Request`] to the writer, answered
+    /// once committed.
     pub async fn claim_incident(
         &self,
         agent_id: &str,
         claimant: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        use diesel::query_dsl::methods::FilterDsl;
-        use diesel::sql_types::{BigInt, Bool, Text};
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(ttl).map_err(|_| StoreError::invalid("ttl", "too large"))?;
         let claim = IncidentClaim {
@@ -673,45 +712,7 @@ impl SharedState {
             claimed_at: now,
             expires_at_ms: (now + ttl).timestamp_millis(),
         };
-        let key = incident_claim_key(agent_id);
-        let value = serde_json::to_value(&claim).map_err(|e| StoreError::invalid("claim", e.to_string()))?;
-        let (claimant, now_ms, at) = (claimant.to_owned(), now.timestamp_millis(), Ts::from(now));
-        let written = self
-            .store
-            .run(move |inner| {
-                let (key, value, claimant) = (key.clone(), value.clone(), claimant.clone());
-                async move {
-                    with_conn!(inner, |conn| {
-                        // `->>` reads a JSON member as text on PostgreSQL (JSONB) and on
-                        // SQLite (3.38+, TEXT holding JSON) alike.
-                        let open = diesel::dsl::sql::<Bool>(
-                            "(CAST(system_state.value ->> 'expires_at_ms' AS BIGINT) < ",
-                        )
-                        .bind::<BigInt, _>(now_ms)
-                        .sql(" OR system_state.value ->> 'expires_at_ms' IS NULL OR system_state.value ->> 'claimant' = ")
-                        .bind::<Text, _>(claimant)
-                        .sql(")");
-                        Ok(diesel::insert_into(system_state::table)
-                            .values((
-                                system_state::key.eq(&key),
-                                system_state::value.eq(crate::types::Json(value)),
-                                system_state::created_at.eq(Some(at)),
-                                system_state::updated_at.eq(Some(at)),
-                            ))
-                            .on_conflict(system_state::key)
-                            .do_update()
-                            .set((
-                                system_state::value.eq(diesel::upsert::excluded(system_state::value)),
-                                system_state::updated_at.eq(diesel::upsert::excluded(system_state::updated_at)),
-                            ))
-                            .filter(open)
-                            .execute(conn)
-                            .await?)
-                    })
-                }
-            })
-            .await?;
-        Ok(written == 1)
+        expect_reply!(self.request(Request::ClaimIncident { claim }).await?, Reply::Applied(won) => won)
     }
 
     /// The live or expired claim on `agent_id`'s incident, if one was ever taken.
@@ -944,5 +945,38 @@ impl SharedState {
                 }
             })
             .await
+    }
+}
+
+/// A write the caller has not yet decided how to wait for. `.await` it to wait until
+/// it has committed; [`enqueue`](Self::enqueue) it to hand it to the writer's queue and
+/// go on. Doing neither writes nothing.
+#[derive(Debug)]
+#[must_use = "a write does nothing until it is awaited (committed) or enqueued"]
+pub struct PendingWrite<'a> {
+    state: &'a SharedState,
+    write: Write,
+}
+
+impl PendingWrite<'_> {
+    /// Hands the write to the writer's queue and returns without waiting for its
+    /// commit (see [`SharedState::enqueue`]).
+    pub async fn enqueue(self) -> Result<(), StoreError> {
+        self.state.enqueue(self.write).await
+    }
+
+    /// The write itself, to batch or queue by other means.
+    pub fn into_write(self) -> Write {
+        self.write
+    }
+}
+
+impl<'a> std::future::IntoFuture for PendingWrite<'a> {
+    type Output = Result<(), StoreError>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>;
+
+    /// Waits until the write has committed.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.state.write(self.write))
     }
 }

@@ -570,7 +570,10 @@ impl Store {
     /// Applies a batch of writes in one transaction, retrying transient failures.
     /// The outer error means nothing was committed; otherwise each write has its own
     /// result (a write refused before reaching the database fails alone).
-    pub async fn write_batch(&self, writes: Vec<Write>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    pub async fn write_batch(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<crate::requests::Reply, StoreError>>, StoreError> {
         let writes = Arc::new(writes);
         self.run(move |inner| {
             let writes = writes.clone();
@@ -590,8 +593,8 @@ impl Store {
         .await
     }
 
-    /// Applies one write and waits for it to commit.
-    pub async fn write(&self, write: Write) -> Result<(), StoreError> {
+    /// Applies one write in its own transaction and returns its reply once committed.
+    pub async fn write(&self, write: Write) -> Result<crate::requests::Reply, StoreError> {
         self.write_batch(vec![write]).await?.pop().expect("one result per write")
     }
 

@@ -50,7 +50,7 @@ pub async fn in_memory_store() -> Store {
 
 /// A [`SharedState`] writing straight through an [`in_memory_store`].
 pub async fn in_memory_shared_state() -> SharedState {
-    SharedState::new(in_memory_store().await)
+    SharedState::direct(in_memory_store().await)
 }
 
 /// A database that exists for one test.
@@ -117,7 +117,7 @@ impl TestDb {
 
     /// A SharedState writing straight through the store.
     pub async fn shared_state(&self) -> SharedState {
-        SharedState::new(self.store().await)
+        SharedState::direct(self.store().await)
     }
 
     /// Terminates every other connection to this PostgreSQL database (no-op on SQLite).

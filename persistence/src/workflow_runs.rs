@@ -44,6 +44,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::workflow_runs;
 use crate::shared_state::SharedState;
 use crate::store::with_conn;
@@ -159,33 +160,14 @@ impl SharedState {
                 return Err(StoreError::invalid(field, "must be 1 to 255 characters"));
             }
         }
-        let (graph_name, id) = (graph.to_owned(), run_id.to_owned());
-        let inserted = self
-            .store()
-            .run(move |inner| {
-                let (graph_name, id, state) = (graph_name.clone(), id.clone(), initial_state.clone());
-                async move {
-                    let now = Ts::now();
-                    with_conn!(inner, |conn| Ok(diesel::insert_into(workflow_runs::table)
-                        .values((
-                            workflow_runs::run_id.eq(&id),
-                            workflow_runs::graph.eq(&graph_name),
-                            workflow_runs::status.eq(WorkflowStatus::Pending.as_str()),
-                            workflow_runs::step.eq(0),
-                            workflow_runs::state.eq(Json(state)),
-                            workflow_runs::created_at.eq(Some(now)),
-                            workflow_runs::updated_at.eq(Some(now)),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?))
-                }
-            })
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::invalid("run_id", format!("a workflow run `{run_id}` already exists")));
-        }
-        self.get_workflow_run(run_id).await?.ok_or_else(|| StoreError::Task("submitted run vanished".into()))
+        let request = Request::SubmitWorkflowRun {
+            graph: graph.to_owned(),
+            run_id: run_id.to_owned(),
+            state: initial_state,
+            at: Ts::now(),
+        };
+        expect_reply!(self.request(request).await?, Reply::WorkflowRun(run) => run)?
+            .ok_or_else(|| StoreError::invalid("run_id", format!("a workflow run `{run_id}` already exists")))
     }
 
     /// Writes the checkpoint of the step that followed step `from_step`, in one
@@ -197,35 +179,9 @@ impl SharedState {
         from_step: i32,
         checkpoint: Checkpoint,
     ) -> Result<bool, StoreError> {
-        let id = run_id.to_owned();
-        let updated = self
-            .store()
-            .run(move |inner| {
-                let (id, cp) = (id.clone(), checkpoint.clone());
-                async move {
-                    with_conn!(inner, |conn| Ok(diesel::update(
-                        workflow_runs::table
-                            .filter(workflow_runs::run_id.eq(&id))
-                            .filter(workflow_runs::step.eq(from_step))
-                            .filter(workflow_runs::status.eq_any([
-                                WorkflowStatus::Pending.as_str(),
-                                WorkflowStatus::Running.as_str(),
-                            ])),
-                    )
-                    .set((
-                        workflow_runs::step.eq(cp.step),
-                        workflow_runs::next_node.eq(cp.next_node),
-                        workflow_runs::state.eq(Json(cp.state)),
-                        workflow_runs::status.eq(cp.status.as_str()),
-                        workflow_runs::error.eq(cp.error),
-                        workflow_runs::updated_at.eq(Some(Ts::now())),
-                    ))
-                    .execute(conn)
-                    .await?))
-                }
-            })
-            .await?;
-        Ok(updated == 1)
+        let request =
+            Request::SaveCheckpoint { run_id: run_id.to_owned(), from_step, checkpoint, at: Ts::now() };
+        expect_reply!(self.request(request).await?, Reply::Applied(applied) => applied)
     }
 
     /// One run with its last checkpoint.

@@ -9,7 +9,12 @@
 //! 3. one multi-row `INSERT` per table (chunked under the bind-parameter limits);
 //! 4. one `UPDATE agents` per agent, carrying its latest heartbeat and latest state;
 //! 5. system-state upserts (last value per key wins) and help answers (response row +
-//!    request status).
+//!    request status);
+//! 6. [`Request`]s, in the order queued, each answered with its [`Reply`].
+//!
+//! A heartbeat from an agent that was never registered registers it (the
+//! specification's `update_agent_heartbeat` does "INSERT/UPDATE agents"): the agent's
+//! id stands in for its name until it registers itself.
 //!
 //! A write that is wrong in itself and can be seen to be so before the database is
 //! asked (an unknown agent, an over-long value) is refused alone: its result is an
@@ -26,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::models::*;
+use crate::requests::{ApplyRequest, Reply, Request};
 use crate::schema::*;
 use crate::store::SqliteConn;
 use crate::types::{Json, Ts};
@@ -108,6 +114,9 @@ impl HelpStatus {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Write {
+    /// A change whose caller needs an answer (a claim, a new id): applied after the
+    /// batch's rows, answered after its commit. See [`crate::requests`].
+    Request(Request),
     /// Register an agent, or refresh its name if it exists (its state is reset to
     /// `initializing`).
     RegisterAgent {
@@ -247,6 +256,7 @@ pub enum WriteKind {
     HelpResponse,
     Communication,
     Conversation,
+    Request,
 }
 
 impl Write {
@@ -263,6 +273,7 @@ impl Write {
             Write::HelpResponse { .. } => WriteKind::HelpResponse,
             Write::Communication { .. } => WriteKind::Communication,
             Write::Conversation { .. } => WriteKind::Conversation,
+            Write::Request(_) => WriteKind::Request,
         }
     }
 
@@ -331,6 +342,7 @@ impl Write {
             Write::Conversation { conversation_id, .. } => {
                 opt("conversation_id", conversation_id.as_deref(), 255)
             }
+            Write::Request(request) => request.validate(),
         }
     }
 
@@ -454,7 +466,7 @@ impl InsertRows<NewHeartbeat> for SqliteConn {
 
 /// The outcome of each write of a batch, in order. The batch committed; a write that
 /// was refused before reaching the database carries its error.
-pub(crate) type BatchOutcome = Vec<Result<(), StoreError>>;
+pub(crate) type BatchOutcome = Vec<Result<Reply, StoreError>>;
 
 /// The latest agents-row change of one agent within a batch.
 #[derive(Default)]
@@ -478,11 +490,12 @@ macro_rules! define_apply {
         #[allow(dead_code, reason = "only the PostgreSQL writer opens its own transactions")]
         pub(crate) async fn $in_tx(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
             {
-                let mut outcome: BatchOutcome = writes.iter().map(Write::validate).collect();
+                let mut outcome: BatchOutcome =
+                    writes.iter().map(|write| write.validate().map(|()| Reply::Done)).collect();
 
                 // 1. Registrations.
                 for (write, result) in writes.iter().zip(outcome.iter_mut()) {
-                    if let (Write::RegisterAgent { agent_id, agent_name, at }, Ok(())) = (write, &*result) {
+                    if let (Write::RegisterAgent { agent_id, agent_name, at }, Ok(_)) = (write, &*result) {
                         let row = NewAgent {
                             agent_id: agent_id.clone(),
                             agent_name: agent_name.clone(),
@@ -508,7 +521,7 @@ macro_rules! define_apply {
 
                 // 2. Internal ids of every agent named.
                 let names: HashSet<&str> = writes.iter().flat_map(Write::agent_refs).collect();
-                let ids: HashMap<String, i32> = if names.is_empty() {
+                let mut ids: HashMap<String, i32> = if names.is_empty() {
                     HashMap::new()
                 } else {
                     agents::table
@@ -519,6 +532,35 @@ macro_rules! define_apply {
                         .into_iter()
                         .collect()
                 };
+                // Heartbeats of agents never registered register them (rare: the lookup
+                // above found every other agent, so the common batch pays nothing).
+                let mut unregistered: Vec<NewAgent> = Vec::new();
+                for (write, result) in writes.iter().zip(&outcome) {
+                    if let (Write::Heartbeat { agent_id, at, status, .. }, Ok(_)) = (write, result)
+                        && !ids.contains_key(agent_id.as_str())
+                        && !unregistered.iter().any(|a| &a.agent_id == agent_id)
+                    {
+                        unregistered.push(NewAgent {
+                            agent_id: agent_id.clone(),
+                            agent_name: agent_id.clone(),
+                            status: status.clone(),
+                            last_state_change: Some(*at),
+                            created_at: Some(*at),
+                            updated_at: Some(*at),
+                        });
+                    }
+                }
+                for agent in unregistered {
+                    let id: i32 = diesel::insert_into(agents::table)
+                        .values(&agent)
+                        .on_conflict(agents::agent_id)
+                        .do_update()
+                        .set(agents::updated_at.eq(excluded(agents::updated_at)))
+                        .returning(agents::id)
+                        .get_result(conn)
+                        .await?;
+                    ids.insert(agent.agent_id, id);
+                }
                 let resolve =
                     |name: &str| ids.get(name).copied().ok_or_else(|| StoreError::UnknownAgent(name.into()));
 
@@ -538,7 +580,7 @@ macro_rules! define_apply {
                     }
                     let step: Result<(), StoreError> = (|| {
                         match write {
-                            Write::RegisterAgent { .. } => {}
+                            Write::RegisterAgent { .. } | Write::Request(_) => {}
                             Write::Heartbeat { agent_id, at, status, message, metadata, uptime } => {
                                 let id = resolve(agent_id)?;
                                 heartbeats.push(NewHeartbeat {
@@ -630,7 +672,9 @@ macro_rules! define_apply {
                         }
                         Ok(())
                     })();
-                    *result = step;
+                    if let Err(error) = step {
+                        *result = Err(error);
+                    }
                 }
 
                 conn.insert_rows(heartbeats).await?;
@@ -673,6 +717,13 @@ macro_rules! define_apply {
                     .set(help_requests::status.eq(status))
                     .execute(conn)
                     .await?;
+                }
+
+                // 6. Requests, in the order queued: they see every row of the batch.
+                for (write, result) in writes.iter().zip(outcome.iter_mut()) {
+                    if let (Write::Request(request), Ok(_)) = (write, &*result) {
+                        *result = Ok(conn.apply_request(request).await?);
+                    }
                 }
                 Ok::<_, StoreError>(outcome)
             }

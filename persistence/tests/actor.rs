@@ -12,8 +12,8 @@ use vigil_persistence::config::{ConfigSource, DatabaseUrl, RetryPolicy};
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{
-    DatabaseConfig, PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState, Store, StoreError,
-    Write,
+    DatabaseConfig, EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState, Store,
+    StoreError, Write,
 };
 
 /// Safety net for anything awaited.
@@ -129,6 +129,8 @@ on_both!(
     backpressure_when_the_queue_is_full,
     shutdown_flushes_the_queue,
     injected_failures_are_retried_then_committed_once,
+    requests_are_answered_through_the_writer,
+    heartbeat_registers_an_unknown_agent,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -195,13 +197,14 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
                     if seq % 3 == 0 {
                         handle.persist(write).await.expect("persist");
                     } else {
-                        // Fire-and-forget, yielding while the queue is full.
-                        let mut write = Some(write);
-                        while let Some(w) = write.take() {
-                            match handle.enqueue(w.clone()) {
-                                Ok(()) => {}
-                                Err(StoreError::QueueFull { .. }) => {
-                                    write = Some(w);
+                        // Fire-and-forget, yielding while the queue is full: a refused
+                        // write comes back, so nothing is cloned in advance.
+                        let mut write = write;
+                        loop {
+                            match handle.enqueue(write) {
+                                Ok(()) => break,
+                                Err(EnqueueError::Full { write: refused, .. }) => {
+                                    write = refused;
                                     tokio::task::yield_now().await;
                                 }
                                 Err(e) => panic!("enqueue: {e}"),
@@ -307,14 +310,20 @@ async fn backpressure_when_the_queue_is_full(db: &TestDb) {
     for seq in 0..CAPACITY as i64 + 3 {
         match handle.enqueue(heartbeat(0, seq)) {
             Ok(()) => accepted += 1,
-            Err(StoreError::QueueFull { capacity }) => {
+            Err(EnqueueError::Full { write, capacity }) => {
                 assert_eq!(capacity, CAPACITY);
+                assert_eq!(write, heartbeat(0, seq), "the refused write is handed back");
                 refused += 1;
             }
             Err(e) => panic!("{e}"),
         }
     }
     assert_eq!((accepted, refused), (CAPACITY, 3));
+    // A lifecycle write is admitted past the capacity: a stopping platform never
+    // waits for room to record its agents' transitions.
+    let change = Write::StateChange { agent_id: "agent-0".into(), status: "standby".into(), at: at(0) };
+    handle.enqueue_lifecycle(change).expect("admitted past the capacity");
+    assert_eq!(handle.stats().queue_depth, CAPACITY + 1, "the lifecycle write is queued beyond it");
 
     // More awaited writes than the queue holds: some must wait for room.
     let waiting: Vec<_> = (0..3 * CAPACITY as i64)
@@ -329,7 +338,7 @@ async fn backpressure_when_the_queue_is_full(db: &TestDb) {
     assert!(waiting.iter().all(|t| !t.is_finished()), "nothing can commit while every flush fails");
     assert_eq!(handle.stats().queue_depth, CAPACITY, "the queue refilled to its capacity");
     match handle.enqueue(heartbeat(0, 99)) {
-        Err(StoreError::QueueFull { .. }) => refused += 1,
+        Err(EnqueueError::Full { .. }) => refused += 1,
         other => panic!("expected QueueFull, got {other:?}"),
     }
 
@@ -365,9 +374,103 @@ async fn shutdown_flushes_the_queue(db: &TestDb) {
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(report.written, N as u64 + 3, "three registrations and the heartbeats");
     assert_eq!(heartbeat_count(&state).await, N);
-    assert!(matches!(handle.enqueue(heartbeat(0, 0)), Err(StoreError::Closed)));
+    assert!(matches!(handle.enqueue(heartbeat(0, 0)), Err(EnqueueError::Closed(_))));
     assert!(matches!(handle.persist(heartbeat(0, 0)).await, Err(StoreError::Closed)));
     assert_eq!(handle.shutdown().await, report, "a second shutdown reports the same");
+}
+
+/// Claims, commands and workflow runs are requests to the writer: applied in its
+/// batches, answered after commit, exclusive however many ask at once.
+async fn requests_are_answered_through_the_writer(db: &TestDb) {
+    use vigil_persistence::commands::CommandAction;
+    use vigil_persistence::workflow_runs::{Checkpoint, WorkflowStatus};
+    use vigil_persistence::writes::WriteKind;
+
+    let (_store, handle, state) = setup(db, PersistenceConfig::default(), 2).await;
+    let before = handle.stats().rows_by_kind.get(&WriteKind::Request).copied().unwrap_or(0);
+
+    // Eight claimants of one incident at once (joined, not one after the other): one wins.
+    let claims: Vec<_> = (0..8)
+        .map(|i| {
+            let state = state.clone();
+            actix_rt::spawn(async move {
+                state.claim_incident("agent-0", &format!("monitor-{i}"), Duration::from_secs(60)).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(
+            tokio::time::timeout(NET, claim).await.expect("in time").expect("task").expect("claim"),
+        );
+    }
+    assert_eq!(won, 1, "exactly one claimant gets the incident");
+
+    // Help requests: two helpers racing share them without overlap.
+    for i in 0..6 {
+        state.create_help_request(&format!("q{i}"), "why?", None).await.expect("file");
+    }
+    let helpers: Vec<_> = ["helper-a", "helper-b"]
+        .into_iter()
+        .map(|helper| {
+            let state = state.clone();
+            actix_rt::spawn(async move { state.claim_help_requests(helper, 4).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for helper in helpers {
+        claimed
+            .extend(tokio::time::timeout(NET, helper).await.expect("in time").expect("task").expect("claim"));
+    }
+    let ids: HashSet<_> = claimed.iter().map(|r| r.request_id.clone()).collect();
+    assert_eq!((claimed.len(), ids.len()), (6, 6), "every request handed out exactly once");
+
+    // Commands: the id comes back, a claim takes it once, completion is recorded.
+    let id =
+        state.submit_agent_command("agent-1", CommandAction::Restart, Some("test")).await.expect("submit");
+    let mine = state.claim_agent_commands_for(&["agent-1".into()], 10).await.expect("claim");
+    assert_eq!(mine.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+    assert!(state.claim_agent_commands_for(&["agent-1".into()], 10).await.expect("claim").is_empty());
+    state.complete_agent_command(id, true, "restarted").await.expect("complete");
+    assert!(state.get_agent_command(id).await.expect("read").expect("row").is_finished());
+
+    // Workflow runs: a taken id is refused; a checkpoint applies once.
+    let run = state.submit_workflow_run("graph", "run-1", serde_json::json!({"n": 1})).await.expect("submit");
+    assert_eq!((run.run_id.as_str(), run.step), ("run-1", 0));
+    assert!(state.submit_workflow_run("graph", "run-1", serde_json::json!({})).await.is_err());
+    let checkpoint = Checkpoint {
+        step: 1,
+        next_node: None,
+        state: serde_json::json!({"n": 2}),
+        status: WorkflowStatus::Completed,
+        error: None,
+    };
+    assert!(state.save_workflow_checkpoint("run-1", 0, checkpoint.clone()).await.expect("save"));
+    assert!(!state.save_workflow_checkpoint("run-1", 0, checkpoint).await.expect("save"), "already advanced");
+
+    // Every one of them went through the actor.
+    let requests = handle.stats().rows_by_kind.get(&WriteKind::Request).copied().unwrap_or(0) - before;
+    assert_eq!(requests, 8 + 2 + 1 + 2 + 1 + 2 + 2, "claims, commands and runs are requests to the writer");
+    handle.shutdown().await;
+}
+
+/// The specification's `update_agent_heartbeat` does "INSERT/UPDATE agents": a
+/// heartbeat of an agent nobody registered registers it, in a batch with others.
+async fn heartbeat_registers_an_unknown_agent(db: &TestDb) {
+    use vigil_persistence::shared_state::Heartbeat;
+    let (_store, handle, state) = setup(db, PersistenceConfig::default(), 1).await;
+    state
+        .update_agent_heartbeat("stranger", Heartbeat::new().status("active"))
+        .enqueue()
+        .await
+        .expect("queued");
+    state.update_agent_heartbeat("agent-0", Heartbeat::new()).enqueue().await.expect("queued");
+    state.update_agent_heartbeat("stranger", Heartbeat::new()).await.expect("committed");
+    let agent = state.get_agent("stranger").await.expect("read").expect("registered by its heartbeat");
+    assert_eq!((agent.agent_name.as_str(), agent.status.as_deref()), ("stranger", Some("active")));
+    assert!(agent.last_heartbeat.is_some());
+    assert_eq!(state.recent_heartbeats("stranger", 10).await.expect("read").len(), 2);
+    handle.shutdown().await;
 }
 
 /// The fault hook fails the next flushes; the batch is retried and written once.

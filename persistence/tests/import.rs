@@ -154,7 +154,7 @@ async fn edge_cases_round_trip_with_equal_counts_and_checksums() {
     assert!(events.iter().filter(|e| e.stage == ImportStage::Copying).count() >= 12, "batches of two");
 
     // Read independently through the public API: the same records on both sides.
-    let (from, to) = (SharedState::new(source.clone()), SharedState::new(target.clone()));
+    let (from, to) = (SharedState::direct(source.clone()), SharedState::direct(target.clone()));
     let agents = from.get_registered_agents().await.unwrap();
     assert_eq!(agents.len(), 3);
     assert_eq!(to.get_registered_agents().await.unwrap(), agents);
@@ -215,7 +215,7 @@ async fn a_non_empty_target_is_refused_and_left_alone() {
     let Some(pg) = TestDb::postgres().await else { return };
     let (_sqlite, source) = edge_case_source().await;
     let target = pg.store().await;
-    let state = SharedState::new(target.clone());
+    let state = SharedState::direct(target.clone());
     state.set_system_state("resident", serde_json::json!({"keep": true})).await.unwrap();
     let before = counts(&state).await;
 
@@ -239,7 +239,7 @@ async fn a_row_postgresql_rejects_part_way_rolls_everything_back() {
         .await
         .unwrap();
     let target = pg.store().await;
-    let state = SharedState::new(target.clone());
+    let state = SharedState::direct(target.clone());
 
     let error = Importer::new(&source, &target).run().await.expect_err("NUL byte");
     assert!(matches!(error, ImportError::Write { table: "llm_conversations", .. }), "{error:?}");
@@ -253,7 +253,7 @@ async fn append_refuses_colliding_ids_and_keeps_the_target() {
     let Some(pg) = TestDb::postgres().await else { return };
     let (_sqlite, source) = edge_case_source().await;
     let target = pg.store().await;
-    let state = SharedState::new(target.clone());
+    let state = SharedState::direct(target.clone());
     // Gets id 1, which the source uses too.
     state.register_agent("resident", "Resident").await.unwrap();
     state.log_system_event("resident_event", None, Severity::Info).await.unwrap();
@@ -280,7 +280,7 @@ async fn append_adds_rows_next_to_existing_ones() {
     let report = Importer::new(&source, &target).append(true).run().await.expect("append");
     assert!(report.append);
     assert!(report.tables.iter().all(|t| t.matches));
-    let state = SharedState::new(target.clone());
+    let state = SharedState::direct(target.clone());
     assert_eq!(counts(&state).await["agents"], 4);
     // The sequence follows the largest id, the resident's.
     assert_eq!(state.register_agent("next", "Next").await.unwrap().id, 101);
@@ -326,7 +326,7 @@ async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
     let target = pg.store().await;
     let report = Importer::new(snapshot.store(), &target).run().await.expect("import");
     assert_eq!(report.total_rows, 2);
-    let agent = SharedState::new(target).get_agent("old_agent").await.unwrap().expect("imported");
+    let agent = SharedState::direct(target).get_agent("old_agent").await.unwrap().expect("imported");
     assert_eq!(agent.status.as_deref(), Some("active"));
 
     // Byte for byte as it was: not migrated, not written. The copy is gone on drop.

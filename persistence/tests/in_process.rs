@@ -30,7 +30,7 @@ async fn sqlite_queries_take_no_virtual_time() {
         .await
         .expect("the paused clock stood still while the query ran")
         .unwrap();
-    let state = SharedState::new(store.clone());
+    let state = SharedState::direct(store.clone());
     state.register_agent("a", "A").await.unwrap();
     for _ in 0..50 {
         state.update_agent_heartbeat("a", Heartbeat::new()).await.unwrap();
@@ -85,7 +85,7 @@ async fn dropping_the_callers_future_does_not_cancel_the_query() {
     let store = vigil_persistence::testing::in_memory_store().await;
     let gave_up = tokio::time::timeout(Duration::from_millis(5), store.execute_raw_for_tests(SLOW)).await;
     assert!(gave_up.is_err(), "the query outlasted the timeout");
-    let state = SharedState::new(store);
+    let state = SharedState::direct(store);
     state.register_agent("after", "After").await.unwrap();
     assert!(state.get_agent("after").await.unwrap().is_some());
 }
@@ -124,7 +124,7 @@ async fn postgres_works_in_process_on_real_time() {
     let Some(db) = TestDb::postgres().await else { return };
     let store = db.store_in_process().await;
     assert_eq!(store.execution(), Execution::InProcess);
-    let state = SharedState::new(store.clone());
+    let state = SharedState::direct(store.clone());
     state.register_agent("pg", "Pg").await.unwrap();
     state.update_agent_heartbeat("pg", Heartbeat::new()).await.unwrap();
     assert_eq!(state.recent_heartbeats("pg", 10).await.unwrap().len(), 1);

@@ -209,10 +209,10 @@ async fn sqlite_migrations_are_idempotent_and_create_nine_tables() {
     let tables: Vec<&str> = health.tables.iter().map(|t| t.table.as_str()).collect();
     assert_eq!(tables, vigil_persistence::store::TABLES);
     // Reopening an existing file applies nothing and keeps the data.
-    let state = vigil_persistence::SharedState::new(store);
+    let state = vigil_persistence::SharedState::direct(store);
     state.register_agent("a", "A").await.unwrap();
     drop(state);
     let again = db.store().await;
     assert!(again.migrate().await.unwrap().is_empty());
-    assert_eq!(vigil_persistence::SharedState::new(again).get_registered_agents().await.unwrap().len(), 1);
+    assert_eq!(vigil_persistence::SharedState::direct(again).get_registered_agents().await.unwrap().len(), 1);
 }

@@ -21,7 +21,7 @@ async fn killed_connections_are_retried_transparently() {
             ),
         )
         .unwrap();
-    let state = SharedState::new(Store::connect(config).await.unwrap());
+    let state = SharedState::direct(Store::connect(config).await.unwrap());
     state.register_agent("a", "A").await.unwrap();
     let mut written = 0;
     for round in 0..5 {
@@ -86,10 +86,12 @@ async fn statements_past_the_command_timeout_are_cancelled() {
 
 #[tokio::test]
 async fn sqlite_in_memory_is_private_and_works() {
-    let a =
-        SharedState::new(Store::connect(vigil_persistence::DatabaseConfig::sqlite_memory()).await.unwrap());
-    let b =
-        SharedState::new(Store::connect(vigil_persistence::DatabaseConfig::sqlite_memory()).await.unwrap());
+    let a = SharedState::direct(
+        Store::connect(vigil_persistence::DatabaseConfig::sqlite_memory()).await.unwrap(),
+    );
+    let b = SharedState::direct(
+        Store::connect(vigil_persistence::DatabaseConfig::sqlite_memory()).await.unwrap(),
+    );
     a.register_agent("only-in-a", "A").await.unwrap();
     assert_eq!(a.get_registered_agents().await.unwrap().len(), 1);
     assert!(b.get_registered_agents().await.unwrap().is_empty());
@@ -101,7 +103,7 @@ fn store_works_under_actix() {
     let db = TestDb::sqlite();
     let config = db.config();
     actix_rt::System::new().block_on(async move {
-        let state = SharedState::new(Store::connect(config).await.unwrap());
+        let state = SharedState::direct(Store::connect(config).await.unwrap());
         state.register_agent("x", "X").await.unwrap();
         state.update_agent_heartbeat("x", Heartbeat::new()).await.unwrap();
         assert_eq!(state.recent_heartbeats("x", 5).await.unwrap().len(), 1);

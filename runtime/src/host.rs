@@ -32,7 +32,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use vigil_persistence::shared_state::{Heartbeat, Writer};
 use vigil_persistence::types::Ts;
-use vigil_persistence::{Severity, SharedState, StoreError, Write};
+use vigil_persistence::{Severity, SharedState, Write};
 
 use crate::agent::{Agent, AgentError, AgentSettings};
 use crate::context::AgentContext;
@@ -371,17 +371,19 @@ impl<A: Agent> AgentHost<A> {
         }
         let shared = self.ctx.shared_state().clone();
         let id = self.id.clone();
-        ctx.spawn(async move { shared.send_heartbeat(&id, heartbeat).await }.into_actor(self).map(
-            |result, host, _| {
-                if let Err(e) = result {
-                    tracing::warn!(agent.id = %host.id, error = %e, "heartbeat not recorded");
-                    host.publish(
-                        EventKind::HeartbeatMissed { reason: e.to_string() },
-                        Cause::Other { reason: e.to_string() },
-                    );
-                }
-            },
-        ));
+        ctx.spawn(
+            async move { shared.update_agent_heartbeat(&id, heartbeat).enqueue().await }
+                .into_actor(self)
+                .map(|result, host, _| {
+                    if let Err(e) = result {
+                        tracing::warn!(agent.id = %host.id, error = %e, "heartbeat not recorded");
+                        host.publish(
+                            EventKind::HeartbeatMissed { reason: e.to_string() },
+                            Cause::Other { reason: e.to_string() },
+                        );
+                    }
+                }),
+        );
     }
 
     /// Handles a failure: ErrorOccurred (persisted and published), then the supervisor
@@ -609,9 +611,10 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 /// - **durability at the end**: [`Runtime::shutdown`](crate::Runtime::shutdown) flushes
 ///   the writer, so every transition is committed before it returns; in between,
 ///   `PersistenceHandle::flush` waits for everything queued so far (read-your-writes);
-/// - **backpressure**: when the queue is full the write waits for room and for its
-///   commit, so a burst of transitions (a one_for_all storm) can never grow memory
-///   without bound nor be dropped;
+/// - **a bounded lane of its own**: transitions are admitted past the queue's capacity
+///   (`PersistenceHandle::enqueue_lifecycle`), so a platform stopping under a full
+///   queue never waits for room; an agent queues its next transition only after the
+///   last, so they are at most a few per agent;
 /// - an invalid row is still refused at once, as a typed error.
 async fn persist_transition(
     shared: &SharedState,
@@ -641,17 +644,13 @@ async fn persist_transition(
     Ok(())
 }
 
-/// With the group-commit writer, queues `write` (in order, behind this agent's earlier
-/// writes) without waiting for its commit; with the direct writer, writes it. See
-/// [`persist_transition`] for what that guarantees.
+/// With the group-commit writer, queues `write` in the lifecycle lane (in order,
+/// behind this agent's earlier writes, never refused for a full queue) without waiting
+/// for its commit; with the direct writer, writes it. See [`persist_transition`] for
+/// what that guarantees.
 async fn queue_or_write(shared: &SharedState, write: Write) -> Result<(), vigil_persistence::StoreError> {
     match shared.writer() {
-        Writer::Actor(writer) => match writer.enqueue(write.clone()) {
-            // Full: wait for room (and the commit) instead; the order is kept, as
-            // nothing of this agent's is queued behind it while it waits.
-            Err(StoreError::QueueFull { .. }) => writer.persist(write).await,
-            queued => queued,
-        },
+        Writer::Actor(writer) => Ok(writer.enqueue_lifecycle(write)?),
         Writer::Direct => shared.write(write).await,
     }
 }

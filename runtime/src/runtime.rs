@@ -5,6 +5,14 @@
 //! The application owns the actix `System` and decides when to stop; the library
 //! installs no global tracing subscriber.
 //!
+//! **One writer.** Given a direct shared state (`SharedState::direct`), the builder
+//! starts a [`PersistenceActor`] of its own — configurable with
+//! [`RuntimeBuilder::persistence`] — and every write of the running platform
+//! (registrations, transitions, heartbeats, metrics, claims, commands) goes through its
+//! group commit. [`Runtime::shutdown`] flushes and stops it after the last agent has
+//! stopped. Given a shared state that already has an actor writer, the runtime uses
+//! that one and only flushes it (its owner stops it).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use vigil_runtime::{Agent, AgentContext, AgentResult, Runtime};
@@ -20,7 +28,7 @@
 //!
 //! #[actix_rt::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let state = SharedState::new(Store::connect(DatabaseConfig::sqlite("vigil.db")).await?);
+//!     let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite("vigil.db")).await?);
 //!     let runtime = Runtime::builder(state).agent(Ticker::default).start().await?;
 //!     tokio::time::sleep(Duration::from_secs(3)).await; // or: wait for Ctrl-C
 //!     runtime.shutdown().await;
@@ -33,7 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use vigil_persistence::SharedState;
+use vigil_persistence::shared_state::Writer;
+use vigil_persistence::{PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState};
 
 use crate::agent::Agent;
 use crate::control::RuntimeControl;
@@ -70,6 +79,9 @@ pub enum RuntimeError {
 #[must_use = "call .start() to run the agents"]
 pub struct RuntimeBuilder {
     shared: SharedState,
+    /// Settings of the writer the runtime starts when `shared` writes directly; `None`
+    /// sizes the default for the tree.
+    persistence: Option<PersistenceConfig>,
     events: EventBus,
     top: SupervisorSpec,
     start_timeout: Duration,
@@ -138,6 +150,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Settings of the persistence actor the runtime starts when its shared state
+    /// writes directly. By default: [`PersistenceConfig::default`] with a queue of at
+    /// least 10 writes per agent of the tree (a starting agent queues about seven:
+    /// registration and three transitions of two rows each), so 10,000 agents get a
+    /// queue of 100,000. Ignored when the shared state already has an actor writer.
+    pub fn persistence(mut self, config: PersistenceConfig) -> Self {
+        self.persistence = Some(config);
+        self
+    }
+
     /// How long the whole tree may take to reach `active` at start (default 60 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -153,11 +175,26 @@ impl RuntimeBuilder {
                 return Err(RuntimeError::DuplicateId(id));
             }
         }
+        let (shared, owned_writer) = match self.shared.writer() {
+            Writer::Actor(_) => (self.shared, None),
+            Writer::Direct => {
+                let config = self.persistence.unwrap_or_else(|| {
+                    let default = PersistenceConfig::default();
+                    let sized = default.queue_capacity.max(10 * seen.len());
+                    default.with_queue_capacity(sized)
+                });
+                let writer = PersistenceActor::start(self.shared.store().clone(), config);
+                let shared =
+                    SharedState::with_writer(self.shared.store().clone(), Writer::Actor(writer.clone()));
+                (shared, Some(writer))
+            }
+        };
         let control = RuntimeControl::new(Arc::default());
-        let env = Environment { shared: self.shared, events: self.events, control };
+        let env = Environment { shared, events: self.events, control };
         let (ready, started) = tokio::sync::oneshot::channel();
         let root = Supervisor::new(self.top, env.clone(), None, ready).start();
-        let runtime = Runtime { inner: Arc::new(RuntimeInner { env, root, commands: Mutex::new(None) }) };
+        let runtime =
+            Runtime { inner: Arc::new(RuntimeInner { env, root, owned_writer, commands: Mutex::new(None) }) };
         let failure = match tokio::time::timeout(self.start_timeout, started).await {
             Ok(Ok(failures)) => failures
                 .into_iter()
@@ -186,6 +223,8 @@ impl RuntimeBuilder {
 struct RuntimeInner {
     env: Environment,
     root: Addr<Supervisor>,
+    /// The persistence actor the runtime started, stopped at shutdown.
+    owned_writer: Option<PersistenceHandle>,
     /// The operator command processor, when enabled; stopped at shutdown.
     commands: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
 }
@@ -216,6 +255,7 @@ impl Runtime {
     pub fn builder(shared: SharedState) -> RuntimeBuilder {
         RuntimeBuilder {
             shared,
+            persistence: None,
             events: EventBus::default(),
             top: SupervisorSpec::new("root", Strategy::OneForOne),
             start_timeout: Duration::from_secs(60),
@@ -223,7 +263,7 @@ impl Runtime {
         }
     }
 
-    /// The shared state the agents use.
+    /// The shared state the agents use (writing through the runtime's persistence actor).
     pub fn shared_state(&self) -> &SharedState {
         &self.inner.env.shared
     }
@@ -293,11 +333,24 @@ impl Runtime {
             stopped: order.into_iter().filter(|id| !failed_ids.contains_key(id.as_str())).collect(),
             failed: failed.clone(),
         };
-        // Everything the agents wrote is committed before the runtime reports done.
-        if let vigil_persistence::shared_state::Writer::Actor(writer) = self.inner.env.shared.writer()
-            && let Err(e) = writer.flush().await
-        {
-            report.failed.push(("persistence".into(), e.to_string()));
+        // Everything the agents wrote is committed before the runtime reports done: a
+        // writer of the runtime's own is flushed and stopped, a borrowed one flushed.
+        match &self.inner.owned_writer {
+            Some(writer) => {
+                let written = writer.shutdown().await;
+                if written.failed > 0 {
+                    let why = written.reason.unwrap_or_default();
+                    report.failed.push((
+                        "persistence".into(),
+                        format!("{} writes not written: {why}", written.failed),
+                    ));
+                }
+            }
+            None => {
+                if let Err(e) = self.inner.env.shared.flush().await {
+                    report.failed.push(("persistence".into(), e.to_string()));
+                }
+            }
         }
         tracing::info!(stopped = report.stopped.len(), failed = report.failed.len(), "runtime shut down");
         report

@@ -84,7 +84,7 @@ async fn full_life(store: Store, through_actor: bool) {
         let writer = vigil_persistence::PersistenceActor::start(store.clone(), Default::default());
         SharedState::with_writer(store, vigil_persistence::shared_state::Writer::Actor(writer))
     } else {
-        SharedState::new(store)
+        SharedState::direct(store)
     };
     let (tick, mut ticks) = mpsc::unbounded_channel();
     let factory = move || Worker { cycles: 0, panic_at: None, tick: tick.clone() };
@@ -253,6 +253,8 @@ async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
     let mut events = runtime.subscribe();
     let parked = events.wait_for_state("worker", State::Manual, LIMIT).await.unwrap();
     assert!(matches!(parked.cause, vigil_runtime::Cause::Escalation { .. }), "{:?}", parked.cause);
+    // Transitions are queued in the runtime's writer: flush to read them back.
+    runtime.shared_state().flush().await.unwrap();
     assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status.as_deref(), Some("manual"));
     // Typed messages are refused while parked, with the state named.
     let refused = runtime.ask::<Worker, HowMany>("worker", HowMany).await.unwrap_err();
@@ -386,4 +388,47 @@ async fn an_overrunning_cycle_is_not_run_twice_and_heartbeats_go_on() {
         assert!(pair[1].started >= pair[0].ended, "never two at once");
     }
     runtime.shutdown().await;
+}
+
+/// `Runtime::builder` over a direct shared state starts a persistence actor of its
+/// own: every registration, transition and heartbeat of the platform goes through that
+/// one writer, in batches, and is committed when `shutdown` returns.
+#[actix_rt::test]
+async fn one_writer_carries_every_write_of_the_runtime() {
+    use vigil_persistence::writes::WriteKind;
+    use vigil_runtime::testkit::{FaultPlan, FaultyAgent};
+    const AGENTS: u64 = 50;
+
+    let direct = in_memory_shared_state().await;
+    assert!(direct.writer_stats().is_none(), "a direct shared state has no writer of its own");
+    let plan = FaultPlan::new();
+    let mut builder = Runtime::builder(direct.clone());
+    for i in 0..AGENTS {
+        let plan = plan.clone();
+        builder = builder.agent_with_id(format!("agent-{i}"), move || FaultyAgent::new(plan.clone()));
+    }
+    let runtime = builder.start().await.unwrap();
+    let report = runtime.shutdown().await;
+    assert_eq!(report.stopped.len() as u64, AGENTS, "{report:?}");
+
+    let stats = runtime.shared_state().writer_stats().expect("the runtime's own writer");
+    let rows = |kind| stats.rows_by_kind.get(&kind).copied().unwrap_or(0);
+    assert_eq!(rows(WriteKind::RegisterAgent), AGENTS);
+    // initializing -> deploying -> monitoring -> active -> shutdown: four each.
+    assert_eq!(rows(WriteKind::StateChange), 4 * AGENTS);
+    assert_eq!(rows(WriteKind::Event), 4 * AGENTS, "one state_transition event per transition");
+    assert!(rows(WriteKind::Heartbeat) >= AGENTS, "every agent beats once at start: {stats:?}");
+    assert!(
+        stats.batches_committed * 5 < stats.writes_committed,
+        "group commit: {} writes in {} transactions",
+        stats.writes_committed,
+        stats.batches_committed
+    );
+    // Nothing went around the writer: the database holds exactly what it committed.
+    let counts = direct.table_counts().await.unwrap();
+    assert_eq!(counts["agent_heartbeats"] as u64, rows(WriteKind::Heartbeat));
+    assert_eq!(counts["system_events"] as u64, rows(WriteKind::Event));
+    for agent in direct.get_registered_agents().await.unwrap() {
+        assert_eq!(agent.status.as_deref(), Some("shutdown"), "committed when shutdown returned");
+    }
 }

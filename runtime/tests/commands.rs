@@ -46,7 +46,7 @@ async fn commands_reach_the_runtime(db: TestDb) {
         let plan = plan.clone();
         ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
     };
-    let runtime = Runtime::builder(SharedState::new(db.store().await))
+    let runtime = Runtime::builder(SharedState::direct(db.store().await))
         .intensity(RestartIntensity::new(10, Duration::from_secs(60)))
         .operator_commands(true)
         .child(agent("alpha"))
@@ -54,7 +54,7 @@ async fn commands_reach_the_runtime(db: TestDb) {
         .start()
         .await
         .unwrap();
-    let operator = SharedState::new(db.store().await);
+    let operator = SharedState::direct(db.store().await);
 
     let (status, outcome, took) = run_command(&operator, "alpha", CommandAction::Restart).await;
     assert_eq!(status, "done", "{outcome}");

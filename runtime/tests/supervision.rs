@@ -163,18 +163,19 @@ async fn nested_intensity_exceeded_escalates_and_the_parent_restarts_the_subtree
 #[actix_rt::test]
 async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
     let plan = FaultPlan::new().at_cycle("w", 1, Fault::Panic).at_cycle("w", 2, Fault::Panic);
-    let state = memory_state().await;
-    let runtime = Runtime::builder(state.clone())
+    let runtime = Runtime::builder(memory_state().await)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
         .child(faulty(&plan, "w"))
         .child(faulty(&plan, "bystander"))
         .start()
         .await
         .unwrap();
+    let state = runtime.shared_state().clone();
     let mut events = runtime.subscribe();
     let parked = events.wait_for_state("w", State::Manual, LIMIT).await.unwrap();
     let vigil_runtime::Cause::Escalation { reason } = &parked.cause else { panic!("{:?}", parked.cause) };
     assert!(reason.contains("restart intensity exceeded"), "{reason}");
+    state.flush().await.unwrap(); // `state` is the runtime's: it has its writer
     assert_eq!(state.get_agent("w").await.unwrap().unwrap().status.as_deref(), Some("manual"));
     let bystander = runtime.statuses().await.into_iter().find(|s| s.agent_id == "bystander").unwrap();
     assert_eq!(
