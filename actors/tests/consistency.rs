@@ -145,8 +145,9 @@ async fn self_healing_spends_at_most_its_budget_per_pass() {
         .await
         .unwrap();
     // Two inconsistencies at once; one action per pass.
-    shared.update_agent_state("one", "standby").await.unwrap();
-    shared.update_agent_state("two", "standby").await.unwrap();
+    // Through the runtime's writer, behind the agents' own registrations.
+    runtime.shared_state().update_agent_state("one", "standby").await.unwrap();
+    runtime.shared_state().update_agent_state("two", "standby").await.unwrap();
     wait_until("both repaired", || async {
         let actions = events(&shared, "recovery_action_executed").await;
         actions.iter().filter(|a| a["action"] == "state_sync").count() >= 2

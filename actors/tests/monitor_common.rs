@@ -209,14 +209,12 @@ pub(crate) async fn wait_for_heartbeats(shared: &SharedState, agent: &str, n: us
     .await;
 }
 
-/// Stops `worker`'s heartbeats and waits until the database has refused one.
+/// Stops `worker`'s heartbeats and waits until the database has refused one. Heartbeats
+/// are fire-and-forget writes of the runtime's writer, so the refusal shows in its
+/// statistics (a rejected write), not to the agent.
 pub(crate) async fn stop_heartbeats(runtime: &Runtime, wedge: &Wedge) {
-    let mut events = runtime.subscribe();
+    let rejected = || runtime.shared_state().writer_stats().expect("the runtime's writer").rejected_writes;
+    let before = rejected();
     wedge.set();
-    events
-        .wait_for(LIMIT, |e| {
-            e.agent_id == "worker" && matches!(e.kind, vigil_runtime::EventKind::HeartbeatMissed { .. })
-        })
-        .await
-        .expect("a heartbeat of the wedged worker was refused");
+    wait_until("a heartbeat of the wedged worker refused", || async { rejected() > before }).await;
 }

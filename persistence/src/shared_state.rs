@@ -59,7 +59,6 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::models::*;
-use crate::persistence_actor::EnqueueError;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::*;
 use crate::store::{DatabaseHealth, PoolStats, QueryStats, Store, with_conn};
@@ -262,23 +261,12 @@ impl SharedState {
 
     /// Hands a write to the writer's queue without waiting for its commit. With the
     /// direct writer there is no queue: the write is applied and awaited. A full
-    /// queue is [`StoreError::QueueFull`] (use [`SharedState::try_enqueue`] to get the
-    /// write back).
+    /// queue is [`StoreError::QueueFull`]; to get the write back instead, enqueue it on
+    /// the [`PersistenceHandle`](crate::PersistenceHandle) itself.
     pub async fn enqueue(&self, write: Write) -> Result<(), StoreError> {
         match &self.writer {
             Writer::Direct => self.write(write).await,
             Writer::Actor(handle) => Ok(handle.enqueue(write)?),
-        }
-    }
-
-    /// Like [`enqueue`](Self::enqueue), handing the write back when it was not queued.
-    /// With the direct writer the write is applied at once and only its error returns.
-    pub async fn try_enqueue(&self, write: Write) -> Result<(), EnqueueError> {
-        match &self.writer {
-            Writer::Direct => {
-                self.write(write.clone()).await.map_err(|error| EnqueueError::Invalid { write, error })
-            }
-            Writer::Actor(handle) => handle.enqueue(write),
         }
     }
 
