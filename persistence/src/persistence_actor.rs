@@ -205,7 +205,8 @@ enum Lane {
 }
 
 /// A write [`PersistenceHandle::enqueue`] did not queue, handed back with the reason
-/// (as actix's `SendError<M>` hands back its message).
+/// (as actix's `SendError<M>` hands back its message). Boxed: the error stays small,
+/// and only a refusal pays for the box.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError {
@@ -214,18 +215,18 @@ pub enum EnqueueError {
     #[error("persistence queue is full ({capacity} writes); write refused")]
     Full {
         /// The write.
-        write: Write,
+        write: Box<Write>,
         /// The queue's capacity.
         capacity: usize,
     },
     /// The actor has shut down.
     #[error("persistence actor has stopped; write not accepted")]
-    Closed(Write),
+    Closed(Box<Write>),
     /// The write is invalid in itself.
     #[error("{error}")]
     Invalid {
         /// The write.
-        write: Write,
+        write: Box<Write>,
         /// Why it is invalid.
         #[source]
         error: StoreError,
@@ -238,7 +239,7 @@ impl EnqueueError {
         match self {
             EnqueueError::Full { write, .. }
             | EnqueueError::Closed(write)
-            | EnqueueError::Invalid { write, .. } => write,
+            | EnqueueError::Invalid { write, .. } => *write,
         }
     }
 }
@@ -411,16 +412,19 @@ impl PersistenceHandle {
 
     fn enqueue_in(&self, write: Write, lane: Lane) -> Result<(), EnqueueError> {
         if let Err(error) = write.validate() {
-            return Err(EnqueueError::Invalid { write, error });
+            return Err(EnqueueError::Invalid { write: Box::new(write), error });
         }
         {
             let mut queue = self.shared.queue();
             if queue.closed {
-                return Err(EnqueueError::Closed(write));
+                return Err(EnqueueError::Closed(Box::new(write)));
             }
             if lane == Lane::Data && queue.entries.len() >= self.shared.config.queue_capacity {
                 self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(EnqueueError::Full { write, capacity: self.shared.config.queue_capacity });
+                return Err(EnqueueError::Full {
+                    write: Box::new(write),
+                    capacity: self.shared.config.queue_capacity,
+                });
             }
             self.shared.push(&mut queue, write, None);
         }

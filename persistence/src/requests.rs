@@ -31,8 +31,11 @@
 //!
 //! **One thing bypasses the writer: retention cleanup**
 //! ([`SharedState::cleanup_old_data`](crate::SharedState::cleanup_old_data)). It is a
-//! bulk `DELETE` of days of history that can run for seconds; inside the writer's
-//! transaction it would hold every agent's acknowledgement for that long. It only
+//! bulk `DELETE` of days of history that runs for seconds — measured on this 2-core
+//! machine's PostgreSQL 15: 0.55 s to delete 600,000 heartbeat rows with the schema's
+//! two indexes, so one day of 1,000 agents beating every 30 s (2.9 million rows) takes
+//! about 2.6 s. Inside the writer's transaction that would hold every agent's
+//! acknowledgement (and every transition) for as long. It only
 //! removes rows older than its cutoff, which no queued write creates or changes, so
 //! running beside the writer cannot reorder anything.
 

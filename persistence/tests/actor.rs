@@ -204,7 +204,7 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
                             match handle.enqueue(write) {
                                 Ok(()) => break,
                                 Err(EnqueueError::Full { write: refused, .. }) => {
-                                    write = refused;
+                                    write = *refused;
                                     tokio::task::yield_now().await;
                                 }
                                 Err(e) => panic!("enqueue: {e}"),
@@ -312,7 +312,7 @@ async fn backpressure_when_the_queue_is_full(db: &TestDb) {
             Ok(()) => accepted += 1,
             Err(EnqueueError::Full { write, capacity }) => {
                 assert_eq!(capacity, CAPACITY);
-                assert_eq!(write, heartbeat(0, seq), "the refused write is handed back");
+                assert_eq!(*write, heartbeat(0, seq), "the refused write is handed back");
                 refused += 1;
             }
             Err(e) => panic!("{e}"),
