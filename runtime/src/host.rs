@@ -21,7 +21,19 @@
 //! maintenance). One that arrives in another state, or that was waiting for the agent
 //! when it failed, is answered with [`AskError::Unavailable`] or
 //! [`AskError::Restarted`] — never handed to the fresh instance unasked and never
-//! dropped silently. The failing message itself gets [`AskError::Failed`].
+//! dropped silently. The failing message itself gets [`AskError::Failed`]. Once the
+//! agent is shutting down or stopped, the answer is [`AskError::Stopped`].
+//!
+//! **A database outage is not a failure.** A cycle that returns an error saying the
+//! database is unavailable ([`AgentError::is_transient`]) is skipped, published as
+//! [`EventKind::CycleDeferred`], and tried again at the next tick; it never reaches
+//! the supervisor, so an outage of any length uses none of its restart intensity.
+//!
+//! **Shutdown.** `ShutdownRequest` is applied like any transition; then the shutdown
+//! hook runs (after a cycle in flight, which keeps the agent until it ends) within the
+//! shutdown timeout, and the actor stops. The requester is answered from `stopped()`,
+//! so a supervisor that awaits the answer asks its next child only once this one is
+//! gone — its hook finished, failed, or cut at the timeout.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
