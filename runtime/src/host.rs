@@ -163,6 +163,9 @@ pub struct AgentHost<A: Agent> {
     cycle_handle: Option<SpawnHandle>,
     restarts: u64,
     overruns: u64,
+    /// Cycles deferred in a row because the database is unavailable: an outage is
+    /// logged once when it starts and once when it ends, not at every tick.
+    deferred_in_a_row: u64,
     /// When the host was spawned, and when its current instance was made.
     spawned_at: chrono::DateTime<chrono::Utc>,
     instance_since: chrono::DateTime<chrono::Utc>,
@@ -236,6 +239,7 @@ impl<A: Agent> AgentHost<A> {
             cycle_handle: None,
             restarts: 0,
             overruns: 0,
+            deferred_in_a_row: 0,
             spawned_at: now,
             instance_since: now,
             ready: Some(parts.ready),
@@ -401,6 +405,10 @@ impl<A: Agent> AgentHost<A> {
             .into_actor(self)
             .map(move |(outcome, elapsed), host, ctx| match outcome {
                 CycleEnd::Completed => {
+                    if host.deferred_in_a_row > 0 {
+                        tracing::info!(agent.id = %host.id, deferred = host.deferred_in_a_row, "database back; cycles resumed");
+                        host.deferred_in_a_row = 0;
+                    }
                     cycles.set(cycles.get() + 1);
                     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                     last_cycle.set(Some(micros));
@@ -410,7 +418,12 @@ impl<A: Agent> AgentHost<A> {
                 // The database is away: not the agent's fault, and restarting it would
                 // not bring the database back. The next tick tries again.
                 CycleEnd::Deferred(reason) => {
-                    tracing::warn!(agent.id = %host.id, %reason, "database unavailable; cycle deferred to the next tick");
+                    host.deferred_in_a_row += 1;
+                    if host.deferred_in_a_row == 1 {
+                        tracing::warn!(agent.id = %host.id, %reason, "database unavailable; cycles deferred until it is back");
+                    } else {
+                        tracing::debug!(agent.id = %host.id, %reason, "cycle deferred");
+                    }
                     host.publish(
                         EventKind::CycleDeferred { reason: reason.clone() },
                         Cause::Other { reason },
