@@ -57,7 +57,7 @@ use crate::agent::{Agent, Restart};
 use crate::control::ControlEntry;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
 use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent, StopAgent};
-use crate::lifecycle::{Cause, ManualFixed, State};
+use crate::lifecycle::{Cause, LifecycleError, ManualFixed, State, Transition};
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -871,6 +871,36 @@ impl ShutdownReport {
     fn extend(&mut self, other: ShutdownReport) {
         self.stopped.extend(other.stopped);
         self.failed.extend(other.failed);
+    }
+}
+
+/// An operator's fix of one parked agent ([`crate::RuntimeControl::fix`]): ManualFixed
+/// on the agent, through the supervisor that owns it, which on success forgets its
+/// restart history as [`FixParked`] does — else the first new fault after a fix would
+/// find the intensity still spent and park the agent again at once. Atomic: no failure
+/// report is handled between the fix and the reset.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Transition, LifecycleError>")]
+pub(crate) struct FixChild {
+    /// The agent's ManualFixed recipient.
+    pub(crate) fix: Recipient<ManualFixed>,
+}
+
+impl Handler<FixChild> for Supervisor {
+    type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
+
+    fn handle(&mut self, FixChild { fix }: FixChild, _ctx: &mut Context<Self>) -> Self::Result {
+        let request = fix.send(ManualFixed);
+        AtomicResponse::new(Box::pin(
+            async move { request.await.unwrap_or(Err(LifecycleError::AgentStopped)) }.into_actor(self).map(
+                |fixed, supervisor, _| {
+                    if fixed.is_ok() {
+                        supervisor.recent.clear();
+                    }
+                    fixed
+                },
+            ),
+        ))
     }
 }
 
