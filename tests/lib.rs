@@ -1,4 +1,5 @@
 //! End-to-end tests of the `vigil` facade and command.
 
 mod cli;
+mod outage;
 mod run;

@@ -158,6 +158,37 @@ impl AgentError {
     pub fn msg(message: impl Into<String>) -> Self {
         AgentError::Failed(message.into())
     }
+
+    /// Whether this error says the database is unavailable for now rather than that the
+    /// agent is broken: a [`StoreError`](vigil_persistence::StoreError) that
+    /// [`is_transient`](vigil_persistence::StoreError::is_transient) (connection lost,
+    /// pool timeout, ...) or a full write queue (the writer is still retrying what it
+    /// holds), directly or anywhere in an [`AgentError::Other`]'s source chain.
+    ///
+    /// **For supervision:** a cycle that fails with such an error is *deferred*, not
+    /// failed — the host publishes [`EventKind::CycleDeferred`](crate::EventKind::CycleDeferred)
+    /// and tries again at the next tick, so a database outage does not restart agents
+    /// until their supervisor's intensity parks them. Return `AgentError::Store(e)` (the
+    /// `?` operator does it) to get this; wrapping the store error in a message loses it.
+    pub fn is_transient(&self) -> bool {
+        fn unavailable(error: &vigil_persistence::StoreError) -> bool {
+            error.is_transient() || matches!(error, vigil_persistence::StoreError::QueueFull { .. })
+        }
+        match self {
+            AgentError::Failed(_) => false,
+            AgentError::Store(error) => unavailable(error),
+            AgentError::Other(error) => {
+                let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+                while let Some(error) = next {
+                    if let Some(store) = error.downcast_ref::<vigil_persistence::StoreError>() {
+                        return unavailable(store);
+                    }
+                    next = error.source();
+                }
+                false
+            }
+        }
+    }
 }
 
 /// The result of a hook.

@@ -12,7 +12,7 @@ use actix::prelude::*;
 
 use crate::host::{AgentStatus, GetStatus, Operate};
 use crate::lifecycle::{LifecycleError, ManualFixed, Transition, Trigger};
-use crate::supervisor::{RestartRequested, Supervisor, SupervisorError, TerminateChild};
+use crate::supervisor::{FixChild, RestartRequested, Supervisor, SupervisorError, TerminateChild};
 
 /// One agent as the control plane sees it.
 pub(crate) struct ControlEntry {
@@ -129,9 +129,11 @@ impl RuntimeControl {
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
     }
 
-    /// Restarts an agent parked in `manual` (ManualFixed).
+    /// Restarts an agent parked in `manual` (ManualFixed), through its supervisor,
+    /// which then forgets its restart history: after a fix, a new fault is an ordinary
+    /// restart, not an instant return to `manual`.
     pub async fn fix(&self, id: &str) -> Result<Transition, ControlError> {
-        let request = self.with_entry(id, |e| e.fix.send(ManualFixed))?;
+        let request = self.with_entry(id, |e| e.owner.send(FixChild { fix: e.fix.clone() }))?;
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
     }
 }

@@ -60,6 +60,13 @@ pub enum EventKind {
     },
     /// A cycle tick came while the previous cycle still ran; it was skipped.
     CycleOverrun,
+    /// A cycle failed because the database is unavailable
+    /// ([`AgentError::is_transient`](crate::AgentError::is_transient)): it was skipped,
+    /// not counted as a failure, and the next tick tries again.
+    CycleDeferred {
+        /// The store error.
+        reason: String,
+    },
     /// The agent's actor stopped.
     Stopped,
 }

@@ -21,12 +21,24 @@
 //! maintenance). One that arrives in another state, or that was waiting for the agent
 //! when it failed, is answered with [`AskError::Unavailable`] or
 //! [`AskError::Restarted`] — never handed to the fresh instance unasked and never
-//! dropped silently. The failing message itself gets [`AskError::Failed`].
+//! dropped silently. The failing message itself gets [`AskError::Failed`]. Once the
+//! agent is shutting down or stopped, the answer is [`AskError::Stopped`].
+//!
+//! **A database outage is not a failure.** A cycle that returns an error saying the
+//! database is unavailable ([`AgentError::is_transient`]) is skipped, published as
+//! [`EventKind::CycleDeferred`], and tried again at the next tick; it never reaches
+//! the supervisor, so an outage of any length uses none of its restart intensity.
+//!
+//! **Shutdown.** `ShutdownRequest` is applied like any transition; then the shutdown
+//! hook runs (after a cycle in flight, which keeps the agent until it ends) within the
+//! shutdown timeout, and the actor stops. The requester is answered from `stopped()`,
+//! so a supervisor that awaits the answer asks its next child only once this one is
+//! gone — its hook finished, failed, or cut at the timeout.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -66,12 +78,26 @@ pub enum AskError {
     /// The handler failed (the agent is being recovered).
     #[error("handler failed: {0}")]
     Failed(String),
-    /// The agent's mailbox is closed or full.
+    /// The agent has shut down (or is shutting down): it will not answer again.
+    #[error("agent has stopped")]
+    Stopped,
+    /// The message could not be delivered (a mailbox timeout; a closed mailbox is
+    /// [`AskError::Stopped`]).
     #[error("agent mailbox: {0}")]
-    Mailbox(#[from] MailboxError),
+    Mailbox(MailboxError),
     /// No agent with that id and type.
     #[error("no agent `{0}` of that type")]
     NotFound(String),
+}
+
+impl From<MailboxError> for AskError {
+    /// A closed mailbox means the agent's actor has stopped: [`AskError::Stopped`].
+    fn from(error: MailboxError) -> Self {
+        match error {
+            MailboxError::Closed => AskError::Stopped,
+            other => AskError::Mailbox(other),
+        }
+    }
 }
 
 /// Envelope of a typed message to an agent.
@@ -137,11 +163,38 @@ pub struct AgentHost<A: Agent> {
     cycle_handle: Option<SpawnHandle>,
     restarts: u64,
     overruns: u64,
+    /// Cycles deferred in a row because the database is unavailable: an outage is
+    /// logged once when it starts and once when it ends, not at every tick.
+    deferred_in_a_row: u64,
     /// When the host was spawned, and when its current instance was made.
     spawned_at: chrono::DateTime<chrono::Utc>,
     instance_since: chrono::DateTime<chrono::Utc>,
     ready: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// Set once a `ShutdownRequest` is applied; its requesters are answered from
+    /// `stopped()`, once the shutdown hook has ended and the actor has stopped (or was
+    /// killed), so a supervisor asks the next child only then.
+    stopping: Option<Stopping>,
 }
+
+/// A shutdown under way: the applied transition, the hook's outcome once it ended,
+/// and who waits for the actor to stop.
+struct Stopping {
+    transition: Transition,
+    /// `None` while the hook runs (and if the actor was killed before it ended).
+    hook: Option<Result<(), String>>,
+    waiters: Vec<StopWaiter>,
+}
+
+/// What a shutdown came to, sent to each of its requesters once the actor stopped.
+#[derive(Debug, Clone)]
+struct StopOutcome {
+    /// The `ShutdownRequest` transition, or why it was refused.
+    transition: Result<Transition, LifecycleError>,
+    /// Whether the shutdown hook finished cleanly within its timeout.
+    hook: Result<(), String>,
+}
+
+type StopWaiter = tokio::sync::oneshot::Sender<StopOutcome>;
 
 impl<A: Agent> std::fmt::Debug for AgentHost<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,6 +209,8 @@ impl<A: Agent> std::fmt::Debug for AgentHost<A> {
 pub(crate) struct HostParts<A: Agent> {
     pub(crate) id: String,
     pub(crate) factory: Factory<A>,
+    /// `A::settings()` with the child spec's overrides.
+    pub(crate) settings: AgentSettings,
     pub(crate) supervisor: Recipient<ChildExited>,
     pub(crate) shared: SharedState,
     pub(crate) events: EventBus,
@@ -168,7 +223,7 @@ impl<A: Agent> AgentHost<A> {
         let first = (parts.factory)();
         let now = chrono::Utc::now();
         Self {
-            settings: A::settings(),
+            settings: parts.settings,
             state: Rc::new(Cell::new(State::Initializing)),
             generation: Rc::new(Cell::new(0)),
             agent: Rc::new(tokio::sync::Mutex::new(first)),
@@ -184,9 +239,11 @@ impl<A: Agent> AgentHost<A> {
             cycle_handle: None,
             restarts: 0,
             overruns: 0,
+            deferred_in_a_row: 0,
             spawned_at: now,
             instance_since: now,
             ready: Some(parts.ready),
+            stopping: None,
         }
     }
 
@@ -337,25 +394,44 @@ impl<A: Agent> AgentHost<A> {
                 let started = Instant::now();
                 // A hung cycle is dropped at its timeout, which releases the instance,
                 // and fails the agent: the supervisor then restarts it fresh.
-                let outcome =
-                    tokio::time::timeout(timeout, run_hook(agent.cycle(&hook_ctx))).await.unwrap_or_else(
-                        |_| Err(format!("cycle did not finish within its cycle_timeout of {timeout:?}")),
-                    );
+                let outcome = tokio::time::timeout(timeout, run_cycle(agent.cycle(&hook_ctx)))
+                    .await
+                    .unwrap_or_else(|_| {
+                        CycleEnd::Failed(format!("cycle did not finish within its cycle_timeout of {timeout:?}"))
+                    });
                 running.set(false);
                 (outcome, started.elapsed())
             }
             .into_actor(self)
             .map(move |(outcome, elapsed), host, ctx| match outcome {
-                Ok(()) => {
+                CycleEnd::Completed => {
+                    if host.deferred_in_a_row > 0 {
+                        tracing::info!(agent.id = %host.id, deferred = host.deferred_in_a_row, "database back; cycles resumed");
+                        host.deferred_in_a_row = 0;
+                    }
                     cycles.set(cycles.get() + 1);
                     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                     last_cycle.set(Some(micros));
                     busy.set(busy.get().saturating_add(micros));
                     tracing::trace!(agent.id = %host.id, ?elapsed, "cycle");
                 }
+                // The database is away: not the agent's fault, and restarting it would
+                // not bring the database back. The next tick tries again.
+                CycleEnd::Deferred(reason) => {
+                    host.deferred_in_a_row += 1;
+                    if host.deferred_in_a_row == 1 {
+                        tracing::warn!(agent.id = %host.id, %reason, "database unavailable; cycles deferred until it is back");
+                    } else {
+                        tracing::debug!(agent.id = %host.id, %reason, "cycle deferred");
+                    }
+                    host.publish(
+                        EventKind::CycleDeferred { reason: reason.clone() },
+                        Cause::Other { reason },
+                    );
+                }
                 // A failure of an instance that was already replaced is old news.
-                Err(reason) if host.generation.get() == generation => host.fail(reason, ctx),
-                Err(_) => {}
+                CycleEnd::Failed(reason) if host.generation.get() == generation => host.fail(reason, ctx),
+                CycleEnd::Failed(_) => {}
             }),
         );
         self.cycle_handle = Some(handle);
@@ -553,26 +629,93 @@ impl<A: Agent> AgentHost<A> {
         })
     }
 
-    /// Runs the shutdown hook within the agent's timeout, then stops the actor.
-    fn stop_agent(&mut self, ctx: &mut Context<Self>) {
-        let agent = self.agent.clone();
-        let hook_ctx = self.ctx.clone();
-        let timeout = self.settings.shutdown_timeout;
-        let id = self.id.clone();
-        ctx.wait(
-            async move {
-                let hook = run_hook(async move { agent.lock().await.shutdown(&hook_ctx).await });
-                match tokio::time::timeout(timeout, hook).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(reason)) => tracing::warn!(agent.id = %id, %reason, "shutdown hook failed"),
-                    Err(_) => {
-                        tracing::warn!(agent.id = %id, ?timeout, "shutdown hook timed out; stopping anyway")
+    /// Applies `ShutdownRequest` (atomically, like any transition), then runs the
+    /// shutdown hook and stops the actor, all within `timeout` from now. `waiter` hears the outcome
+    /// from `stopped()`; a refused transition is answered at once.
+    ///
+    /// The hook is spawned, not waited on: a cycle in flight (which holds the agent)
+    /// keeps being driven to its end, so the hook gets the agent after it, and a
+    /// [`Kill`](crate::supervisor::Kill) is handled while the hook runs.
+    fn begin_shutdown(
+        &mut self,
+        cause: Cause,
+        timeout: Duration,
+        waiter: StopWaiter,
+        ctx: &mut Context<Self>,
+    ) {
+        let deadline = Instant::now() + timeout;
+        let applied =
+            self.transition(Trigger::ShutdownRequest, cause).map(move |result, host: &mut Self, ctx| {
+                match result {
+                    Ok(transition) => {
+                        host.stopping = Some(Stopping { transition, hook: None, waiters: vec![waiter] });
+                        host.run_shutdown_hook(deadline, timeout, ctx);
+                    }
+                    Err(refused) => {
+                        let hook = Err(refused.to_string());
+                        let _ = waiter.send(StopOutcome { transition: Err(refused), hook });
                     }
                 }
+            });
+        ctx.wait(applied);
+    }
+
+    /// Runs the shutdown hook until `deadline` (`timeout` after the request), records
+    /// how it ended, stops the actor.
+    fn run_shutdown_hook(&mut self, deadline: Instant, timeout: Duration, ctx: &mut Context<Self>) {
+        let agent = self.agent.clone();
+        let hook_ctx = self.ctx.clone();
+        let hook = async move {
+            let hook = run_hook(async move { agent.lock().await.shutdown(&hook_ctx).await });
+            match tokio::time::timeout_at(deadline.into(), hook).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(format!("shutdown hook failed: {reason}")),
+                Err(_) => Err(format!("shutdown hook did not finish within {timeout:?}; stopped anyway")),
             }
-            .into_actor(self)
-            .map(|(), _, ctx| ctx.stop()),
-        );
+        };
+        ctx.spawn(hook.into_actor(self).map(|outcome, host, ctx| {
+            if let Err(reason) = &outcome {
+                tracing::warn!(agent.id = %host.id, %reason, "agent did not shut down cleanly");
+            }
+            if let Some(stopping) = &mut host.stopping {
+                stopping.hook = Some(outcome);
+            }
+            ctx.stop();
+        }));
+    }
+
+    /// Runs `work` as an atomic step (nothing else of this agent runs meanwhile, as
+    /// with actix's `AtomicResponse`) and replies with its result.
+    fn atomically<T: 'static>(
+        &mut self,
+        work: impl ActorFuture<Self, Output = Result<T, LifecycleError>> + 'static,
+        ctx: &mut Context<Self>,
+    ) -> DetachedReply<Result<T, LifecycleError>> {
+        let (reply, replied) = tokio::sync::oneshot::channel();
+        ctx.wait(work.map(move |result, _, _| {
+            let _ = reply.send(result);
+        }));
+        DetachedReply::new(async move { replied.await.unwrap_or(Err(LifecycleError::AgentStopped)) })
+    }
+}
+
+/// How a cycle ended.
+enum CycleEnd {
+    Completed,
+    /// It failed because the database is unavailable ([`AgentError::is_transient`]):
+    /// skipped, not a failure of the agent.
+    Deferred(String),
+    /// It returned another error, panicked or timed out: a failure of the agent.
+    Failed(String),
+}
+
+/// Runs a cycle, telling a database outage apart from a failure of the agent.
+async fn run_cycle<F: Future<Output = Result<(), AgentError>>>(cycle: F) -> CycleEnd {
+    match AssertUnwindSafe(cycle).catch_unwind().await {
+        Ok(Ok(())) => CycleEnd::Completed,
+        Ok(Err(error)) if error.is_transient() => CycleEnd::Deferred(error.to_string()),
+        Ok(Err(error)) => CycleEnd::Failed(error.to_string()),
+        Err(payload) => CycleEnd::Failed(panic_message(&payload)),
     }
 }
 
@@ -668,28 +811,93 @@ impl<A: Agent> Actor for AgentHost<A> {
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Err("agent stopped before it started".into()));
         }
+        if let Some(stopping) = self.stopping.take() {
+            let hook = stopping.hook.unwrap_or_else(|| Err("killed before its shutdown hook ended".into()));
+            let outcome = StopOutcome { transition: Ok(stopping.transition), hook };
+            for waiter in stopping.waiters {
+                let _ = waiter.send(outcome.clone());
+            }
+        }
+    }
+}
+
+/// A reply sent by a task of its own once its future resolves, so that it can come
+/// after the actor has stopped: a reply future spawned in the actor's context (actix's
+/// `ResponseActFuture`) is dropped with the actor, unanswered.
+pub struct DetachedReply<T>(std::pin::Pin<Box<dyn Future<Output = T>>>);
+
+impl<T> DetachedReply<T> {
+    fn new(reply: impl Future<Output = T> + 'static) -> Self {
+        Self(Box::pin(reply))
+    }
+}
+
+impl<T> std::fmt::Debug for DetachedReply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedReply").finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor, M: Message<Result = T>, T: 'static> actix::dev::MessageResponse<A, M> for DetachedReply<T> {
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<T>>) {
+        actix_rt::spawn(async move {
+            let reply = self.0.await;
+            if let Some(tx) = tx {
+                let _ = tx.send(reply);
+            }
+        });
     }
 }
 
 impl<A: Agent, M: LifecycleMessage> Handler<M> for AgentHost<A> {
-    type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
+    type Result = DetachedReply<Result<Transition, LifecycleError>>;
 
+    /// Applies the trigger atomically. A `ShutdownRequest` is answered once the agent
+    /// has stopped: its shutdown hook ended (or timed out at the agent's
+    /// `shutdown_timeout`) and the actor is gone.
     fn handle(&mut self, message: M, ctx: &mut Context<Self>) -> Self::Result {
         let cause = message.cause();
         match M::TRIGGER {
             Trigger::ManualFixed if self.state.get() == State::Manual => {
-                AtomicResponse::new(Box::pin(self.fix(ctx)))
+                let fix = self.fix(ctx);
+                self.atomically(fix, ctx)
             }
             Trigger::ShutdownRequest => {
-                AtomicResponse::new(Box::pin(self.transition(M::TRIGGER, cause).map(|result, host, ctx| {
-                    if result.is_ok() {
-                        host.stop_agent(ctx);
-                    }
-                    result
-                })))
+                let (waiter, stopped) = tokio::sync::oneshot::channel();
+                self.begin_shutdown(cause, self.settings.shutdown_timeout, waiter, ctx);
+                DetachedReply::new(async move {
+                    stopped.await.map_or(Err(LifecycleError::AgentStopped), |outcome| outcome.transition)
+                })
             }
-            trigger => AtomicResponse::new(Box::pin(self.transition(trigger, cause))),
+            trigger => {
+                let transition = self.transition(trigger, cause);
+                self.atomically(transition, ctx)
+            }
         }
+    }
+}
+
+/// Supervisor to child: shut down — `ShutdownRequest`, then the shutdown hook within
+/// `timeout`, then stop. Answered once the actor has stopped: `Ok` if the hook
+/// finished cleanly, else why not.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub(crate) struct StopAgent {
+    pub(crate) timeout: Duration,
+}
+
+impl<A: Agent> Handler<StopAgent> for AgentHost<A> {
+    type Result = DetachedReply<Result<(), String>>;
+
+    fn handle(&mut self, StopAgent { timeout }: StopAgent, ctx: &mut Context<Self>) -> Self::Result {
+        let (waiter, stopped) = tokio::sync::oneshot::channel();
+        match &mut self.stopping {
+            // Already on its way down (a ShutdownRequest by hand): wait for the same end.
+            Some(stopping) => stopping.waiters.push(waiter),
+            None => self.begin_shutdown(Cause::Shutdown, timeout, waiter, ctx),
+        }
+        // No outcome at all: the actor stopped before the transition was applied.
+        DetachedReply::new(async move { stopped.await.map_or(Ok(()), |outcome| outcome.hook) })
     }
 }
 
@@ -716,6 +924,9 @@ impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
             state,
             State::Monitoring | State::Active | State::Optimizing | State::Standby | State::Maintenance
         );
+        if state == State::Shutdown {
+            return ActorResponse::reply(Err(AskError::Stopped));
+        }
         if !serviceable {
             return ActorResponse::reply(Err(AskError::Unavailable(state)));
         }

@@ -36,7 +36,6 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -241,14 +240,8 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// What [`Runtime::shutdown`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ShutdownReport {
-    /// Agents that went through ShutdownRequest, in the order they stopped.
-    pub stopped: Vec<String>,
-    /// Agents that did not stop cleanly, with the reason.
-    pub failed: Vec<(String, String)>,
-}
+/// What [`Runtime::shutdown`] did (defined with the supervisor, which observes it).
+pub use crate::supervisor::ShutdownReport;
 
 impl Runtime {
     /// A builder over `shared`, with a one_for_one top supervisor.
@@ -318,23 +311,18 @@ impl Runtime {
         addr.send(message).await.map_err(|_| LifecycleError::AgentStopped)?
     }
 
-    /// Stops every agent in reverse start order, each through ShutdownRequest within
-    /// its shutdown timeout (then killed), and flushes the persistence writer.
+    /// Stops every agent in reverse start order, one at a time: each one's shutdown
+    /// hook has finished (or was cut at its shutdown timeout) and its actor has stopped
+    /// before the next is asked. Then flushes the persistence writer, so what the
+    /// agents wrote — in their shutdown hooks too — is committed when this returns.
     pub async fn shutdown(&self) -> ShutdownReport {
         if let Some(processor) = self.inner.commands.lock().expect("commands lock").take() {
             processor.abort();
         }
-        let mut order = self.agent_ids();
-        order.reverse();
-        let failed = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();
-        let failed_ids: HashMap<&str, &str> =
-            failed.iter().map(|(id, why)| (id.as_str(), why.as_str())).collect();
-        let mut report = ShutdownReport {
-            stopped: order.into_iter().filter(|id| !failed_ids.contains_key(id.as_str())).collect(),
-            failed: failed.clone(),
-        };
-        // Everything the agents wrote is committed before the runtime reports done: a
-        // writer of the runtime's own is flushed and stopped, a borrowed one flushed.
+        let mut report = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();
+        // Everything the agents wrote, their shutdown hooks included, is committed before
+        // the runtime reports done: a writer of the runtime's own is flushed and
+        // stopped, a borrowed one flushed.
         match &self.inner.owned_writer {
             Some(writer) => {
                 let written = writer.shutdown().await;

@@ -52,11 +52,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use vigil_persistence::SharedState;
 
+use crate::agent::AgentSettings;
 use crate::agent::{Agent, Restart};
 use crate::control::ControlEntry;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
-use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent};
-use crate::lifecycle::{Cause, ManualFixed, ShutdownRequest, State};
+use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent, StopAgent};
+use crate::lifecycle::{Cause, LifecycleError, ManualFixed, State, Transition};
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -150,7 +151,8 @@ trait ChildControl {
     fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>>;
     fn park(&self, reason: String) -> LocalFuture<()>;
     fn fix(&self) -> LocalFuture<Result<(), String>>;
-    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), String>>;
+    /// Stops the child (a supervisor: its subtree) and reports each agent as it stops.
+    fn shutdown(&self, id: &str, timeout: Duration) -> LocalFuture<ShutdownReport>;
     fn statuses(&self) -> LocalFuture<Vec<AgentStatus>>;
     fn is_supervisor(&self) -> bool;
 }
@@ -176,19 +178,28 @@ impl<A: Agent> ChildControl for AgentChild<A> {
             async move { request.await.map_err(|e| e.to_string())?.map(drop).map_err(|e| e.to_string()) },
         )
     }
-    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), String>> {
-        let request = self.addr.send(ShutdownRequest);
+    fn shutdown(&self, id: &str, timeout: Duration) -> LocalFuture<ShutdownReport> {
+        // The agent enforces `timeout` on its hook itself and answers once its actor
+        // has stopped. The backstop is for an agent that cannot even take the request
+        // (still inside a long `initialize`, say).
+        let request = self.addr.send(StopAgent { timeout });
         let addr = self.addr.clone();
+        let id = id.to_owned();
         Box::pin(async move {
-            match tokio::time::timeout(timeout, request).await {
-                Ok(Ok(Ok(_))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
+            let backstop = timeout + KILL_GRACE;
+            let outcome = match tokio::time::timeout(backstop, request).await {
+                Ok(Ok(outcome)) => outcome,
                 Ok(Err(_)) => Ok(()), // already stopped
                 Err(_) => {
-                    // Killed: the actor stops at its next poll, whatever its hook does.
-                    addr.do_send(Kill);
-                    Err(format!("did not stop within {timeout:?}; killed"))
+                    // The actor stops at its next poll, whatever its hook does; the
+                    // reply to `Kill` comes from that same poll.
+                    let _ = tokio::time::timeout(KILL_GRACE, addr.send(Kill)).await;
+                    Err(format!("did not stop within {backstop:?}; killed"))
                 }
+            };
+            match outcome {
+                Ok(()) => ShutdownReport { stopped: vec![id], failed: Vec::new() },
+                Err(reason) => ShutdownReport { stopped: Vec::new(), failed: vec![(id, reason)] },
             }
         })
     }
@@ -200,6 +211,10 @@ impl<A: Agent> ChildControl for AgentChild<A> {
         false
     }
 }
+
+/// How long past its shutdown timeout an agent that has not answered is given before
+/// it is killed, and then for the kill to land.
+const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// Stops an agent's actor at once (the shutdown timeout has passed).
 #[derive(Debug, Message)]
@@ -232,11 +247,13 @@ impl ChildControl for SupervisorChild {
         let request = self.addr.send(FixParked);
         Box::pin(async move { request.await.map_err(|e| e.to_string())? })
     }
-    fn shutdown(&self, _timeout: Duration) -> LocalFuture<Result<(), String>> {
+    fn shutdown(&self, id: &str, _timeout: Duration) -> LocalFuture<ShutdownReport> {
         let request = self.addr.send(ShutdownSubtree);
+        let id = id.to_owned();
         Box::pin(async move {
-            let failed = request.await.map_err(|e| e.to_string())?;
-            if failed.is_empty() { Ok(()) } else { Err(format!("{failed:?}")) }
+            request
+                .await
+                .unwrap_or_else(|e| ShutdownReport { stopped: Vec::new(), failed: vec![(id, e.to_string())] })
         })
     }
     fn statuses(&self) -> LocalFuture<Vec<AgentStatus>> {
@@ -259,8 +276,30 @@ pub(crate) struct Environment {
 
 /// Spawns a child (on the supervisor's thread); `Send` so specs can travel in messages.
 type Spawn = Box<
-    dyn Fn(&Environment, Addr<Supervisor>) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>) + Send,
+    dyn Fn(
+            &Environment,
+            Addr<Supervisor>,
+            &SettingsOverrides,
+        ) -> (Rc<dyn ChildControl>, LocalFuture<Result<(), String>>)
+        + Send,
 >;
+
+/// Per-child overrides of an agent's [`AgentSettings`], set on its [`ChildSpec`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SettingsOverrides {
+    cycle_interval: Option<Duration>,
+    cycle_timeout: Option<Duration>,
+    heartbeat_interval: Option<Duration>,
+}
+
+impl SettingsOverrides {
+    fn apply(&self, mut settings: AgentSettings) -> AgentSettings {
+        settings.cycle_interval = self.cycle_interval.unwrap_or(settings.cycle_interval);
+        settings.cycle_timeout = self.cycle_timeout.unwrap_or(settings.cycle_timeout);
+        settings.heartbeat_interval = self.heartbeat_interval.unwrap_or(settings.heartbeat_interval);
+        settings
+    }
+}
 
 /// One child of a supervisor: what it is, how to start it, when to restart it.
 #[must_use]
@@ -270,6 +309,9 @@ pub struct ChildSpec {
     nested_ids: Option<Vec<String>>,
     restart: Restart,
     shutdown_timeout: Duration,
+    /// An agent child's settings that differ from its type's (tests, several
+    /// instances of one type at different paces).
+    overrides: SettingsOverrides,
     spawn: Spawn,
 }
 
@@ -294,12 +336,13 @@ impl ChildSpec {
         // `TerminateChild`) has an old entry to drop. Scanning on every first spawn too
         // made starting n children O(n²) — 0.6 s of string compares for 10,000.
         let registered = std::cell::Cell::new(false);
-        let spawn: Spawn = Box::new(move |env, owner| {
+        let spawn: Spawn = Box::new(move |env, owner, overrides| {
             let (ready, started) = tokio::sync::oneshot::channel();
             let factory = factory.clone();
             let parts = HostParts {
                 id: child_id.clone(),
                 factory: Box::new(move || factory()),
+                settings: overrides.apply(A::settings()),
                 supervisor: owner.clone().recipient(),
                 shared: env.shared.clone(),
                 events: env.events.clone(),
@@ -332,6 +375,7 @@ impl ChildSpec {
             nested_ids: None,
             restart: settings.restart,
             shutdown_timeout: settings.shutdown_timeout,
+            overrides: SettingsOverrides::default(),
             spawn,
         }
     }
@@ -341,7 +385,7 @@ impl ChildSpec {
         let id = spec.name.clone();
         let nested_ids = Some(spec.all_ids());
         let spec = Mutex::new(Some(spec));
-        let spawn: Spawn = Box::new(move |env, parent| {
+        let spawn: Spawn = Box::new(move |env, parent, _| {
             let (ready, started) = tokio::sync::oneshot::channel();
             // A supervisor child is spawned once; restarts restart its subtree in place.
             let spec = spec.lock().expect("spec lock").take().expect("a supervisor child is spawned once");
@@ -355,7 +399,14 @@ impl ChildSpec {
             });
             (Rc::new(SupervisorChild { addr }) as Rc<dyn ChildControl>, started)
         });
-        Self { id, nested_ids, restart: Restart::Permanent, shutdown_timeout: Duration::from_secs(60), spawn }
+        Self {
+            id,
+            nested_ids,
+            restart: Restart::Permanent,
+            shutdown_timeout: Duration::from_secs(60),
+            overrides: SettingsOverrides::default(),
+            spawn,
+        }
     }
 
     /// Overrides the restart type.
@@ -367,6 +418,39 @@ impl ChildSpec {
     /// Overrides the time the child gets to stop before it is killed.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Overrides an agent child's cycle interval (`#[agent(cycle = ..)]`). Like the
+    /// other settings overrides, it applies to every instance the factory makes and is
+    /// ignored for a supervisor child.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use vigil_runtime::ChildSpec;
+    /// use vigil_runtime::testkit::{FaultPlan, FaultyAgent};
+    /// let plan = FaultPlan::new();
+    /// // A hung cycle is caught after 200 ms instead of the default 5 minutes.
+    /// let spec = ChildSpec::agent("worker", move || FaultyAgent::new(plan.clone()))
+    ///     .cycle_interval(Duration::from_millis(5))
+    ///     .cycle_timeout(Duration::from_millis(200))
+    ///     .heartbeat_interval(Duration::from_millis(100));
+    /// ```
+    pub fn cycle_interval(mut self, interval: Duration) -> Self {
+        self.overrides.cycle_interval = Some(interval);
+        self
+    }
+
+    /// Overrides an agent child's cycle timeout (`#[agent(cycle_timeout = ..)]`): how
+    /// long a cycle may run before it is dropped and the agent fails.
+    pub fn cycle_timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.cycle_timeout = Some(timeout);
+        self
+    }
+
+    /// Overrides an agent child's heartbeat interval (`#[agent(heartbeat = ..)]`).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.overrides.heartbeat_interval = Some(interval);
         self
     }
 
@@ -497,7 +581,8 @@ impl Supervisor {
     fn spawn_child(&mut self, index: usize) -> LocalFuture<Result<(), String>> {
         // Only called from inside the actor, where the address exists.
         let me = self.self_addr.clone().expect("supervisor started");
-        let (control, started) = (self.children[index].spec.spawn)(&self.env, me);
+        let spec = &self.children[index].spec;
+        let (control, started) = (spec.spawn)(&self.env, me, &spec.overrides);
         self.children[index].control = Some(control);
         started
     }
@@ -522,10 +607,10 @@ impl Supervisor {
         if self.children[index].spec.restart == Restart::Temporary {
             tracing::info!(supervisor = %self.name, child = %id, "temporary child failed; not restarted");
             if let Some(control) = self.children[index].control.take() {
-                let timeout = self.children[index].spec.shutdown_timeout;
+                let stopped = control.shutdown(&id, self.children[index].spec.shutdown_timeout);
                 ctx.spawn(
                     async move {
-                        let _ = control.shutdown(timeout).await;
+                        stopped.await;
                     }
                     .into_actor(self),
                 );
@@ -770,14 +855,65 @@ impl Handler<FixParked> for Supervisor {
     }
 }
 
-/// Stops every child in reverse start order, each within its shutdown timeout;
-/// replies with the children that did not stop cleanly.
+/// What a shutdown did: the agents that stopped, in the order they stopped, and the
+/// ones that did not stop cleanly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// Agents whose shutdown hook finished within its timeout and whose actor then
+    /// stopped, in the order they stopped (observed, one after the other).
+    pub stopped: Vec<String>,
+    /// Agents that did not stop cleanly — the hook failed, panicked or timed out, or
+    /// the agent was killed — with the reason. They are stopped all the same.
+    pub failed: Vec<(String, String)>,
+}
+
+impl ShutdownReport {
+    fn extend(&mut self, other: ShutdownReport) {
+        self.stopped.extend(other.stopped);
+        self.failed.extend(other.failed);
+    }
+}
+
+/// An operator's fix of one parked agent ([`crate::RuntimeControl::fix`]): ManualFixed
+/// on the agent, through the supervisor that owns it, which on success forgets its
+/// restart history as [`FixParked`] does — else the first new fault after a fix would
+/// find the intensity still spent and park the agent again at once. Atomic: no failure
+/// report is handled between the fix and the reset.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<(String, String)>")]
+#[rtype(result = "Result<Transition, LifecycleError>")]
+pub(crate) struct FixChild {
+    /// The agent's ManualFixed recipient.
+    pub(crate) fix: Recipient<ManualFixed>,
+}
+
+impl Handler<FixChild> for Supervisor {
+    type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
+
+    fn handle(&mut self, FixChild { fix }: FixChild, _ctx: &mut Context<Self>) -> Self::Result {
+        let request = fix.send(ManualFixed);
+        AtomicResponse::new(Box::pin(
+            async move { request.await.unwrap_or(Err(LifecycleError::AgentStopped)) }.into_actor(self).map(
+                |fixed, supervisor, _| {
+                    if fixed.is_ok() {
+                        supervisor.recent.clear();
+                    }
+                    fixed
+                },
+            ),
+        ))
+    }
+}
+
+/// Stops every child in reverse start order, one at a time: each child's shutdown hook
+/// has finished (or the child was stopped at its shutdown timeout) and its actor has
+/// stopped before the next child is asked. A nested supervisor stops its own subtree
+/// the same way. Replies with what stopped, in that order.
+#[derive(Debug, Message)]
+#[rtype(result = "ShutdownReport")]
 pub struct ShutdownSubtree;
 
 impl Handler<ShutdownSubtree> for Supervisor {
-    type Result = AtomicResponse<Self, Vec<(String, String)>>;
+    type Result = AtomicResponse<Self, ShutdownReport>;
 
     fn handle(&mut self, _: ShutdownSubtree, _ctx: &mut Context<Self>) -> Self::Result {
         let children: Vec<_> = self
@@ -790,18 +926,16 @@ impl Handler<ShutdownSubtree> for Supervisor {
             .collect();
         AtomicResponse::new(Box::pin(
             async move {
-                let mut failed = Vec::new();
+                let mut report = ShutdownReport::default();
                 for (id, timeout, control) in children {
-                    if let Err(reason) = control.shutdown(timeout).await {
-                        failed.push((id, reason));
-                    }
+                    report.extend(control.shutdown(&id, timeout).await);
                 }
-                failed
+                report
             }
             .into_actor(self)
-            .map(|failed, _, ctx| {
+            .map(|report, _, ctx| {
                 ctx.stop();
-                failed
+                report
             }),
         ))
     }
@@ -959,15 +1093,16 @@ impl Handler<TerminateChild> for Supervisor {
         let Some(control) = child.control.take() else {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         };
-        let timeout = child.spec.shutdown_timeout;
-        AtomicResponse::new(
-            Box::pin(
-                async move {
-                    control.shutdown(timeout).await.map_err(|reason| SupervisorError::Child { id, reason })
+        let stopped = control.shutdown(&id, child.spec.shutdown_timeout);
+        AtomicResponse::new(Box::pin(
+            async move {
+                match stopped.await.failed.into_iter().next() {
+                    None => Ok(()),
+                    Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
                 }
-                .into_actor(self),
-            ),
-        )
+            }
+            .into_actor(self),
+        ))
     }
 }
 

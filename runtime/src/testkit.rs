@@ -2,8 +2,15 @@
 //!
 //! * [`FaultPlan`] — a script of faults (panic, error or hang of agent *X* at its
 //!   *N*-th cycle, failures of `initialize`, random faults from a seed so a failing run
-//!   can be replayed), shared by every instance an agent's factory creates.
-//! * [`FaultyAgent`] — a ready-made agent that consults the plan on each hook.
+//!   can be replayed), shared by every instance an agent's factory creates. A seeded
+//!   plan replays **per agent**: each agent draws from its own stream, so one seed
+//!   gives the same faults at the same cycles of the same agents in every run
+//!   ([`FaultPlan::cycle_faults`]); [`FaultPlan::random_kinds`] adds hangs to the mix.
+//! * [`FaultyAgent`] — a ready-made agent that consults the plan on each hook. Its
+//!   pace is set per child, like any agent's:
+//!   [`ChildSpec::cycle_interval`](crate::ChildSpec::cycle_interval),
+//!   [`cycle_timeout`](crate::ChildSpec::cycle_timeout) (how soon a hang is caught) and
+//!   [`heartbeat_interval`](crate::ChildSpec::heartbeat_interval).
 //! * [`memory_state`] — a private in-memory shared state; [`fail_next_flushes`] makes
 //!   the persistence writer's next flushes fail.
 //! * Awaiting instead of sleeping — [`crate::EventStream::wait_for`],
@@ -67,12 +74,61 @@ struct PlanState {
     on_initialize: HashMap<String, VecDeque<Fault>>,
     /// Cycles run per agent, across restarts.
     cycles: HashMap<String, u64>,
-    /// Random faults: the generator and the probability per cycle.
-    random: Option<(rand::rngs::StdRng, f64)>,
+    /// Random faults, if the plan is seeded.
+    random: Option<RandomFaults>,
+    /// Faults injected into each agent's cycles, with the cycle number, in order.
+    cycle_faults: HashMap<String, Vec<(u64, Fault)>>,
     /// Faults injected so far.
     injected: u64,
     /// When false, nothing more is injected.
     enabled: bool,
+}
+
+/// The random part of a seeded plan.
+///
+/// **One stream per agent.** Each agent draws from its own generator, seeded from the
+/// plan's seed and the agent's id with a stable hash, once per cycle. Agent *X*'s
+/// *n*-th cycle therefore gets the same fault in every run with the same seed, however
+/// the agents' cycles interleave; one stream shared by all would hand a fault to
+/// whichever agent happened to draw next.
+#[derive(Debug)]
+struct RandomFaults {
+    seed: u64,
+    /// Chance that a cycle fails.
+    probability: f64,
+    /// What a failing cycle does, one picked per fault from the agent's stream.
+    kinds: Vec<Fault>,
+    streams: HashMap<String, rand::rngs::StdRng>,
+}
+
+impl RandomFaults {
+    /// The fault, if any, for `agent`'s next cycle: two draws from its stream when it
+    /// fails (whether, then which), one when it does not.
+    fn draw(&mut self, agent: &str) -> Option<Fault> {
+        let seed = self.seed;
+        let stream = self
+            .streams
+            .entry(agent.to_owned())
+            .or_insert_with(|| rand::rngs::StdRng::seed_from_u64(stream_seed(seed, agent)));
+        if !stream.random_bool(self.probability) || self.kinds.is_empty() {
+            return None;
+        }
+        Some(self.kinds[stream.random_range(0..self.kinds.len())])
+    }
+}
+
+/// The seed of `agent`'s stream: FNV-1a of its id mixed into `seed` (SplitMix64's
+/// finalizer), the same on every platform and in every run — unlike std's
+/// `RandomState`, which is randomized per process.
+fn stream_seed(seed: u64, agent: &str) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for byte in agent.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = seed ^ hash;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A shared, cloneable script of faults. See the module documentation.
@@ -94,13 +150,31 @@ impl FaultPlan {
         Self { state: Arc::new(Mutex::new(PlanState { enabled: true, ..PlanState::default() })) }
     }
 
-    /// A plan that also fails each cycle with `probability`, drawn from a generator
-    /// seeded with `seed` (half panics, half errors): the same seed replays the same
-    /// sequence of draws.
+    /// A plan that also fails each cycle with `probability` (half panics, half errors;
+    /// see [`FaultPlan::random_kinds`]). Each agent draws from its own stream, seeded
+    /// from `seed` and its id: the same seed gives the same faults at the same cycles
+    /// of the same agents, whatever the scheduling ([`FaultPlan::cycle_faults`]).
     pub fn seeded(seed: u64, probability: f64) -> Self {
         let plan = Self::new();
-        plan.lock().random = Some((rand::rngs::StdRng::seed_from_u64(seed), probability.clamp(0.0, 1.0)));
+        plan.lock().random = Some(RandomFaults {
+            seed,
+            probability: probability.clamp(0.0, 1.0),
+            kinds: vec![Fault::Panic, Fault::Error],
+            streams: HashMap::new(),
+        });
         plan
+    }
+
+    /// What a random fault may be, each equally likely (default: panic or error).
+    /// With [`Fault::Hang`], give the agents a short cycle timeout
+    /// ([`ChildSpec::cycle_timeout`](crate::ChildSpec::cycle_timeout)) so a hang is
+    /// detected in test time; the default is 5 minutes. No effect on an unseeded plan.
+    #[must_use]
+    pub fn random_kinds(self, kinds: &[Fault]) -> Self {
+        if let Some(random) = &mut self.lock().random {
+            random.kinds = kinds.to_vec();
+        }
+        self
     }
 
     /// Injects `fault` at `agent`'s `cycle`-th cycle (1-based, counted across restarts).
@@ -136,6 +210,12 @@ impl FaultPlan {
         self.lock().cycles.get(agent).copied().unwrap_or(0)
     }
 
+    /// The faults injected into `agent`'s cycles so far, with the cycle number
+    /// (counted across restarts), in order: what a replay compares.
+    pub fn cycle_faults(&self, agent: &str) -> Vec<(u64, Fault)> {
+        self.lock().cycle_faults.get(agent).cloned().unwrap_or_default()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PlanState> {
         // A test that panicked while holding the lock has failed already.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -152,15 +232,13 @@ impl FaultPlan {
         if !state.enabled {
             return None;
         }
-        let mut fault = state.at_cycle.remove(&(agent.to_owned(), cycle));
-        if fault.is_none()
-            && let Some((rng, probability)) = &mut state.random
-            && rng.random_bool(*probability)
-        {
-            fault = Some(if rng.random_bool(0.5) { Fault::Panic } else { Fault::Error });
-        }
-        if fault.is_some() {
+        // The agent's stream is drawn every cycle, scheduled fault or not, so its n-th
+        // draw always belongs to its n-th cycle.
+        let drawn = state.random.as_mut().and_then(|random| random.draw(agent));
+        let fault = state.at_cycle.remove(&(agent.to_owned(), cycle)).or(drawn);
+        if let Some(fault) = fault {
             state.injected += 1;
+            state.cycle_faults.entry(agent.to_owned()).or_default().push((cycle, fault));
         }
         fault
     }
@@ -213,7 +291,9 @@ pub async fn act_out(fault: Option<Fault>, agent: &str, hook: &str) -> AgentResu
 }
 
 /// An agent that does nothing but follow its [`FaultPlan`]: a stand-in for real
-/// agents in supervision tests. Cycles every 10 ms.
+/// agents in supervision tests. Cycles every 10 ms, with the default cycle timeout of
+/// 5 minutes: for plans with hangs, set a short one on its child spec
+/// (`ChildSpec::agent(id, factory).cycle_timeout(Duration::from_millis(100))`).
 #[derive(crate::Agent, Debug, Clone)]
 #[agent(name = "faulty", cycle = "10ms", heartbeat = "1s", shutdown_timeout = "200ms")]
 pub struct FaultyAgent {

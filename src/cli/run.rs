@@ -13,7 +13,7 @@ use vigil_actors::{
 };
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, Severity, SharedState, Store};
-use vigil_runtime::{ChildSpec, Runtime, State};
+use vigil_runtime::{ChildSpec, RestartIntensity, Runtime, State};
 
 use super::CliError;
 
@@ -167,6 +167,22 @@ async fn refuse_if_running(shared: &SharedState, ids: &[String], description: &s
     }
 }
 
+/// The restart intensity of the built-in tree's supervisor: **5 restarts within 60 s**,
+/// the second and later waiting 250 ms, then 0.5, 1, 2 s (jittered, capped at 10 s).
+/// The sixth failure within a minute parks the failing agent in `manual`.
+///
+/// What counts against it is a crash: an agent's error or panic. A database outage
+/// does not — a cycle that fails because the database is unreachable is deferred to
+/// the next tick ([`vigil_runtime::AgentError::is_transient`]), while the writer keeps
+/// retrying what it holds — so minutes of downtime park nothing. (The OTP default, 1
+/// in 5 s, shared by ten agents, parked the second agent that hiccuped in the same
+/// five seconds.) A crash loop is still parked within seconds: five restarts take
+/// about 4 s of backoff.
+pub fn builtin_intensity() -> RestartIntensity {
+    RestartIntensity::new(5, Duration::from_secs(60))
+        .with_backoff(Duration::from_millis(250), Duration::from_secs(10))
+}
+
 /// The ten built-in agents as children, in start order: the coordinator first (it
 /// holds the registry), the AI agents last.
 pub fn builtin_agents(config: &PlatformConfig) -> Result<Vec<ChildSpec>, CliError> {
@@ -196,7 +212,7 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
         let ids: Vec<String> = children.iter().map(|c| c.id().to_owned()).collect();
         refuse_if_running(&shared, &ids, &description).await?;
     }
-    let mut builder = Runtime::builder(shared.clone()).operator_commands(true);
+    let mut builder = Runtime::builder(shared.clone()).intensity(builtin_intensity()).operator_commands(true);
     for child in children {
         builder = builder.child(child);
     }

@@ -1,0 +1,144 @@
+//! An outage is not a crash loop: while PostgreSQL is down, agents whose cycles read
+//! and write through the shared state wait — their cycles are deferred, the writer
+//! retries — and when it is back every agent is `active`, none was parked in `manual`,
+//! and no acknowledged write was lost.
+//!
+//! The outage is real: a [`PrivateCluster`] of the test's own is stopped with
+//! `pg_ctl stop -m fast` for longer than the restart intensity window, then started
+//! again. The shared server on 5432 is never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use vigil_persistence::config::{PoolConfig, RetryPolicy};
+use vigil_persistence::shared_state::{Metric, Writer};
+use vigil_persistence::testing::PrivateCluster;
+use vigil_persistence::types::Ts;
+use vigil_persistence::{PersistenceActor, SharedState, Store};
+use vigil_runtime::{
+    Agent, AgentContext, AgentResult, ChildSpec, EventBus, EventKind, RestartIntensity, Runtime, State,
+};
+
+/// Safety net for one awaited step.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The root supervisor's intensity: one restart in 5 s, the default. Two failures of an
+/// agent within 5 s park it, so an outage that failed cycles would park every agent.
+const WINDOW: Duration = Duration::from_secs(5);
+
+/// Reads its own row, then writes a numbered sample and waits for the commit; reports
+/// each acknowledged sample.
+#[derive(vigil_runtime::Agent)]
+#[agent(name = "reader", cycle = "100ms", heartbeat = "200ms")]
+struct Reader {
+    written: u32,
+    acknowledged: mpsc::UnboundedSender<(String, u32)>,
+}
+
+impl Agent for Reader {
+    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
+        let shared = ctx.shared_state();
+        shared.get_agent(ctx.agent_id()).await?;
+        self.written += 1;
+        shared.add_performance_metric(Metric::new(ctx.agent_id(), f64::from(self.written))).await?;
+        let _ = self.acknowledged.send((ctx.agent_id().to_owned(), self.written));
+        Ok(())
+    }
+}
+
+/// The samples each agent reported as committed.
+#[derive(Default)]
+struct Acked(HashMap<String, Vec<u32>>);
+
+impl Acked {
+    fn record(&mut self, (id, n): (String, u32)) {
+        self.0.entry(id).or_default().push(n);
+    }
+
+    /// Waits until each of `ids` has acknowledged a new sample.
+    async fn wait_for_a_cycle_of_each(
+        &mut self,
+        acks: &mut mpsc::UnboundedReceiver<(String, u32)>,
+        ids: &[&str],
+    ) {
+        let mut fresh = HashSet::new();
+        while fresh.len() < ids.len() {
+            let ack = tokio::time::timeout(LIMIT, acks.recv()).await.expect("every agent cycles").unwrap();
+            fresh.insert(ack.0.clone());
+            self.record(ack);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_database_outage_longer_than_the_intensity_window_parks_no_agent() {
+    let Some(cluster) = PrivateCluster::start() else { return };
+    // A reader gives up on the database within a second or so (not the default 30 s),
+    // so cycles do fail during the outage.
+    let pool = PoolConfig::default()
+        .with_connection_timeout(Duration::from_millis(500))
+        .with_retry(RetryPolicy::default().with_max_attempts(2));
+    let store = Store::connect(cluster.config().with_pool(pool).unwrap()).await.unwrap();
+    let writer = PersistenceActor::start(store.clone(), Default::default());
+    let shared = SharedState::with_writer(store, Writer::Actor(writer));
+    let since = Ts::now();
+
+    let ids = ["r1", "r2", "r3"];
+    let (acknowledged, mut acks) = mpsc::unbounded_channel();
+    let bus = EventBus::default();
+    let mut events = bus.subscribe();
+    let mut builder =
+        Runtime::builder(shared.clone()).events(bus).intensity(RestartIntensity::new(1, WINDOW));
+    for id in ids {
+        let acknowledged = acknowledged.clone();
+        builder = builder
+            .child(ChildSpec::agent(id, move || Reader { written: 0, acknowledged: acknowledged.clone() }));
+    }
+    let runtime = builder.start().await.unwrap();
+    let mut acked = Acked::default();
+    acked.wait_for_a_cycle_of_each(&mut acks, &ids).await;
+
+    // The outage: longer than the intensity window.
+    cluster.stop();
+    let down = tokio::time::Instant::now();
+    let mut deferred = 0;
+    while down.elapsed() < WINDOW + Duration::from_secs(1) {
+        let left = (WINDOW + Duration::from_secs(1)).saturating_sub(down.elapsed());
+        match events.wait_for(left, |e| matches!(e.kind, EventKind::CycleDeferred { .. })).await {
+            Ok(_) => deferred += 1,
+            Err(_) => break,
+        }
+    }
+    cluster.start_again();
+
+    // Each agent comes back on its own, and writes again.
+    acked.wait_for_a_cycle_of_each(&mut acks, &ids).await;
+    assert!(deferred > 0, "the outage was felt: cycles were deferred");
+    let statuses = runtime.statuses().await;
+    assert!(statuses.iter().all(|s| s.state == State::Active && s.restarts == 0), "{statuses:?}");
+    // Nothing on the stream says otherwise: no failure, no restart, no parking.
+    while let Ok(event) = events.wait_for(Duration::ZERO, |_| true).await {
+        assert!(
+            !matches!(event.kind, EventKind::Failure { .. } | EventKind::Restarted { .. })
+                && !matches!(event.entered(), Some(State::Error | State::Manual)),
+            "{event:?}"
+        );
+    }
+
+    runtime.shutdown().await;
+    while let Ok(ack) = acks.try_recv() {
+        acked.record(ack);
+    }
+    for id in ids {
+        let stored: HashSet<u32> = shared
+            .metric_series(id, None, since)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.metric_value as u32)
+            .collect();
+        let lost: Vec<&u32> = acked.0[id].iter().filter(|n| !stored.contains(n)).collect();
+        assert!(lost.is_empty(), "{id}: acknowledged samples {lost:?} are not in the database");
+    }
+}

@@ -1,0 +1,132 @@
+//! Shutdown finishes before it returns: children stop one at a time in reverse start
+//! order, each one's shutdown hook ended before the next is asked; what a hook writes
+//! is committed when `Runtime::shutdown` returns; and a stopped agent says so.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vigil_persistence::shared_state::{Metric, Writer};
+use vigil_persistence::types::Ts;
+use vigil_persistence::{PersistenceActor, SharedState};
+use vigil_runtime::supervisor::{ChildSpec, Strategy, SupervisorSpec};
+use vigil_runtime::testkit::memory_state;
+use vigil_runtime::{Agent, AgentContext, AgentError, AgentMessage, AgentResult, AskError, Handles, Runtime};
+
+/// What the hooks saw, in order: `("start" | "end", agent id)`.
+type Log = Arc<Mutex<Vec<(&'static str, String)>>>;
+
+/// Takes a while to shut down and records when its hook starts and ends.
+#[derive(vigil_runtime::Agent)]
+#[agent(name = "slow_stop", cycle = "20ms", shutdown_timeout = "5s")]
+struct SlowStop {
+    log: Log,
+}
+
+impl Agent for SlowStop {
+    async fn cycle(&mut self, _ctx: &AgentContext) -> AgentResult {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, ctx: &AgentContext) -> AgentResult {
+        self.log.lock().unwrap().push(("start", ctx.agent_id().to_owned()));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        self.log.lock().unwrap().push(("end", ctx.agent_id().to_owned()));
+        Ok(())
+    }
+}
+
+fn slow(log: &Log, id: &str) -> ChildSpec {
+    let log = log.clone();
+    ChildSpec::agent(id, move || SlowStop { log: log.clone() })
+}
+
+#[actix_rt::test]
+async fn children_stop_one_at_a_time_in_reverse_start_order_hooks_finished() {
+    let log = Log::default();
+    let nested =
+        SupervisorSpec::new("nested", Strategy::OneForOne).child(slow(&log, "b")).child(slow(&log, "c"));
+    let runtime = Runtime::builder(memory_state().await)
+        .child(slow(&log, "a"))
+        .supervisor(nested)
+        .child(slow(&log, "d"))
+        .start()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = runtime.shutdown().await;
+    let elapsed = started.elapsed();
+
+    let order = ["d", "c", "b", "a"];
+    let expected: Vec<(&str, String)> =
+        order.iter().flat_map(|id| [("start", id.to_string()), ("end", id.to_string())]).collect();
+    assert_eq!(*log.lock().unwrap(), expected, "each hook ended before the next began");
+    assert_eq!(report.stopped, order, "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(
+        elapsed >= Duration::from_millis(4 * 40),
+        "shutdown returned before the hooks ended: {elapsed:?}"
+    );
+}
+
+/// Writes a metric in its shutdown hook, after a pause (as a real flush would take).
+#[derive(vigil_runtime::Agent, Default)]
+#[agent(name = "farewell", cycle = "20ms")]
+struct Farewell;
+
+impl Agent for Farewell {
+    async fn cycle(&mut self, _ctx: &AgentContext) -> AgentResult {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, ctx: &AgentContext) -> AgentResult {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ctx.shared_state().add_performance_metric(Metric::new("farewell", 1.0)).enqueue().await?;
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn a_write_in_a_shutdown_hook_is_committed_when_shutdown_returns() {
+    let store = vigil_persistence::testing::in_memory_store().await;
+    let writer = PersistenceActor::start(store.clone(), Default::default());
+    let shared = SharedState::with_writer(store, Writer::Actor(writer));
+    let since = Ts::now();
+    let runtime = Runtime::builder(shared.clone()).agent(Farewell::default).start().await.unwrap();
+    let report = runtime.shutdown().await;
+    assert_eq!(report.stopped, ["farewell"], "{report:?}");
+    // Read straight from the store, at once: no waiting for a later commit.
+    let rows = shared.metric_series("farewell", None, since).await.unwrap();
+    assert_eq!(rows.len(), 1, "the hook's write is in the database when shutdown() returns");
+}
+
+/// Answers pings.
+#[derive(vigil_runtime::Agent, Default)]
+#[agent(name = "echo", cycle = "1s")]
+struct Echo;
+
+impl Agent for Echo {
+    async fn cycle(&mut self, _ctx: &AgentContext) -> AgentResult {
+        Ok(())
+    }
+}
+
+struct Ping;
+
+impl AgentMessage for Ping {
+    type Reply = &'static str;
+}
+
+impl Handles<Ping> for Echo {
+    async fn handle(&mut self, _: Ping, _ctx: &AgentContext) -> Result<&'static str, AgentError> {
+        Ok("pong")
+    }
+}
+
+#[actix_rt::test]
+async fn ask_after_shutdown_is_a_typed_stopped_error() {
+    let runtime = Runtime::builder(memory_state().await).agent(Echo::default).start().await.unwrap();
+    assert_eq!(runtime.ask::<Echo, _>("echo", Ping).await.unwrap(), "pong");
+    runtime.shutdown().await;
+    let refused = runtime.ask::<Echo, _>("echo", Ping).await.unwrap_err();
+    assert!(matches!(refused, AskError::Stopped), "{refused:?}");
+}
