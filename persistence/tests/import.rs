@@ -327,7 +327,7 @@ async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
     let report = Importer::new(snapshot.store(), &target).run().await.expect("import");
     assert_eq!(report.total_rows, 2);
     let agent = SharedState::new(target).get_agent("old_agent").await.unwrap().expect("imported");
-    assert_eq!(agent.status.as_deref(), Some("active"));
+    assert_eq!(agent.status, Some(vigil_persistence::State::Active));
 
     // Byte for byte as it was: not migrated, not written. The copy is gone on drop.
     assert_eq!(std::fs::read(&path).unwrap(), before, "the source file changed");

@@ -14,12 +14,12 @@ on_both_backends! {
     async fn register_is_an_upsert(db) {
         let state = db.shared_state().await;
         let first = state.register_agent("worker", "Worker").await.unwrap();
-        assert_eq!(first.status.as_deref(), Some("initializing"));
+        assert_eq!(first.status, Some(vigil_persistence::State::Initializing));
         state.update_agent_state("worker", "active").await.unwrap();
         let again = state.register_agent("worker", "Worker v2").await.unwrap();
         assert_eq!(again.id, first.id, "same row");
         assert_eq!(again.agent_name, "Worker v2");
-        assert_eq!(again.status.as_deref(), Some("initializing"), "re-registration resets the state");
+        assert_eq!(again.status, Some(vigil_persistence::State::Initializing), "re-registration resets the state");
         assert_eq!(state.get_registered_agents().await.unwrap().len(), 1);
     }
 }
@@ -37,7 +37,7 @@ on_both_backends! {
         assert_eq!(agent.last_heartbeat, Some(at), "timestamps round-trip at microsecond precision");
         let beats = state.recent_heartbeats("hb", 10).await.unwrap();
         assert_eq!(beats.len(), 1);
-        assert_eq!(beats[0].status.as_deref(), Some("active"));
+        assert_eq!(beats[0].status, Some(vigil_persistence::State::Active));
         assert_eq!(beats[0].message.as_deref(), Some("ok"));
         assert_eq!(beats[0].metadata.as_ref().unwrap().0, json!({"load": 0.5}));
         assert_eq!(beats[0].agent_id, Some(agent.id));
@@ -80,7 +80,7 @@ on_both_backends! {
         let before = Ts::now();
         state.update_agent_state("s", "active").await.unwrap();
         let agent = state.get_agent("s").await.unwrap().unwrap();
-        assert_eq!(agent.status.as_deref(), Some("active"));
+        assert_eq!(agent.status, Some(vigil_persistence::State::Active));
         assert!(agent.last_state_change.unwrap() >= before);
         assert_eq!(state.get_active_agents().await.unwrap().len(), 1);
         state.update_agent_state("s", "standby").await.unwrap();

@@ -100,7 +100,7 @@ async fn full_life(store: Store, through_actor: bool) {
     assert!(asked >= 3, "{asked}");
 
     let agent = shared.get_agent("worker").await.unwrap().unwrap();
-    assert_eq!(agent.status.as_deref(), Some("active"));
+    assert_eq!(agent.status, Some(State::Active));
     assert!(agent.last_heartbeat.is_some(), "heartbeats are persisted");
     // Each heartbeat also refreshes the agent's uptime figures in its row.
     let uptime = agent.uptime_details.expect("uptime_details written").0;
@@ -127,7 +127,7 @@ async fn full_life(store: Store, through_actor: bool) {
     let first = events.wait_for_state("second", State::Shutdown, LIMIT).await.unwrap();
     let second = events.wait_for_state("worker", State::Shutdown, LIMIT).await.unwrap();
     assert!(first.at <= second.at);
-    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status.as_deref(), Some("shutdown"));
+    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status, Some(State::Shutdown));
 }
 
 #[actix_rt::test]
@@ -169,8 +169,12 @@ async fn a_panicking_cycle_is_restarted_with_fresh_state() {
         .wait_for(LIMIT, |e| matches!(e.kind, EventKind::Failure { .. }))
         .await
         .expect("the panic became a failure");
-    let EventKind::Failure { reason } = &failure.kind else { unreachable!() };
-    assert!(reason.contains("injected failure at cycle 2"), "{reason}");
+    let EventKind::Failure { failure } = &failure.kind else { unreachable!() };
+    assert_eq!(failure.stage, vigil_runtime::Stage::Cycle);
+    assert!(
+        matches!(&failure.kind, vigil_runtime::FailureKind::Panic { message } if message.contains("injected failure at cycle 2")),
+        "{failure:?}"
+    );
     events.wait_for_state("worker", State::Error, LIMIT).await.unwrap();
     events.wait_for_state("worker", State::Recovery, LIMIT).await.unwrap();
     events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { attempt: 1 })).await.unwrap();
@@ -228,8 +232,11 @@ async fn a_cycle_past_its_timeout_is_cancelled_and_the_agent_restarted() {
         .expect("the hung cycle became a failure");
     // At its timeout, not before (virtual time: exactly one minute later).
     assert!(on_time(hung_at.elapsed(), Duration::from_secs(60)), "{:?}", hung_at.elapsed());
-    let EventKind::Failure { reason } = &failure.kind else { unreachable!() };
-    assert!(reason.contains("cycle_timeout"), "{reason}");
+    let EventKind::Failure { failure } = &failure.kind else { unreachable!() };
+    assert_eq!(
+        (failure.stage, &failure.kind),
+        (vigil_runtime::Stage::Cycle, &vigil_runtime::FailureKind::Timeout { limit_ms: 60_000 })
+    );
     events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { attempt: 1 })).await.unwrap();
     // The fresh instance cycles again; the hung one was dropped with its cycle.
     assert_eq!(tokio::time::timeout(LIMIT, ticks.recv()).await.unwrap(), Some((false, 1)));
@@ -253,7 +260,7 @@ async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
     let mut events = runtime.subscribe();
     let parked = events.wait_for_state("worker", State::Manual, LIMIT).await.unwrap();
     assert!(matches!(parked.cause, vigil_runtime::Cause::Escalation { .. }), "{:?}", parked.cause);
-    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status.as_deref(), Some("manual"));
+    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status, Some(State::Manual));
     // Typed messages are refused while parked, with the state named.
     let refused = runtime.ask::<Worker, HowMany>("worker", HowMany).await.unwrap_err();
     assert!(matches!(refused, vigil_runtime::AskError::Unavailable(State::Manual)), "{refused:?}");

@@ -175,7 +175,7 @@ async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
     let parked = events.wait_for_state("w", State::Manual, LIMIT).await.unwrap();
     let vigil_runtime::Cause::Escalation { reason } = &parked.cause else { panic!("{:?}", parked.cause) };
     assert!(reason.contains("restart intensity exceeded"), "{reason}");
-    assert_eq!(state.get_agent("w").await.unwrap().unwrap().status.as_deref(), Some("manual"));
+    assert_eq!(state.get_agent("w").await.unwrap().unwrap().status, Some(vigil_persistence::State::Manual));
     let bystander = runtime.statuses().await.into_iter().find(|s| s.agent_id == "bystander").unwrap();
     assert_eq!(
         bystander.state,
@@ -388,7 +388,7 @@ async fn the_control_plane_restarts_stops_and_fixes_by_id() {
         .wait_for(LIMIT, |e| e.agent_id == "a" && matches!(e.kind, EventKind::Restarted { .. }))
         .await
         .unwrap();
-    assert_eq!(restarted.cause, vigil_runtime::Cause::Restart { attempt: 1 });
+    assert_eq!(restarted.cause, vigil_runtime::Cause::RestartRequested { reason: "operator asked".into() });
     events.wait_for_state("a", State::Active, LIMIT).await.unwrap();
     assert_eq!(control.status("a").await.unwrap().restarts, 1);
 
