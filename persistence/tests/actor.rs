@@ -10,6 +10,7 @@ use chrono::{TimeZone, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use vigil_persistence::config::{ConfigSource, DatabaseUrl, RetryPolicy};
 use vigil_persistence::shared_state::Writer;
+use vigil_persistence::State;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{
     DatabaseConfig, PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState, Store, StoreError,
@@ -155,7 +156,7 @@ fn heartbeat(agent: usize, seq: i64) -> Write {
     Write::Heartbeat {
         agent_id: format!("agent-{agent}"),
         at: at(seq),
-        status: Some("active".into()),
+        status: Some(State::Active),
         message: Some(format!("{agent}:{seq}")),
         metadata: None,
         uptime: None,
@@ -209,7 +210,7 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
                         }
                     }
                     if seq % 50 == 49 {
-                        let status = format!("s{seq}");
+                        let status = nth_state(seq);
                         let change =
                             Write::StateChange { agent_id: format!("agent-{agent}"), status, at: at(seq) };
                         handle.persist(change).await.expect("state change");
@@ -229,7 +230,7 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
         assert_eq!(messages_in_row_order(&state, agent).await, expected, "agent {agent}: rows out of order");
         let row = state.get_agent(&format!("agent-{agent}")).await.unwrap().unwrap();
         assert_eq!(row.last_heartbeat, Some(at(WRITES - 1)));
-        assert_eq!(row.status.as_deref(), Some(format!("s{}", WRITES - 1).as_str()));
+        assert_eq!(row.status, Some(nth_state(WRITES - 1)));
     }
     let stats = handle.stats();
     assert!(stats.mean_batch_size > 1.0, "writes were grouped: {stats:?}");
@@ -237,16 +238,23 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
     assert_eq!(report.failed, 0);
 }
 
+/// A state per sequence number, cycling through all eleven: consecutive state changes
+/// differ, so the last one is recognisable.
+fn nth_state(seq: impl TryInto<usize>) -> State {
+    let seq = seq.try_into().unwrap_or(0);
+    State::ALL[seq % State::ALL.len()]
+}
+
 /// When `persist` returns, a read through the pool sees the write.
 async fn acknowledged_write_is_readable(db: &TestDb) {
     let (_store, handle, state) = setup(db, PersistenceConfig::default(), 1).await;
     for seq in 0..20 {
         state
-            .write(Write::StateChange { agent_id: "agent-0".into(), status: format!("s{seq}"), at: at(seq) })
+            .write(Write::StateChange { agent_id: "agent-0".into(), status: nth_state(seq), at: at(seq) })
             .await
             .expect("persist");
         let row = state.get_agent("agent-0").await.unwrap().expect("registered");
-        assert_eq!(row.status, Some(format!("s{seq}")));
+        assert_eq!(row.status, Some(nth_state(seq)));
         handle.persist(heartbeat(0, seq)).await.expect("persist");
         assert_eq!(state.get_agent("agent-0").await.unwrap().unwrap().last_heartbeat, Some(at(seq)));
     }
