@@ -92,7 +92,11 @@ on_both_backends! {
         let StoreError::Query(diesel::result::Error::DeserializationError(source)) = &error else {
             panic!("expected a deserialization error, got {error:?}")
         };
-        let parse = source.downcast_ref::<vigil_persistence::lifecycle::ParseStateError>().expect("typed");
+        // diesel wraps it with the column it was reading; the ParseStateError is in the chain.
+        let mut chain = std::iter::successors(Some(&**source as &(dyn std::error::Error + 'static)), |e| e.source());
+        let parse = chain
+            .find_map(|e| e.downcast_ref::<vigil_persistence::lifecycle::ParseStateError>())
+            .expect("a ParseStateError in the chain");
         assert_eq!(parse.input, "exploded");
     }
 }

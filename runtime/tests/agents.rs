@@ -107,17 +107,10 @@ async fn full_life(store: Store, through_actor: bool) {
     assert_eq!(uptime["restarts"], 0, "{uptime}");
     assert!(uptime["cycles"].is_u64() && uptime["spawned_at"].is_string(), "{uptime}");
     assert!(!shared.recent_heartbeats("worker", 5).await.unwrap().is_empty());
-    let transitions = shared
-        .recent_events(EventFilter { event_type: Some("state_transition".into()), ..Default::default() })
-        .await
-        .unwrap();
-    let worker_steps: Vec<String> = transitions
-        .iter()
-        .rev()
-        .filter(|e| e.event_data.as_ref().unwrap().0["agent_id"] == "worker")
-        .map(|e| e.event_data.as_ref().unwrap().0["to"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(worker_steps, ["deploying", "monitoring", "active"]);
+    let transitions = shared.recent_transitions(EventFilter::default()).await.unwrap();
+    let worker_steps: Vec<State> =
+        transitions.iter().rev().filter(|t| t.agent_id == "worker").map(|t| t.to).collect();
+    assert_eq!(worker_steps, [State::Deploying, State::Monitoring, State::Active]);
 
     // Shutdown goes in reverse start order and persists `shutdown`.
     let mut events = runtime.subscribe();
