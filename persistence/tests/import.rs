@@ -249,6 +249,23 @@ async fn a_row_postgresql_rejects_part_way_rolls_everything_back() {
 }
 
 #[tokio::test]
+async fn a_source_row_with_an_unknown_state_is_refused_not_copied() {
+    let Some(pg) = TestDb::postgres().await else { return };
+    let (_sqlite, source) = edge_case_source().await;
+    source
+        .execute_raw_for_tests("INSERT INTO agents (id, agent_id, agent_name, status) VALUES (77, 'odd', 'Odd', 'Active')")
+        .await
+        .unwrap();
+    let target = pg.store().await;
+    let state = SharedState::new(target.clone());
+
+    let error = Importer::new(&source, &target).run().await.expect_err("an unknown state");
+    assert!(matches!(error, ImportError::Read { table: "agents", .. }), "{error:?}");
+    assert_eq!(crate::common::unknown_state_in(&error).map(|e| e.input.as_str()), Some("Active"), "{error:?}");
+    assert!(all_zero(&counts(&state).await), "the target is unchanged");
+}
+
+#[tokio::test]
 async fn append_refuses_colliding_ids_and_keeps_the_target() {
     let Some(pg) = TestDb::postgres().await else { return };
     let (_sqlite, source) = edge_case_source().await;
