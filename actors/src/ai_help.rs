@@ -55,8 +55,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vigil_persistence::lifecycle::{Cause, State, TransitionRecord};
 use vigil_persistence::models::{AgentRecord, HelpRequestRecord};
-use vigil_persistence::types::Ts;
 use vigil_persistence::shared_state::{DEFAULT_STALE_AFTER, EventFilter};
+use vigil_persistence::types::Ts;
 use vigil_persistence::{HelpStatus, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult};
 

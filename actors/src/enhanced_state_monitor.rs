@@ -71,9 +71,7 @@ impl EnhancedSharedStateMonitorAgent {
         let mut repairs = Vec::new();
         let mut mismatches = BTreeMap::new();
         for o in &observations {
-            if o.db_status == Some(State::Active)
-                && o.age.is_none_or(|a| a >= cfg.active_without_heartbeat)
-            {
+            if o.db_status == Some(State::Active) && o.age.is_none_or(|a| a >= cfg.active_without_heartbeat) {
                 active_without_heartbeat.push(json!({
                     "agent_id": o.agent_id, "heartbeat_age_secs": o.age.map(|a| a.as_secs_f64()),
                     "in_this_runtime": o.runtime.is_some(),

@@ -134,7 +134,10 @@ async fn the_platform_responder_answers_with_the_facts() {
     // The platform as the responder will find it.
     state.register_agent("worker_1", "Worker").await.unwrap();
     state.update_agent_state("worker_1", vigil_persistence::State::Active).await.unwrap();
-    state.update_agent_heartbeat("worker_1", Heartbeat::new().status(vigil_persistence::State::Active)).await.unwrap();
+    state
+        .update_agent_heartbeat("worker_1", Heartbeat::new().status(vigil_persistence::State::Active))
+        .await
+        .unwrap();
     state.register_agent("billing-sync", "BillingSync").await.unwrap();
     state.update_agent_state("billing-sync", vigil_persistence::State::Error).await.unwrap();
     state.update_agent_heartbeat("billing-sync", Heartbeat::new()).await.unwrap();

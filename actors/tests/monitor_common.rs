@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vigil_actors::monitoring_config::MonitoringConfig;
-use vigil_persistence::lifecycle::{State, TransitionRecord};
 use vigil_persistence::SharedState;
+use vigil_persistence::lifecycle::{State, TransitionRecord};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_runtime::{Agent, AgentContext, AgentResult, RestartIntensity, Runtime, RuntimeBuilder};
 
@@ -183,8 +183,13 @@ pub(crate) async fn wait_for_event(shared: &SharedState, event_type: &str, agent
 /// The transitions of `agent` recorded in `state_transition` events, oldest first.
 pub(crate) async fn transitions_of(shared: &SharedState, agent: &str) -> Vec<TransitionRecord> {
     let filter = EventFilter { limit: Some(10_000), ..Default::default() };
-    let mut found: Vec<_> =
-        shared.recent_transitions(filter).await.unwrap().into_iter().filter(|t| t.agent_id == agent).collect();
+    let mut found: Vec<_> = shared
+        .recent_transitions(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.agent_id == agent)
+        .collect();
     found.reverse();
     found
 }

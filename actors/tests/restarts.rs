@@ -207,7 +207,11 @@ async fn operator_restarts_are_not_failures_in_health_scores() {
         let status = runtime.control().status(id).await.unwrap();
         assert_eq!((status.state, status.restarts), (State::Active, 1), "{id}");
         let scored = &summary["agents"][id];
-        assert_eq!((scored["state"].as_str(), scored["failures"].as_u64()), (Some("active"), Some(0)), "{summary}");
+        assert_eq!(
+            (scored["state"].as_str(), scored["failures"].as_u64()),
+            (Some("active"), Some(0)),
+            "{summary}"
+        );
         assert!(transitions_of(&shared, id).await.iter().all(|t| !t.is_failure() && t.to != State::Manual));
     }
     runtime.shutdown().await;

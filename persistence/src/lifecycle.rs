@@ -422,4 +422,3 @@ pub struct IllegalTransition {
     /// The trigger that was refused.
     pub trigger: Trigger,
 }
-

@@ -438,7 +438,9 @@ impl SharedState {
             .iter()
             .filter_map(|event| {
                 TransitionRecord::from_event(event)
-                    .inspect_err(|error| tracing::warn!(%error, "skipping an unreadable state_transition event"))
+                    .inspect_err(
+                        |error| tracing::warn!(%error, "skipping an unreadable state_transition event"),
+                    )
                     .ok()
             })
             .collect())

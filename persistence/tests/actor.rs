@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use vigil_persistence::State;
 use vigil_persistence::config::{ConfigSource, DatabaseUrl, RetryPolicy};
 use vigil_persistence::shared_state::Writer;
-use vigil_persistence::State;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{
     DatabaseConfig, PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState, Store, StoreError,

@@ -253,7 +253,9 @@ async fn a_source_row_with_an_unknown_state_is_refused_not_copied() {
     let Some(pg) = TestDb::postgres().await else { return };
     let (_sqlite, source) = edge_case_source().await;
     source
-        .execute_raw_for_tests("INSERT INTO agents (id, agent_id, agent_name, status) VALUES (77, 'odd', 'Odd', 'Active')")
+        .execute_raw_for_tests(
+            "INSERT INTO agents (id, agent_id, agent_name, status) VALUES (77, 'odd', 'Odd', 'Active')",
+        )
         .await
         .unwrap();
     let target = pg.store().await;
@@ -261,7 +263,11 @@ async fn a_source_row_with_an_unknown_state_is_refused_not_copied() {
 
     let error = Importer::new(&source, &target).run().await.expect_err("an unknown state");
     assert!(matches!(error, ImportError::Read { table: "agents", .. }), "{error:?}");
-    assert_eq!(crate::common::unknown_state_in(&error).map(|e| e.input.as_str()), Some("Active"), "{error:?}");
+    assert_eq!(
+        crate::common::unknown_state_in(&error).map(|e| e.input.as_str()),
+        Some("Active"),
+        "{error:?}"
+    );
     assert!(all_zero(&counts(&state).await), "the target is unchanged");
 }
 

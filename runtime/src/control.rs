@@ -147,7 +147,8 @@ impl RuntimeControl {
     /// ordinary restart. If the fresh instance's `initialize` fails, the agent stays in
     /// `manual` and the error is [`LifecycleError::InitializeFailed`].
     pub async fn fix(&self, id: &str) -> Result<Transition, ControlError> {
-        let (forget, request) = self.with_entry(id, |e| (e.owner.send(ForgetRestarts), e.fix.send(ManualFixed)))?;
+        let (forget, request) =
+            self.with_entry(id, |e| (e.owner.send(ForgetRestarts), e.fix.send(ManualFixed)))?;
         // Before the fix lands: a fault of the fixed agent must find the history gone.
         forget.await.map_err(|_| ControlError::NotRunning(id.into()))?;
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)

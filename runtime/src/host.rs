@@ -14,7 +14,14 @@
 //!     ErrorOccurred ─▶ intensity left? ── yes ─▶ RecoveryStart ─▶ fresh agent from  │
 //!                          │                      the factory ─▶ initialize() ─▶ RecoveryComplete
 //!                          no ─▶ ManualIntervention (parked in `manual` until ManualFixed)
+//!
+//!  requested restart (operator, monitor, a sibling's failure): not a failure
+//!     active ─▶ RecoveryStart (RestartRequested / SiblingRestart) ─▶ fresh agent ─▶ initialize() ─▶ RecoveryComplete
 //! ```
+//!
+//! **Failures are typed.** A hook's error (with its `source()` chain as text), a panic
+//! or a timeout becomes a [`Failure`] (stage and kind), recorded in the
+//! `ErrorOccurred` transition's [`Cause::Failure`] and sent to the supervisor.
 //!
 //! **Messages at the moment of failure.** A typed message ([`Ask`]) is only handled
 //! while the agent is serviceable (monitoring, active, optimizing, standby,
@@ -296,10 +303,11 @@ impl<A: Agent> AgentHost<A> {
     ) -> ResponseActFuture<Self, Result<(), Failure>> {
         match done {
             Err(failure) => Box::pin(fut::ready(Err(failure))),
-            Ok(()) => Box::pin(
-                self.transition(trigger, Cause::Startup)
-                    .map(|applied, _, _| applied.map(drop).map_err(|e| Failure::error(Stage::Initialize, &e))),
-            ),
+            Ok(()) => {
+                Box::pin(self.transition(trigger, Cause::Startup).map(|applied, _, _| {
+                    applied.map(drop).map_err(|e| Failure::error(Stage::Initialize, &e))
+                }))
+            }
         }
     }
 
@@ -453,27 +461,33 @@ impl<A: Agent> AgentHost<A> {
         Box::pin(
             out_of_recovery
                 .then(move |(), host: &mut Self, _| host.transition(Trigger::RecoveryStart, cause))
-                .then(move |started, host: &mut Self, ctx| -> ResponseActFuture<Self, Result<u64, Failure>> {
-                    if let Err(e) = started {
-                        tracing::error!(agent.id = %host.id, error = %e, "could not start the recovery");
-                        return Box::pin(fut::ready(Err(Failure::error(Stage::Supervision, &e))));
-                    }
-                    host.replace_instance(ctx);
-                    Box::pin(host.initialize().into_actor(host).then(move |initialized, host: &mut Self, _| {
-                        host.restarts += 1;
-                        host.publish(EventKind::Restarted { attempt }, published);
-                        let next = match &initialized {
-                            Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
-                            Err(failure) => host
-                                .transition(Trigger::RecoveryFailed, Cause::Failure { failure: failure.clone() }),
-                        };
-                        next.map(move |applied, host: &mut Self, _| {
-                            initialized?;
-                            applied.map_err(|e| Failure::error(Stage::Supervision, &e))?;
-                            Ok(host.generation.get())
-                        })
-                    }))
-                }),
+                .then(
+                    move |started, host: &mut Self, ctx| -> ResponseActFuture<Self, Result<u64, Failure>> {
+                        if let Err(e) = started {
+                            tracing::error!(agent.id = %host.id, error = %e, "could not start the recovery");
+                            return Box::pin(fut::ready(Err(Failure::error(Stage::Supervision, &e))));
+                        }
+                        host.replace_instance(ctx);
+                        Box::pin(host.initialize().into_actor(host).then(
+                            move |initialized, host: &mut Self, _| {
+                                host.restarts += 1;
+                                host.publish(EventKind::Restarted { attempt }, published);
+                                let next = match &initialized {
+                                    Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
+                                    Err(failure) => host.transition(
+                                        Trigger::RecoveryFailed,
+                                        Cause::Failure { failure: failure.clone() },
+                                    ),
+                                };
+                                next.map(move |applied, host: &mut Self, _| {
+                                    initialized?;
+                                    applied.map_err(|e| Failure::error(Stage::Supervision, &e))?;
+                                    Ok(host.generation.get())
+                                })
+                            },
+                        ))
+                    },
+                ),
         )
     }
 
@@ -548,7 +562,10 @@ impl<A: Agent> AgentHost<A> {
         self.generation.set(self.generation.get() + 1);
         self.replace_instance(ctx);
         self.initialize().into_actor(self).then(
-            |initialized, host: &mut Self, _| -> ResponseActFuture<Self, Result<Transition, LifecycleError>> {
+            |initialized,
+             host: &mut Self,
+             _|
+             -> ResponseActFuture<Self, Result<Transition, LifecycleError>> {
                 match initialized {
                     Ok(()) => {
                         host.restarts += 1;
@@ -575,7 +592,8 @@ impl<A: Agent> AgentHost<A> {
         let id = self.id.clone();
         ctx.wait(
             async move {
-                let hook = run_hook(Stage::Shutdown, async move { agent.lock().await.shutdown(&hook_ctx).await });
+                let hook =
+                    run_hook(Stage::Shutdown, async move { agent.lock().await.shutdown(&hook_ctx).await });
                 match tokio::time::timeout(timeout, hook).await {
                     Ok(Ok(())) => {}
                     Ok(Err(failure)) => tracing::warn!(agent.id = %id, %failure, "shutdown hook failed"),
@@ -745,7 +763,9 @@ impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
             match AssertUnwindSafe(agent.handle(message, &hook_ctx)).catch_unwind().await {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(error)) => Err(AskError::Failed(Failure::error(Stage::Message, &error))),
-                Err(payload) => Err(AskError::Failed(Failure::panic(Stage::Message, panic_message(&payload)))),
+                Err(payload) => {
+                    Err(AskError::Failed(Failure::panic(Stage::Message, panic_message(&payload))))
+                }
             }
         });
         // Most handlers finish without waiting on anything: answer in place rather than

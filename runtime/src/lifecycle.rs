@@ -132,7 +132,9 @@ pub struct ErrorOccurred {
     pub failure: Failure,
 }
 
-/// The supervisor begins restarting the agent (`error` -> `recovery`).
+/// The supervisor begins restarting the agent after its failure (`error` ->
+/// `recovery`). A restart that was asked for starts from a running state instead
+/// (extension 3), with [`Cause::RestartRequested`] or [`Cause::SiblingRestart`].
 #[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
 #[rtype(result = "Result<Transition, LifecycleError>")]
 pub struct RecoveryStart {

@@ -570,7 +570,14 @@ impl Supervisor {
     /// Restarts child `index` with `cause` and its siblings per the strategy (cause
     /// [`Cause::SiblingRestart`]), in start order, after `delay`. A restart that fails
     /// (the fresh instance's `initialize`, say) is a failure of that child.
-    fn restart_group(&mut self, index: usize, attempt: u32, cause: Cause, delay: Duration, ctx: &mut Context<Self>) {
+    fn restart_group(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        cause: Cause,
+        delay: Duration,
+        ctx: &mut Context<Self>,
+    ) {
         let id = self.children[index].spec.id.clone();
         let restarts: Vec<_> = self
             .affected(index)
@@ -620,7 +627,11 @@ impl Supervisor {
             Cause::Escalation { reason: reason.clone() },
         );
         if let Some(parent) = self.parent.clone() {
-            let report = ChildExited { child_id: self.name.clone(), generation: self.generation, exit: Exit::Failed(failure) };
+            let report = ChildExited {
+                child_id: self.name.clone(),
+                generation: self.generation,
+                exit: Exit::Failed(failure),
+            };
             ctx.spawn(
                 async move {
                     let _ = parent.send(report).await;

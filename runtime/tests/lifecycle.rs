@@ -181,10 +181,18 @@ fn each_message_stands_for_its_trigger_with_a_typed_cause() {
     check(MaintenanceRequest, Trigger::MaintenanceRequest, Cause::Requested);
     check(MaintenanceComplete, Trigger::MaintenanceComplete, Cause::Requested);
     let failure = || Failure::panic(Stage::Cycle, "boom");
-    check(ErrorOccurred { failure: failure() }, Trigger::ErrorOccurred, Cause::Failure { failure: failure() });
+    check(
+        ErrorOccurred { failure: failure() },
+        Trigger::ErrorOccurred,
+        Cause::Failure { failure: failure() },
+    );
     check(RecoveryStart { attempt: 2 }, Trigger::RecoveryStart, Cause::Restart { attempt: 2 });
     check(RecoveryComplete, Trigger::RecoveryComplete, Cause::Startup);
-    check(RecoveryFailed { failure: failure() }, Trigger::RecoveryFailed, Cause::Failure { failure: failure() });
+    check(
+        RecoveryFailed { failure: failure() },
+        Trigger::RecoveryFailed,
+        Cause::Failure { failure: failure() },
+    );
     check(
         ManualIntervention { reason: reason() },
         Trigger::ManualIntervention,

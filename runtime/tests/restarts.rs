@@ -14,7 +14,9 @@ use vigil_persistence::shared_state::EventFilter;
 use vigil_runtime::lifecycle::TransitionRecord;
 use vigil_runtime::supervisor::{ChildSpec, Strategy};
 use vigil_runtime::testkit::{Fault, FaultPlan, FaultyAgent, memory_state, wait_until_active};
-use vigil_runtime::{Cause, ControlError, EventKind, LifecycleError, RestartIntensity, Runtime, Stage, State};
+use vigil_runtime::{
+    Cause, ControlError, EventKind, LifecycleError, RestartIntensity, Runtime, Stage, State,
+};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -24,7 +26,8 @@ fn faulty(plan: &FaultPlan, id: &str) -> ChildSpec {
 }
 
 async fn transitions_of(state: &SharedState, agent: &str) -> Vec<TransitionRecord> {
-    let all = state.recent_transitions(EventFilter { limit: Some(10_000), ..Default::default() }).await.unwrap();
+    let all =
+        state.recent_transitions(EventFilter { limit: Some(10_000), ..Default::default() }).await.unwrap();
     all.into_iter().filter(|t| t.agent_id == agent).collect()
 }
 
@@ -48,7 +51,8 @@ async fn three_operator_restarts_within_a_second_are_not_failures() {
         control.restart(id, "operator asked").await.unwrap();
     }
     for _ in 0..3 {
-        let restarted = events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { .. })).await.unwrap();
+        let restarted =
+            events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { .. })).await.unwrap();
         assert_eq!(restarted.cause, Cause::RestartRequested { reason: "operator asked".into() });
     }
     wait_until_active(&runtime, LIMIT).await.unwrap();
@@ -92,7 +96,10 @@ async fn a_sibling_restarted_under_one_for_all_records_the_sibling_not_a_failure
     let a = transitions_of(&state, "a").await;
     assert!(a.iter().all(|t| t.to != State::Error), "the sibling never failed: {a:?}");
     let restart = a.iter().find(|t| t.to == State::Recovery).unwrap();
-    assert_eq!((restart.from, &restart.cause), (State::Active, &Cause::SiblingRestart { sibling: "b".into() }));
+    assert_eq!(
+        (restart.from, &restart.cause),
+        (State::Active, &Cause::SiblingRestart { sibling: "b".into() })
+    );
     let b = transitions_of(&state, "b").await;
     assert_eq!(b.iter().filter(|t| t.is_failure()).count(), 1, "{b:?}");
     runtime.shutdown().await;

@@ -149,10 +149,13 @@ mod tests {
     fn a_record_round_trips_through_an_event() {
         let failure = Failure::panic(Stage::Cycle, "boom");
         let record =
-            TransitionRecord::new("w", State::Active, Trigger::ErrorOccurred, Cause::Failure { failure }).unwrap();
-        let read =
-            TransitionRecord::from_event(&event("state_transition", Some(serde_json::to_value(&record).unwrap())))
+            TransitionRecord::new("w", State::Active, Trigger::ErrorOccurred, Cause::Failure { failure })
                 .unwrap();
+        let read = TransitionRecord::from_event(&event(
+            "state_transition",
+            Some(serde_json::to_value(&record).unwrap()),
+        ))
+        .unwrap();
         assert_eq!(read, record);
         assert!(read.is_failure());
         assert_eq!(read.severity(), Severity::Error);
@@ -185,10 +188,13 @@ mod tests {
         assert!(!restart.is_failure());
         assert_eq!(restart.severity(), Severity::Info);
         let sibling = Cause::SiblingRestart { sibling: "a".into() };
-        let with_sibling = TransitionRecord::new("w", State::Active, Trigger::RecoveryStart, sibling).unwrap();
+        let with_sibling =
+            TransitionRecord::new("w", State::Active, Trigger::RecoveryStart, sibling).unwrap();
         assert!(!with_sibling.is_failure());
         assert_eq!(with_sibling.severity(), Severity::Info);
         let park = Cause::Escalation { reason: "intensity".into() };
-        assert!(!TransitionRecord::new("w", State::Active, Trigger::ErrorOccurred, park).unwrap().is_failure());
+        assert!(
+            !TransitionRecord::new("w", State::Active, Trigger::ErrorOccurred, park).unwrap().is_failure()
+        );
     }
 }
