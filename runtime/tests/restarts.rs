@@ -4,7 +4,8 @@
 //! a failed child walk `active -> recovery -> active` with their own cause: no
 //! `error`, no failure recorded, nothing counted against restart intensity. A fix
 //! (`RuntimeControl::fix`) that cannot initialize the fresh instance leaves the agent
-//! parked, and a fix that works clears the restart history that parked the agent.
+//! parked, and a fix that works clears the restart history that parked the agent. A
+//! restart whose RecoveryStart cannot be recorded is a failed restart, not a silent one.
 //! Every wait is on an event, with a timeout as a safety net.
 
 use std::time::Duration;
@@ -158,5 +159,36 @@ async fn one_fault_after_a_fix_is_an_ordinary_restart() {
         seen.extend(event.entered());
     }
     assert_eq!(seen, [State::Error, State::Recovery, State::Active], "restarted, not parked");
+    runtime.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_restart_whose_recovery_start_cannot_be_recorded_is_a_failed_restart() {
+    let plan = FaultPlan::new();
+    let state = memory_state().await; // direct writes: a refused row fails the transition
+    let runtime = Runtime::builder(state.clone())
+        .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
+        .child(faulty(&plan, "w"))
+        .start()
+        .await
+        .unwrap();
+    // Its row gone, no transition of `w` can be recorded (unknown agent).
+    for table in ["agent_heartbeats", "agents"] {
+        let sql = format!("DELETE FROM {table}");
+        state.store().execute_raw_for_tests(&sql).await.unwrap();
+    }
+    let mut events = runtime.subscribe();
+    runtime.control().restart("w", "operator asked").await.unwrap();
+
+    // RecoveryStart failed: a failure of the restart, retried once, then escalated ...
+    let gave_up = events
+        .wait_for(LIMIT, |e| e.agent_id == "root" && matches!(e.kind, EventKind::Failure { .. }))
+        .await
+        .unwrap();
+    let Cause::Escalation { reason } = &gave_up.cause else { panic!("{:?}", gave_up.cause) };
+    assert!(reason.contains("could not be persisted"), "{reason}");
+    // ... and the instance was never replaced behind a transition that did not happen.
+    let w = runtime.control().status("w").await.unwrap();
+    assert_eq!((w.state, w.restarts), (State::Active, 0), "{w:?}");
     runtime.shutdown().await;
 }
