@@ -20,7 +20,7 @@ pub use control::{ControlError, RuntimeControl};
 pub use events::{EventBus, EventKind, EventStream, LifecycleEvent};
 pub use host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
 pub use lifecycle::{
-    Cause, Failure, FailureKind, LifecycleError, Stage, State, Transition, Trigger, next_state,
+    Cause, Failure, FailureKind, LifecycleError, Stage, State, StopFailure, Transition, Trigger, next_state,
 };
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeError, ShutdownReport};
 pub use supervisor::{ChildSpec, RestartIntensity, Strategy, SupervisorSpec};

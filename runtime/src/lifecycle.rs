@@ -46,7 +46,8 @@ pub type Transition = TransitionRecord;
 ///
 /// For supervision, none of these is a failure of the agent: the sender gets the
 /// error and the agent keeps its state.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LifecycleError {
     /// The trigger is not legal in the agent's current state; nothing changed.
@@ -62,6 +63,39 @@ pub enum LifecycleError {
     /// The agent has stopped and no longer takes lifecycle messages.
     #[error("the agent has stopped")]
     AgentStopped,
+}
+
+/// Why an agent, or a nested supervisor's subtree, did not stop cleanly: the reason of
+/// a [`ShutdownReport::failed`](crate::ShutdownReport::failed) entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StopFailure {
+    /// `ShutdownRequest` was refused or could not be persisted; the actor was stopped
+    /// all the same.
+    #[error("ShutdownRequest failed: {0}")]
+    Refused(LifecycleError),
+    /// The shutdown hook did not finish within the child's shutdown timeout; the actor
+    /// was killed.
+    #[error("did not stop within {timeout:?}; killed")]
+    Killed {
+        /// The shutdown timeout it exceeded.
+        timeout: std::time::Duration,
+    },
+    /// Children of a nested supervisor did not stop cleanly.
+    #[error("{} child(ren) of the subtree did not stop cleanly: {}", .0.len(), list(.0))]
+    Subtree(Vec<(String, StopFailure)>),
+    /// The child could not be asked (its mailbox is closed).
+    #[error("could not be asked to stop: {0}")]
+    Unreachable(String),
+    /// The persistence writer's final flush failed: writes may be lost.
+    #[error("the final flush of the persistence writer failed: {0}")]
+    Persistence(String),
+}
+
+/// `id: reason; id: reason`, for [`StopFailure::Subtree`].
+fn list(failed: &[(String, StopFailure)]) -> String {
+    failed.iter().map(|(id, why)| format!("{id}: {why}")).collect::<Vec<_>>().join("; ")
 }
 
 /// A lifecycle message: one actix message type per [`Trigger`].

@@ -28,7 +28,7 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use crate::agent::Agent;
 use crate::control::RuntimeControl;
 use crate::events::{EventBus, EventStream};
 use crate::host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
-use crate::lifecycle::{LifecycleError, LifecycleMessage, Transition};
+use crate::lifecycle::{LifecycleError, LifecycleMessage, StopFailure, Transition};
 use crate::supervisor::{
     ChildSpec, Environment, RestartIntensity, ShutdownSubtree, Strategy, SubtreeStatuses, Supervisor,
     SupervisorSpec,
@@ -207,8 +207,9 @@ impl std::fmt::Debug for Runtime {
 pub struct ShutdownReport {
     /// Agents that went through ShutdownRequest, in the order they stopped.
     pub stopped: Vec<String>,
-    /// Agents that did not stop cleanly, with the reason.
-    pub failed: Vec<(String, String)>,
+    /// Agents that did not stop cleanly, with the reason (and `persistence` if the
+    /// writer's final flush failed).
+    pub failed: Vec<(String, StopFailure)>,
 }
 
 impl Runtime {
@@ -287,17 +288,16 @@ impl Runtime {
         let mut order = self.agent_ids();
         order.reverse();
         let failed = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();
-        let failed_ids: HashMap<&str, &str> =
-            failed.iter().map(|(id, why)| (id.as_str(), why.as_str())).collect();
+        let failed_ids: HashSet<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
         let mut report = ShutdownReport {
-            stopped: order.into_iter().filter(|id| !failed_ids.contains_key(id.as_str())).collect(),
+            stopped: order.into_iter().filter(|id| !failed_ids.contains(id.as_str())).collect(),
             failed: failed.clone(),
         };
         // Everything the agents wrote is committed before the runtime reports done.
         if let vigil_persistence::shared_state::Writer::Actor(writer) = self.inner.env.shared.writer()
             && let Err(e) = writer.flush().await
         {
-            report.failed.push(("persistence".into(), e.to_string()));
+            report.failed.push(("persistence".into(), StopFailure::Persistence(e.to_string())));
         }
         tracing::info!(stopped = report.stopped.len(), failed = report.failed.len(), "runtime shut down");
         report

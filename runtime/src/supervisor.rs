@@ -62,7 +62,9 @@ use crate::agent::{Agent, Restart};
 use crate::control::ControlEntry;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
 use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent};
-use crate::lifecycle::{Cause, Failure, FailureKind, ManualFixed, ShutdownRequest, Stage, State};
+use crate::lifecycle::{
+    Cause, Failure, FailureKind, ManualFixed, ShutdownRequest, Stage, State, StopFailure,
+};
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -156,7 +158,7 @@ trait ChildControl {
     fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, Failure>>;
     fn park(&self, reason: String) -> LocalFuture<()>;
     fn fix(&self) -> LocalFuture<Result<(), String>>;
-    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), String>>;
+    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), StopFailure>>;
     fn statuses(&self) -> LocalFuture<Vec<AgentStatus>>;
     fn is_supervisor(&self) -> bool;
 }
@@ -182,18 +184,18 @@ impl<A: Agent> ChildControl for AgentChild<A> {
             async move { request.await.map_err(|e| e.to_string())?.map(drop).map_err(|e| e.to_string()) },
         )
     }
-    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), String>> {
+    fn shutdown(&self, timeout: Duration) -> LocalFuture<Result<(), StopFailure>> {
         let request = self.addr.send(ShutdownRequest);
         let addr = self.addr.clone();
         Box::pin(async move {
             match tokio::time::timeout(timeout, request).await {
                 Ok(Ok(Ok(_))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
+                Ok(Ok(Err(e))) => Err(StopFailure::Refused(e)),
                 Ok(Err(_)) => Ok(()), // already stopped
                 Err(_) => {
                     // Killed: the actor stops at its next poll, whatever its hook does.
                     addr.do_send(Kill);
-                    Err(format!("did not stop within {timeout:?}; killed"))
+                    Err(StopFailure::Killed { timeout })
                 }
             }
         })
@@ -238,11 +240,11 @@ impl ChildControl for SupervisorChild {
         let request = self.addr.send(FixParked);
         Box::pin(async move { request.await.map_err(|e| e.to_string())? })
     }
-    fn shutdown(&self, _timeout: Duration) -> LocalFuture<Result<(), String>> {
+    fn shutdown(&self, _timeout: Duration) -> LocalFuture<Result<(), StopFailure>> {
         let request = self.addr.send(ShutdownSubtree);
         Box::pin(async move {
-            let failed = request.await.map_err(|e| e.to_string())?;
-            if failed.is_empty() { Ok(()) } else { Err(format!("{failed:?}")) }
+            let failed = request.await.map_err(|e| StopFailure::Unreachable(e.to_string()))?;
+            if failed.is_empty() { Ok(()) } else { Err(StopFailure::Subtree(failed)) }
         })
     }
     fn statuses(&self) -> LocalFuture<Vec<AgentStatus>> {
@@ -804,11 +806,11 @@ impl Handler<FixParked> for Supervisor {
 /// Stops every child in reverse start order, each within its shutdown timeout;
 /// replies with the children that did not stop cleanly.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<(String, String)>")]
+#[rtype(result = "Vec<(String, StopFailure)>")]
 pub struct ShutdownSubtree;
 
 impl Handler<ShutdownSubtree> for Supervisor {
-    type Result = AtomicResponse<Self, Vec<(String, String)>>;
+    type Result = AtomicResponse<Self, Vec<(String, StopFailure)>>;
 
     fn handle(&mut self, _: ShutdownSubtree, _ctx: &mut Context<Self>) -> Self::Result {
         let children: Vec<_> = self
@@ -991,14 +993,15 @@ impl Handler<TerminateChild> for Supervisor {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         };
         let timeout = child.spec.shutdown_timeout;
-        AtomicResponse::new(
-            Box::pin(
-                async move {
-                    control.shutdown(timeout).await.map_err(|reason| SupervisorError::Child { id, reason })
-                }
-                .into_actor(self),
-            ),
-        )
+        AtomicResponse::new(Box::pin(
+            async move {
+                control
+                    .shutdown(timeout)
+                    .await
+                    .map_err(|reason| SupervisorError::Child { id, reason: reason.to_string() })
+            }
+            .into_actor(self),
+        ))
     }
 }
 

@@ -228,3 +228,19 @@ fn transitions_are_built_from_the_table_and_serialize() {
         IllegalTransition { from: Shutdown, trigger: Trigger::Start }
     );
 }
+
+#[test]
+fn stop_failures_are_typed_and_read_as_sentences() {
+    use vigil_runtime::StopFailure;
+    let killed = StopFailure::Killed { timeout: std::time::Duration::from_millis(200) };
+    assert_eq!(killed.to_string(), "did not stop within 200ms; killed");
+    let refused = StopFailure::Refused(LifecycleError::AgentStopped);
+    let subtree = StopFailure::Subtree(vec![("a".into(), killed.clone()), ("b".into(), refused)]);
+    assert_eq!(
+        subtree.to_string(),
+        "2 child(ren) of the subtree did not stop cleanly: a: did not stop within 200ms; killed; \
+         b: ShutdownRequest failed: the agent has stopped"
+    );
+    let json = serde_json::to_value(&killed).unwrap();
+    assert_eq!(json["kind"], "killed");
+}
