@@ -526,6 +526,15 @@ impl Supervisor {
         self.env.events.publish(LifecycleEvent::new(agent_id, kind, cause));
     }
 
+    /// Clears the restart history here and in every supervisor above: after a fix,
+    /// the failures that parked an agent no longer count.
+    fn forget_restarts(&mut self) {
+        self.recent.clear();
+        if let Some(parent) = &self.parent {
+            parent.do_send(ForgetRestarts);
+        }
+    }
+
     /// Handles the failure of child `index`: restart per strategy, or escalate.
     fn on_failure(&mut self, index: usize, failure: Failure, ctx: &mut Context<Self>) {
         let id = self.children[index].spec.id.clone();
@@ -786,7 +795,7 @@ impl Handler<FixParked> for Supervisor {
     type Result = AtomicResponse<Self, Result<(), String>>;
 
     fn handle(&mut self, _: FixParked, _ctx: &mut Context<Self>) -> Self::Result {
-        self.recent.clear();
+        self.forget_restarts();
         let controls: Vec<_> = self.children.iter().filter_map(|c| c.control.clone()).collect();
         AtomicResponse::new(Box::pin(
             async move {
@@ -1073,9 +1082,6 @@ impl Handler<ForgetRestarts> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, _: ForgetRestarts, _ctx: &mut Context<Self>) {
-        self.recent.clear();
-        if let Some(parent) = &self.parent {
-            parent.do_send(ForgetRestarts);
-        }
+        self.forget_restarts();
     }
 }
