@@ -87,7 +87,7 @@ fn heartbeat(agent: usize) -> Write {
     Write::Heartbeat {
         agent_id: agent_name(agent),
         at: Ts::now(),
-        status: Some("active".into()),
+        status: Some(vigil_persistence::State::Active),
         message: None,
         metadata: None,
         uptime: None,

@@ -54,6 +54,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     events.wait_for_state("word_counter", State::Shutdown, Duration::from_secs(5)).await?;
     println!("shut down: {report:?}");
     let agent = state.get_agent("word_counter").await?.expect("registered");
-    println!("persisted state: {}", agent.status.unwrap_or_default());
+    println!("persisted state: {}", agent.status.map_or("none", vigil_runtime::State::as_str));
     Ok(())
 }

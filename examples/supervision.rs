@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let printer = actix_rt::spawn(async move {
         while let Ok(event) = events.next().await {
             match &event.kind {
-                EventKind::Failure { reason } => println!("  FAIL     {:<9} {reason}", event.agent_id),
+                EventKind::Failure { failure } => println!("  FAIL     {:<9} {failure}", event.agent_id),
                 EventKind::Restarted { attempt } => {
                     println!("  RESTART  {:<9} attempt {attempt}", event.agent_id)
                 }

@@ -28,7 +28,7 @@ pub mod cli;
 /// The names most programs need: `use vigil::prelude::*;`.
 pub mod prelude {
     pub use vigil_persistence::shared_state::{Heartbeat, Metric};
-    pub use vigil_persistence::{DatabaseConfig, Severity, SharedState, Store, StoreError};
+    pub use vigil_persistence::{DatabaseConfig, Severity, SharedState, State, Store, StoreError};
     pub use vigil_runtime::{
         Agent, AgentContext, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart,
     };

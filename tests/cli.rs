@@ -123,9 +123,12 @@ fn sqlite_database_with_data(dir: &Path) -> std::path::PathBuf {
         let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
         state.register_agent("heartbeat_health", "HeartbeatHealthAgent").await.unwrap();
         state.register_agent("ai_help", "AIHelpAgent").await.unwrap();
-        state.update_agent_state("ai_help", "active").await.unwrap();
+        state.update_agent_state("ai_help", vigil_persistence::State::Active).await.unwrap();
         state
-            .update_agent_heartbeat("heartbeat_health", Heartbeat::new().status("active").message("ok ✓"))
+            .update_agent_heartbeat(
+                "heartbeat_health",
+                Heartbeat::new().status(vigil_persistence::State::Active).message("ok ✓"),
+            )
             .await
             .unwrap();
         state.add_performance_metric(Metric::new("cycle_ms", 12.5).agent("heartbeat_health")).await.unwrap();

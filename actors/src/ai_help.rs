@@ -53,8 +53,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use vigil_persistence::models::{AgentRecord, HelpRequestRecord, SystemEventRecord};
+use vigil_persistence::lifecycle::{Cause, State, TransitionRecord};
+use vigil_persistence::models::{AgentRecord, HelpRequestRecord};
 use vigil_persistence::shared_state::{DEFAULT_STALE_AFTER, EventFilter};
+use vigil_persistence::types::Ts;
 use vigil_persistence::{HelpStatus, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult};
 
@@ -553,33 +555,52 @@ fn mentioned_agents<'a>(text: &str, agents: &'a [AgentRecord]) -> Vec<&'a AgentR
         .collect()
 }
 
-/// One failure or restart read from a `state_transition` event.
-struct Incident {
-    agent_id: String,
-    at: String,
-    to: String,
-    cause: String,
+/// What a recorded transition means for an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IncidentKind {
+    /// The agent failed ([`TransitionRecord::is_failure`]).
+    Failed,
+    /// Its supervisor restarted it after a failure.
+    Restarted,
+    /// It was restarted because somebody asked, or with a sibling: not a failure.
+    RestartedOnRequest,
+    /// It was parked for manual intervention.
+    Parked,
 }
 
-fn incident(event: &SystemEventRecord) -> Option<Incident> {
-    let data = &event.event_data.as_ref()?.0;
-    let to = data["to"].as_str()?;
-    if !matches!(to, "error" | "recovery" | "manual") {
-        return None;
+/// One failure, restart or park, read from a `state_transition` event.
+struct Incident {
+    kind: IncidentKind,
+    record: TransitionRecord,
+}
+
+impl Incident {
+    fn of(record: TransitionRecord) -> Option<Self> {
+        let kind = match (record.to, &record.cause) {
+            _ if record.is_failure() => IncidentKind::Failed,
+            (State::Recovery, _) if record.is_failure_restart() => IncidentKind::Restarted,
+            (State::Recovery, Cause::RestartRequested { .. } | Cause::SiblingRestart { .. }) => {
+                IncidentKind::RestartedOnRequest
+            }
+            (State::Manual, _) => IncidentKind::Parked,
+            _ => return None,
+        };
+        Some(Self { kind, record })
     }
-    let cause = &data["cause"];
-    let cause = match (cause["kind"].as_str(), cause["reason"].as_str(), cause["attempt"].as_u64()) {
-        (_, Some(reason), _) => reason.to_owned(),
-        (Some(kind), None, Some(attempt)) => format!("{kind} attempt {attempt}"),
-        (Some(kind), None, None) => kind.to_owned(),
-        _ => String::new(),
-    };
-    Some(Incident {
-        agent_id: data["agent_id"].as_str().unwrap_or("?").to_owned(),
-        at: event.timestamp.map(|t| t.to_string()).unwrap_or_default(),
-        to: to.to_owned(),
-        cause,
-    })
+
+    fn is(&self, kind: IncidentKind) -> bool {
+        self.kind == kind
+    }
+
+    /// A restart of any kind.
+    fn is_restart(&self) -> bool {
+        matches!(self.kind, IncidentKind::Restarted | IncidentKind::RestartedOnRequest)
+    }
+}
+
+/// The stored state's name, or `unknown` for a row without one.
+fn state_name(state: Option<State>) -> &'static str {
+    state.map_or("unknown", State::as_str)
 }
 
 fn ago(ts: Option<vigil_persistence::types::Ts>) -> String {
@@ -604,15 +625,11 @@ impl PlatformResponder {
     }
 
     async fn incidents(&self, ctx: &AgentContext) -> Result<Vec<Incident>, StoreError> {
-        let events = ctx
+        let transitions = ctx
             .shared_state()
-            .recent_events(EventFilter {
-                event_type: Some("state_transition".into()),
-                limit: Some(self.event_scan_limit),
-                ..Default::default()
-            })
+            .recent_transitions(EventFilter { limit: Some(self.event_scan_limit), ..Default::default() })
             .await?;
-        Ok(events.iter().filter_map(incident).collect())
+        Ok(transitions.into_iter().filter_map(Incident::of).collect())
     }
 
     fn incident_lines(incidents: &[&Incident], max: usize) -> String {
@@ -620,20 +637,25 @@ impl PlatformResponder {
             .iter()
             .take(max)
             .map(|i| {
-                let what = match i.to.as_str() {
-                    "error" => "failed",
-                    "recovery" => "restarted",
-                    _ => "parked for manual intervention",
+                let what = match i.kind {
+                    IncidentKind::Failed => "failed",
+                    IncidentKind::Restarted => "restarted",
+                    IncidentKind::RestartedOnRequest => "restarted on request",
+                    IncidentKind::Parked => "parked for manual intervention",
                 };
-                format!("\n  - {} {} {what}: {}", i.at, i.agent_id, i.cause)
+                let cause = match (&i.record.cause, i.record.cause.failure()) {
+                    (_, Some(failure)) => failure.to_string(),
+                    (cause, None) => cause.to_string(),
+                };
+                format!("\n  - {} {} {what}: {cause}", Ts::from(i.record.at), i.record.agent_id)
             })
             .collect()
     }
 
     async fn agent_report(&self, agent: &AgentRecord, incidents: &[Incident]) -> String {
-        let mine: Vec<&Incident> = incidents.iter().filter(|i| i.agent_id == agent.agent_id).collect();
-        let errors: Vec<&Incident> = mine.iter().copied().filter(|i| i.to == "error").collect();
-        let restarts = mine.iter().filter(|i| i.to == "recovery").count();
+        let mine: Vec<&Incident> = incidents.iter().filter(|i| i.record.agent_id == agent.agent_id).collect();
+        let errors: Vec<&Incident> = mine.iter().copied().filter(|i| i.is(IncidentKind::Failed)).collect();
+        let restarts = mine.iter().filter(|i| i.is_restart()).count();
         let stale = agent
             .last_heartbeat
             .or(agent.created_at)
@@ -642,7 +664,7 @@ impl PlatformResponder {
             "Agent {} ({}) is in state {}.\n  last heartbeat: {}{}\n  last state change: {}\n  recent errors: {}, restarts: {}",
             agent.agent_id,
             agent.agent_name,
-            agent.status.as_deref().unwrap_or("unknown"),
+            state_name(agent.status),
             ago(agent.last_heartbeat),
             if stale { " — STALE" } else { "" },
             ago(agent.last_state_change),
@@ -691,7 +713,7 @@ impl PlatformResponder {
                             format!(
                                 "\n  - {} (state {}), last heartbeat {}",
                                 a.agent_id,
-                                a.status.as_deref().unwrap_or("unknown"),
+                                state_name(a.status),
                                 ago(a.last_heartbeat)
                             )
                         })
@@ -706,8 +728,8 @@ impl PlatformResponder {
             Intent::Errors => {
                 let incidents = self.incidents(ctx).await?;
                 let all: Vec<&Incident> = incidents.iter().collect();
-                let errors = all.iter().filter(|i| i.to == "error").count();
-                let restarts = all.iter().filter(|i| i.to == "recovery").count();
+                let errors = all.iter().filter(|i| i.is(IncidentKind::Failed)).count();
+                let restarts = all.iter().filter(|i| i.is_restart()).count();
                 if all.is_empty() {
                     "No agent failed or restarted recently.".into()
                 } else {
@@ -718,20 +740,20 @@ impl PlatformResponder {
                 }
             }
             Intent::Health => {
-                let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+                let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
                 for agent in &agents {
-                    *by_state.entry(agent.status.clone().unwrap_or_else(|| "unknown".into())).or_default() +=
-                        1;
+                    *by_state.entry(state_name(agent.status)).or_default() += 1;
                 }
                 let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{s}: {n}")).collect();
                 let stale = shared.get_stale_agents(self.stale_after).await?;
                 let stale_ids: Vec<&str> = stale.iter().map(|a| a.agent_id.as_str()).collect();
                 let incidents = self.incidents(ctx).await?;
-                let failures = incidents.iter().filter(|i| i.to == "error").count();
+                // Restarts somebody asked for are not failures.
+                let failures = incidents.iter().filter(|i| i.is(IncidentKind::Failed)).count();
                 let db = shared.get_database_health().await?;
                 let verdict = if stale.is_empty()
                     && failures == 0
-                    && by_state.keys().all(|s| s != "error" && s != "manual")
+                    && by_state.keys().all(|s| *s != State::Error.as_str() && *s != State::Manual.as_str())
                 {
                     "healthy"
                 } else {
@@ -749,7 +771,7 @@ impl PlatformResponder {
             Intent::ListAgents => {
                 let lines: String = agents
                     .iter()
-                    .map(|a| format!("\n  - {}: {}", a.agent_id, a.status.as_deref().unwrap_or("unknown")))
+                    .map(|a| format!("\n  - {}: {}", a.agent_id, state_name(a.status)))
                     .collect();
                 format!("{} registered agent(s):{lines}", agents.len())
             }

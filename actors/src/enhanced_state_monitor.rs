@@ -46,7 +46,7 @@ pub struct EnhancedSharedStateMonitorAgent {
     config: EnhancedMonitorConfig,
     clock: PassClock,
     /// Mismatches seen at the previous pass: agent -> (DB status, runtime state).
-    mismatches: BTreeMap<String, (Option<String>, State)>,
+    mismatches: BTreeMap<String, (Option<State>, State)>,
 }
 
 impl EnhancedSharedStateMonitorAgent {
@@ -71,21 +71,19 @@ impl EnhancedSharedStateMonitorAgent {
         let mut repairs = Vec::new();
         let mut mismatches = BTreeMap::new();
         for o in &observations {
-            if o.db_status.as_deref() == Some("active")
-                && o.age.is_none_or(|a| a >= cfg.active_without_heartbeat)
-            {
+            if o.db_status == Some(State::Active) && o.age.is_none_or(|a| a >= cfg.active_without_heartbeat) {
                 active_without_heartbeat.push(json!({
                     "agent_id": o.agent_id, "heartbeat_age_secs": o.age.map(|a| a.as_secs_f64()),
                     "in_this_runtime": o.runtime.is_some(),
                 }));
             }
             let Some(status) = &o.runtime else { continue };
-            if o.db_status.as_deref() == Some(status.state.as_str()) {
+            if o.db_status == Some(status.state) {
                 continue;
             }
-            let seen = (o.db_status.clone(), status.state);
+            let seen = (o.db_status, status.state);
             if cfg.repair_state && self.mismatches.get(&o.agent_id) == Some(&seen) {
-                shared.update_agent_state(&o.agent_id, status.state.as_str()).await?;
+                shared.update_agent_state(&o.agent_id, status.state).await?;
                 let repair = json!({ "agent_id": o.agent_id, "from": o.db_status, "to": status.state });
                 observe::log_event(ctx, "state_sync_repair", repair.clone(), Severity::Warning).await;
                 repairs.push(repair);

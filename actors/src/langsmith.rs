@@ -460,11 +460,11 @@ pub fn lifecycle_run(event: &LifecycleEvent, project: &str) -> Value {
             json!({ "to": to, "cause": event.cause }),
             None,
         ),
-        EventKind::Failure { reason } => (
+        EventKind::Failure { failure } => (
             format!("{}: failure", event.agent_id),
             json!({ "agent_id": event.agent_id }),
             json!({ "cause": event.cause }),
-            Some(reason.clone()),
+            Some(failure.to_string()),
         ),
         other => {
             let kind = serde_json::to_value(other).unwrap_or(Value::Null);

@@ -28,7 +28,7 @@ pub struct Observation {
     /// The agent's id.
     pub agent_id: String,
     /// Its status in the database.
-    pub db_status: Option<String>,
+    pub db_status: Option<State>,
     /// Its runtime snapshot, when it runs in this runtime.
     pub runtime: Option<AgentStatus>,
     /// Its last heartbeat (or, with none, its registration time).
@@ -44,7 +44,8 @@ pub struct Observation {
     /// Gaps between its recent heartbeats (seconds, oldest first) plus the open gap
     /// since the last one.
     pub gaps: Vec<f64>,
-    /// Transitions to `error` within the window.
+    /// Failures within the window ([`TransitionRecord::is_failure`]): requested and
+    /// sibling restarts are not counted.
     pub failures: u32,
 }
 
@@ -54,7 +55,7 @@ impl Observation {
     pub fn state(&self) -> State {
         match &self.runtime {
             Some(status) => status.state,
-            None => self.db_status.as_deref().and_then(|s| s.parse().ok()).unwrap_or(State::Shutdown),
+            None => self.db_status.unwrap_or(State::Shutdown),
         }
     }
 
@@ -117,7 +118,7 @@ pub async fn observe(
     let mut out = Vec::new();
     for record in shared.get_registered_agents().await? {
         let runtime = statuses.get(&record.agent_id).cloned();
-        if runtime.is_none() && record.status.as_deref() == Some("shutdown") {
+        if runtime.is_none() && record.status == Some(State::Shutdown) {
             continue;
         }
         let beats = shared.recent_heartbeats(&record.agent_id, intervals.sample).await?;
@@ -146,15 +147,17 @@ pub async fn observe(
     Ok(out)
 }
 
-/// Transitions to `error` per agent since `since` (from `state_transition` events).
+/// Failures per agent since `since`: recorded transitions that
+/// [`is_failure`](vigil_persistence::TransitionRecord::is_failure). A restart somebody
+/// asked for, a sibling's restart or a park is not one, so it lowers no health score.
 pub async fn failures_since(
     ctx: &AgentContext,
     since: DateTime<Utc>,
 ) -> Result<HashMap<String, u32>, StoreError> {
-    let events = ctx
+    let transitions = ctx
         .shared_state()
-        .recent_events(EventFilter {
-            event_type: Some("state_transition".into()),
+        .recent_transitions(EventFilter {
+            // Failures are recorded at `error`: the filter keeps the scan short.
             min_severity: Some(Severity::Error),
             since: Some(since.into()),
             limit: Some(10_000),
@@ -162,13 +165,8 @@ pub async fn failures_since(
         })
         .await?;
     let mut counts = HashMap::new();
-    for event in events {
-        let Some(data) = event.event_data else { continue };
-        if data.0["to"] == "error"
-            && let Some(agent) = data.0["agent_id"].as_str()
-        {
-            *counts.entry(agent.to_owned()).or_insert(0) += 1;
-        }
+    for transition in transitions.into_iter().filter(|t| t.is_failure()) {
+        *counts.entry(transition.agent_id).or_insert(0) += 1;
     }
     Ok(counts)
 }

@@ -76,7 +76,7 @@ pub enum Issue {
         /// The agent.
         agent_id: String,
         /// The database's status.
-        db_status: Option<String>,
+        db_status: Option<State>,
         /// The runtime's state.
         runtime_state: State,
     },
@@ -93,7 +93,7 @@ pub struct SelfHealingAgent {
     /// Events after this id are new to us.
     last_event_id: Option<i32>,
     /// Mismatches seen at the previous pass.
-    mismatches: BTreeMap<String, (Option<String>, State)>,
+    mismatches: BTreeMap<String, (Option<State>, State)>,
     /// Our last restart of each agent.
     restarted: BTreeMap<String, DateTime<Utc>>,
     /// When this instance started (anomalies before it are not ours to act on).
@@ -149,15 +149,15 @@ impl SelfHealingAgent {
                 continue;
             }
             if let Some(status) = &o.runtime
-                && o.db_status.as_deref() != Some(status.state.as_str())
+                && o.db_status != Some(status.state)
             {
-                let seen = (o.db_status.clone(), status.state);
+                let seen = (o.db_status, status.state);
                 // Remembered either way: an issue deferred by the action budget is
                 // still a repeat at the next pass.
                 if self.mismatches.get(&o.agent_id) == Some(&seen) {
                     issues.push(Issue::StateInconsistency {
                         agent_id: o.agent_id.clone(),
-                        db_status: seen.0.clone(),
+                        db_status: seen.0,
                         runtime_state: seen.1,
                     });
                 }
@@ -268,7 +268,7 @@ impl SelfHealingAgent {
                 }
             }
             Issue::StateInconsistency { agent_id, runtime_state, .. } => {
-                let result = shared.update_agent_state(agent_id, runtime_state.as_str()).await;
+                let result = shared.update_agent_state(agent_id, *runtime_state).await;
                 self.mismatches.remove(agent_id);
                 let detail =
                     json!({ "set_to": runtime_state, "error": result.as_ref().err().map(|e| e.to_string()) });

@@ -24,7 +24,7 @@ use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::store::HealthStatus;
 use vigil_persistence::{Severity, StoreError};
-use vigil_runtime::{Agent, AgentContext, AgentResult};
+use vigil_runtime::{Agent, AgentContext, AgentResult, State};
 
 use crate::monitoring_config::SharedStateMonitorConfig;
 use crate::observe::{self, PassClock};
@@ -64,7 +64,7 @@ impl SharedStateMonitorAgent {
         let mut counts: BTreeMap<&str, usize> =
             [("active", 0), ("stale", 0), ("inactive", 0), ("no_heartbeat", 0), ("shutdown", 0)].into();
         for agent in shared.get_registered_agents().await? {
-            let label = if agent.status.as_deref() == Some("shutdown") {
+            let label = if agent.status == Some(State::Shutdown) {
                 "shutdown"
             } else {
                 let age = agent.last_heartbeat.map(|t| (now - t.get()).to_std().unwrap_or_default());

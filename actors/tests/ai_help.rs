@@ -12,7 +12,7 @@ use vigil_persistence::models::HelpRequestRecord;
 use vigil_persistence::shared_state::Heartbeat;
 use vigil_persistence::testing::TestDb;
 use vigil_persistence::types::Ts;
-use vigil_persistence::{HelpStatus, Severity, SharedState};
+use vigil_persistence::{HelpStatus, SharedState};
 use vigil_runtime::{AgentContext, EventKind, RestartIntensity, Runtime};
 
 use crate::common::{FakeServer, LIMIT, Reply, databases, eventually};
@@ -133,18 +133,28 @@ async fn the_platform_responder_answers_with_the_facts() {
     let state = db.shared_state().await;
     // The platform as the responder will find it.
     state.register_agent("worker_1", "Worker").await.unwrap();
-    state.update_agent_state("worker_1", "active").await.unwrap();
-    state.update_agent_heartbeat("worker_1", Heartbeat::new().status("active")).await.unwrap();
+    state.update_agent_state("worker_1", vigil_persistence::State::Active).await.unwrap();
+    state
+        .update_agent_heartbeat("worker_1", Heartbeat::new().status(vigil_persistence::State::Active))
+        .await
+        .unwrap();
     state.register_agent("billing-sync", "BillingSync").await.unwrap();
-    state.update_agent_state("billing-sync", "error").await.unwrap();
+    state.update_agent_state("billing-sync", vigil_persistence::State::Error).await.unwrap();
     state.update_agent_heartbeat("billing-sync", Heartbeat::new()).await.unwrap();
-    for (to, severity, cause) in [
-        ("error", Severity::Error, json!({"kind": "failure", "reason": "ledger database timed out"})),
-        ("recovery", Severity::Warning, json!({"kind": "restart", "attempt": 1})),
-        ("error", Severity::Error, json!({"kind": "failure", "reason": "panicked: invoice 7 is malformed"})),
+    use vigil_persistence::lifecycle::{Cause, Failure, Stage, State::*, TransitionRecord, Trigger};
+    let failed = |failure| Cause::Failure { failure };
+    for (from, trigger, cause) in [
+        (Active, Trigger::ErrorOccurred, failed(Failure::message(Stage::Cycle, "ledger database timed out"))),
+        (Error, Trigger::RecoveryStart, Cause::Restart { attempt: 1 }),
+        (Recovery, Trigger::RecoveryComplete, Cause::Startup),
+        // Asked for by an operator: a restart, but not a failure.
+        (Active, Trigger::RecoveryStart, Cause::RestartRequested { reason: "operator".into() }),
+        (Recovery, Trigger::RecoveryComplete, Cause::Startup),
+        (Active, Trigger::ErrorOccurred, failed(Failure::panic(Stage::Cycle, "invoice 7 is malformed"))),
     ] {
-        let data = json!({"agent_id": "billing-sync", "from": "active", "to": to, "trigger": "ErrorOccurred", "cause": cause});
-        state.log_system_event("state_transition", Some(data), severity).await.unwrap();
+        let record = TransitionRecord::new("billing-sync", from, trigger, cause).unwrap();
+        let data = serde_json::to_value(&record).unwrap();
+        state.log_system_event(TransitionRecord::EVENT_TYPE, Some(data), record.severity()).await.unwrap();
     }
     state.register_agent("old_agent", "Old").await.unwrap();
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
@@ -169,7 +179,8 @@ async fn the_platform_responder_answers_with_the_facts() {
 
     let (_, text) = answer_of(&state, "errors").await;
     assert!(text.contains("billing-sync") && text.contains("state error"), "{text}");
-    assert!(text.contains("recent errors: 2, restarts: 1"), "{text}");
+    // Two failures; the operator's restart is a restart, not an error.
+    assert!(text.contains("recent errors: 2, restarts: 2"), "{text}");
     assert!(text.contains("ledger database timed out") && text.contains("invoice 7 is malformed"), "{text}");
     assert!(!text.contains("worker_1"), "only the agent asked about: {text}");
 

@@ -53,7 +53,7 @@ async fn the_enhanced_monitor_reports_faults_and_syncs_states_to_the_runtime() {
         .await
         .unwrap();
     shared.register_agent("ghost", "Ghost").await.unwrap();
-    shared.update_agent_state("ghost", "active").await.unwrap();
+    shared.update_agent_state("ghost", vigil_persistence::State::Active).await.unwrap();
     let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     shared.update_agent_heartbeat("ghost", Heartbeat::new().at(hour_ago)).await.unwrap();
 
@@ -84,13 +84,19 @@ async fn the_enhanced_monitor_reports_faults_and_syncs_states_to_the_runtime() {
     let since = (chrono::Utc::now() - chrono::Duration::minutes(1)).into();
     assert!(!shared.metric_series("shared_state_health_score", None, since).await.unwrap().is_empty());
     // Nothing unsafe was repaired: the ghost is still "active", the request still stuck.
-    assert_eq!(shared.get_agent("ghost").await.unwrap().unwrap().status.as_deref(), Some("active"));
+    assert_eq!(
+        shared.get_agent("ghost").await.unwrap().unwrap().status,
+        Some(vigil_persistence::State::Active)
+    );
 
     // The database says the worker is in maintenance; the runtime knows it is active.
-    shared.update_agent_state("worker", "maintenance").await.unwrap();
+    shared.update_agent_state("worker", vigil_persistence::State::Maintenance).await.unwrap();
     let repair = wait_for_event(&shared, "state_sync_repair", "worker").await;
     assert_eq!((repair["from"].as_str(), repair["to"].as_str()), (Some("maintenance"), Some("active")));
-    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status.as_deref(), Some("active"));
+    assert_eq!(
+        shared.get_agent("worker").await.unwrap().unwrap().status,
+        Some(vigil_persistence::State::Active)
+    );
     runtime.shutdown().await;
 }
 
@@ -146,8 +152,8 @@ async fn self_healing_spends_at_most_its_budget_per_pass() {
         .unwrap();
     // Two inconsistencies at once; one action per pass.
     // Through the runtime's writer, behind the agents' own registrations.
-    runtime.shared_state().update_agent_state("one", "standby").await.unwrap();
-    runtime.shared_state().update_agent_state("two", "standby").await.unwrap();
+    runtime.shared_state().update_agent_state("one", vigil_persistence::State::Standby).await.unwrap();
+    runtime.shared_state().update_agent_state("two", vigil_persistence::State::Standby).await.unwrap();
     wait_until("both repaired", || async {
         let actions = events(&shared, "recovery_action_executed").await;
         actions.iter().filter(|a| a["action"] == "state_sync").count() >= 2
@@ -166,7 +172,10 @@ async fn self_healing_spends_at_most_its_budget_per_pass() {
     // which group commit can shift by a flush, so the bound is half a pass.
     assert!(gap >= Duration::from_millis(250), "one pass apart, not one after the other: {gap:?}");
     for agent in ["one", "two"] {
-        assert_eq!(shared.get_agent(agent).await.unwrap().unwrap().status.as_deref(), Some("active"));
+        assert_eq!(
+            shared.get_agent(agent).await.unwrap().unwrap().status,
+            Some(vigil_persistence::State::Active)
+        );
     }
     runtime.shutdown().await;
 }

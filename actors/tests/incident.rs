@@ -56,7 +56,7 @@ async fn scripted_incident(db: TestDb) {
 
     // Let every restarter look again a few times: nobody restarts it a second time.
     wait_for_passes(&shared, &RESTARTERS, 3).await;
-    assert_eq!(transitions_into(&shared, "worker", "recovery").await, 1, "one restart for one incident");
+    assert_eq!(transitions_into(&shared, "worker", State::Recovery).await, 1, "one restart for one incident");
     let worker = runtime.control().status("worker").await.unwrap();
     assert_eq!((worker.restarts, worker.state), (1, State::Active));
     // The monitors left each other alone.
@@ -79,12 +79,13 @@ async fn scripted_incident(db: TestDb) {
     assert_eq!(executed, 1, "exactly one monitor acted");
 
     // The record: the transitions, the summaries, the score.
-    let steps: Vec<String> = events_about(&shared, "state_transition", "worker")
-        .await
-        .iter()
-        .map(|e| e["to"].as_str().unwrap().to_owned())
-        .collect();
-    assert!(steps.ends_with(&["error".into(), "recovery".into(), "active".into()]), "{steps:?}");
+    // A monitor's restart is a requested one: straight to recovery, not a failure.
+    let transitions = transitions_of(&shared, "worker").await;
+    let steps: Vec<State> = transitions.iter().map(|t| t.to).collect();
+    assert!(steps.ends_with(&[State::Recovery, State::Active]), "{steps:?}");
+    assert!(!steps.contains(&State::Error) && transitions.iter().all(|t| !t.is_failure()), "{transitions:?}");
+    let restart = transitions.iter().find(|t| t.to == State::Recovery).unwrap();
+    assert!(matches!(restart.cause, vigil_runtime::Cause::RestartRequested { .. }), "{:?}", restart.cause);
     assert!(shared.get_system_state("system_health_summary").await.unwrap().is_some());
     assert!(shared.get_system_state("shared_state_summary").await.unwrap().is_some());
     assert!(!events(&shared, "shared_state_consistency_report").await.is_empty());

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vigil_actors::monitoring_config::MonitoringConfig;
 use vigil_persistence::SharedState;
+use vigil_persistence::lifecycle::{State, TransitionRecord};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_runtime::{Agent, AgentContext, AgentResult, RestartIntensity, Runtime, RuntimeBuilder};
 
@@ -179,9 +180,23 @@ pub(crate) async fn wait_for_event(shared: &SharedState, event_type: &str, agent
     .await
 }
 
+/// The transitions of `agent` recorded in `state_transition` events, oldest first.
+pub(crate) async fn transitions_of(shared: &SharedState, agent: &str) -> Vec<TransitionRecord> {
+    let filter = EventFilter { limit: Some(10_000), ..Default::default() };
+    let mut found: Vec<_> = shared
+        .recent_transitions(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.agent_id == agent)
+        .collect();
+    found.reverse();
+    found
+}
+
 /// Transitions of `agent` into `to` recorded in `state_transition` events.
-pub(crate) async fn transitions_into(shared: &SharedState, agent: &str, to: &str) -> usize {
-    events_about(shared, "state_transition", agent).await.iter().filter(|e| e["to"] == to).count()
+pub(crate) async fn transitions_into(shared: &SharedState, agent: &str, to: State) -> usize {
+    transitions_of(shared, agent).await.iter().filter(|t| t.to == to).count()
 }
 
 /// Passes `monitor` has completed (its `monitor_pass_ms` samples).

@@ -65,7 +65,7 @@ async fn the_restart_manager_restarts_a_stalled_agent_after_its_stale_threshold(
         shared.get_agent("worker").await.unwrap().unwrap().last_heartbeat > before
     })
     .await;
-    assert_eq!(transitions_into(&shared, "worker", "recovery").await, 1);
+    assert_eq!(transitions_into(&shared, "worker", State::Recovery).await, 1);
     assert_eq!(shared.incident_claim("worker").await.unwrap().unwrap().claimant, "agent_restart_manager");
     // The request is on record as a message from the manager to the worker.
     let manager = shared.get_agent("agent_restart_manager").await.unwrap().unwrap().id;
@@ -122,7 +122,7 @@ async fn self_healing_restarts_an_agent_whose_heartbeats_stopped() {
     assert!(action["issue"]["age_secs"].as_f64().unwrap() >= 1.0, "{action}");
     wait_restarted(&runtime).await;
     wait_for_passes(&shared, &["self_healing"], 3).await;
-    assert_eq!(transitions_into(&shared, "worker", "recovery").await, 1);
+    assert_eq!(transitions_into(&shared, "worker", State::Recovery).await, 1);
     runtime.shutdown().await;
 }
 
@@ -145,7 +145,7 @@ async fn heartbeat_health_alerts_restarts_and_confirms_the_recovery() {
     assert_eq!(requested["restarted_by"], "heartbeat_health");
     let confirmed = wait_for_event(&shared, "recovery_confirmed", "worker").await;
     assert_eq!(confirmed["restarted_by"], "heartbeat_health");
-    assert_eq!(transitions_into(&shared, "worker", "recovery").await, 1);
+    assert_eq!(transitions_into(&shared, "worker", State::Recovery).await, 1);
     runtime.shutdown().await;
 }
 
@@ -168,5 +168,51 @@ async fn the_coordinator_requests_a_recovery_below_fifty_and_publishes_the_summa
     assert_eq!(requested["outcome"], "requested");
     wait_restarted(&runtime).await;
     assert!(!events(&shared, "system_health_summary").await.is_empty());
+    runtime.shutdown().await;
+}
+
+/// Three operator restarts within a second under the default intensity (1 in 5 s):
+/// every agent comes back `active`, and the coordinator's health score counts no
+/// failure for any of them — a restart somebody asked for is not a crash.
+#[actix_rt::test]
+async fn operator_restarts_are_not_failures_in_health_scores() {
+    let db = TestDb::sqlite();
+    let shared = db.shared_state().await;
+    let wedge = Wedge::first_instance(); // never set: the workers stay healthy
+    let workers = ["worker-a", "worker-b", "worker-c"];
+    let mut builder = vigil_runtime::Runtime::builder(shared.clone())
+        .intensity(vigil_runtime::RestartIntensity::default())
+        .agent(AgentCoordinator::factory(fast_config().coordinator));
+    for id in workers {
+        builder = builder.agent_with_id(id, wedge.factory());
+    }
+    let runtime = builder.start().await.unwrap();
+    wait_for_passes(&shared, &["agent_coordinator"], 1).await;
+
+    let mut events = runtime.subscribe();
+    for id in workers {
+        runtime.control().restart(id, "operator").await.unwrap();
+    }
+    for id in workers {
+        events
+            .wait_for(LIMIT, |e| e.agent_id == id && matches!(e.kind, EventKind::Restarted { .. }))
+            .await
+            .unwrap();
+    }
+    vigil_runtime::testkit::wait_until_active(&runtime, LIMIT).await.unwrap();
+    wait_for_passes(&shared, &["agent_coordinator"], 2).await;
+
+    let summary = shared.get_system_state("system_health_summary").await.unwrap().expect("a summary");
+    for id in workers {
+        let status = runtime.control().status(id).await.unwrap();
+        assert_eq!((status.state, status.restarts), (State::Active, 1), "{id}");
+        let scored = &summary["agents"][id];
+        assert_eq!(
+            (scored["state"].as_str(), scored["failures"].as_u64()),
+            (Some("active"), Some(0)),
+            "{summary}"
+        );
+        assert!(transitions_of(&shared, id).await.iter().all(|t| !t.is_failure() && t.to != State::Manual));
+    }
     runtime.shutdown().await;
 }

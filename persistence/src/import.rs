@@ -73,6 +73,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
+use crate::lifecycle::State;
 use crate::schema;
 use crate::store::{Backend, Store, StoreInner, TABLES};
 use crate::types::{Json, Ts};
@@ -483,6 +484,13 @@ impl Canonical for String {
     }
 }
 
+impl Canonical for State {
+    fn canonical(&self, out: &mut String) {
+        // As stored: the lowercase name, so the checksum matches the text column's.
+        canonical_text(self.as_str(), out);
+    }
+}
+
 impl Canonical for Ts {
     fn canonical(&self, out: &mut String) {
         // `Ts` displays as UTC RFC 3339 with six fraction digits.
@@ -680,7 +688,9 @@ tables! {
         id: i32,
         agent_id: String,
         agent_name: String,
-        status: Option<String>,
+        // Typed: a source row with an unknown state is refused with a typed error,
+        // not copied into the target.
+        status: Option<State>,
         last_heartbeat: Option<Ts>,
         last_state_change: Option<Ts>,
         uptime_details: Option<Json>,
@@ -707,7 +717,7 @@ tables! {
         id: i32,
         agent_id: Option<i32>,
         timestamp: Option<Ts>,
-        status: Option<String>,
+        status: Option<State>,
         message: Option<String>,
         metadata: Option<Json>,
     }

@@ -4,6 +4,7 @@ pub mod config;
 pub mod error;
 pub mod help_queue;
 pub mod import;
+pub mod lifecycle;
 pub mod models;
 pub mod persistence_actor;
 pub mod requests;
@@ -17,6 +18,7 @@ pub mod writes;
 
 pub use config::DatabaseConfig;
 pub use error::StoreError;
+pub use lifecycle::{State, TransitionRecord};
 pub use persistence_actor::{
     EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
 };

@@ -9,6 +9,7 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::State;
 use crate::schema::*;
 use crate::types::{Json, Ts};
 
@@ -23,8 +24,9 @@ pub struct AgentRecord {
     pub agent_id: String,
     /// Human-readable name (`"HeartbeatHealthAgent"`).
     pub agent_name: String,
-    /// Lifecycle state, lowercase (`"active"`).
-    pub status: Option<String>,
+    /// Lifecycle state (stored lowercase, `"active"`); an unknown name in the row is
+    /// a read error, not a value.
+    pub status: Option<State>,
     /// The last heartbeat; authoritative for staleness.
     pub last_heartbeat: Option<Ts>,
     /// When `status` last changed.
@@ -87,7 +89,7 @@ pub struct HeartbeatRecord {
     /// When the heartbeat was sent.
     pub timestamp: Option<Ts>,
     /// The agent's state at the time.
-    pub status: Option<String>,
+    pub status: Option<State>,
     /// Optional message.
     pub message: Option<String>,
     /// Optional payload.
@@ -195,7 +197,7 @@ pub struct ConversationRecord {
 pub(crate) struct NewAgent {
     pub(crate) agent_id: String,
     pub(crate) agent_name: String,
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<State>,
     pub(crate) last_state_change: Option<Ts>,
     pub(crate) created_at: Option<Ts>,
     pub(crate) updated_at: Option<Ts>,
@@ -217,7 +219,7 @@ pub(crate) struct NewMetric {
 pub(crate) struct NewHeartbeat {
     pub(crate) agent_id: Option<i32>,
     pub(crate) timestamp: Option<Ts>,
-    pub(crate) status: Option<String>,
+    pub(crate) status: Option<State>,
     pub(crate) message: Option<String>,
     pub(crate) metadata: Option<Json>,
 }

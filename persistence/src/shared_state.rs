@@ -38,12 +38,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vigil_persistence::StoreError> {
-//! use vigil_persistence::{DatabaseConfig, SharedState, Store};
+//! use vigil_persistence::{DatabaseConfig, SharedState, State, Store};
 //! use vigil_persistence::shared_state::Heartbeat;
 //!
 //! let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite_memory()).await?);
 //! state.register_agent("worker-1", "Worker").await?;
-//! state.update_agent_heartbeat("worker-1", Heartbeat::new().status("active")).await?; // committed
+//! state.update_agent_heartbeat("worker-1", Heartbeat::new().status(State::Active)).await?; // committed
 //! state.update_agent_heartbeat("worker-1", Heartbeat::new()).enqueue().await?; // queued
 //! assert_eq!(state.get_registered_agents().await?.len(), 1);
 //! # Ok(()) }
@@ -58,6 +58,7 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::lifecycle::{State, TransitionRecord};
 use crate::models::*;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::*;
@@ -115,7 +116,7 @@ macro_rules! optional_setters {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[must_use]
 pub struct Heartbeat {
-    status: Option<String>,
+    status: Option<State>,
     message: Option<String>,
     metadata: Option<serde_json::Value>,
     uptime: Option<serde_json::Value>,
@@ -129,7 +130,7 @@ impl Heartbeat {
     }
     optional_setters! {
         /// The agent's state.
-        status => status: String;
+        status => status: State;
         /// A message.
         message => message: String;
         /// A payload; also kept as the agent's current `metrics`.
@@ -323,8 +324,8 @@ impl SharedState {
     }
 
     /// Sets the agent's `status` and `last_state_change`.
-    pub fn update_agent_state(&self, agent_id: &str, status: &str) -> PendingWrite<'_> {
-        self.pending(Write::StateChange { agent_id: agent_id.into(), status: status.into(), at: Ts::now() })
+    pub fn update_agent_state(&self, agent_id: &str, status: State) -> PendingWrite<'_> {
+        self.pending(Write::StateChange { agent_id: agent_id.into(), status, at: Ts::now() })
     }
 
     /// One agent's row.
@@ -350,7 +351,7 @@ impl SharedState {
     /// Agents whose state is `active`.
     pub async fn get_active_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         read!(self.store, [], |conn| agents::table
-            .filter(agents::status.eq("active"))
+            .filter(agents::status.eq(State::Active))
             .order(agents::agent_id.asc())
             .select(AgentRecord::as_select())
             .load(conn)
@@ -380,7 +381,7 @@ impl SharedState {
                     >("COALESCE(last_heartbeat, created_at)");
                     Ok(agents::table
                         .filter(last_seen.lt(Some(cutoff)))
-                        .filter(agents::status.is_null().or(agents::status.ne("shutdown")))
+                        .filter(agents::status.is_null().or(agents::status.ne(State::Shutdown)))
                         .order(agents::agent_id.asc())
                         .select(AgentRecord::as_select())
                         .load(conn)
@@ -457,6 +458,25 @@ impl SharedState {
         severity: Severity,
     ) -> PendingWrite<'_> {
         self.pending(Write::Event { event_type: event_type.into(), severity, data, at: Ts::now() })
+    }
+
+    /// The transitions recorded by `state_transition` events matching `filter` (its
+    /// `event_type` is set for you), newest first. An event whose data is not a
+    /// [`TransitionRecord`] (written by an older version, or by hand) is skipped and
+    /// logged with its typed error, so one bad row cannot blind a monitor.
+    pub async fn recent_transitions(&self, filter: EventFilter) -> Result<Vec<TransitionRecord>, StoreError> {
+        let filter = EventFilter { event_type: Some(TransitionRecord::EVENT_TYPE.into()), ..filter };
+        let events = self.recent_events(filter).await?;
+        Ok(events
+            .iter()
+            .filter_map(|event| {
+                TransitionRecord::from_event(event)
+                    .inspect_err(
+                        |error| tracing::warn!(%error, "skipping an unreadable state_transition event"),
+                    )
+                    .ok()
+            })
+            .collect())
     }
 
     /// Events matching `filter`, newest first.

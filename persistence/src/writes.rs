@@ -30,6 +30,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::lifecycle::State;
 use crate::models::*;
 use crate::requests::{ApplyRequest, Reply, Request};
 use crate::schema::*;
@@ -135,7 +136,7 @@ pub enum Write {
         /// When it was sent.
         at: Ts,
         /// The agent's state at the time.
-        status: Option<String>,
+        status: Option<State>,
         /// Optional message.
         message: Option<String>,
         /// Optional payload.
@@ -147,8 +148,8 @@ pub enum Write {
     StateChange {
         /// The agent.
         agent_id: String,
-        /// The new state, lowercase.
-        status: String,
+        /// The new state.
+        status: State,
         /// When it changed.
         at: Ts,
     },
@@ -312,13 +313,9 @@ impl Write {
                 text("agent_id", agent_id, 255)?;
                 text("agent_name", agent_name, 255)
             }
-            Write::Heartbeat { agent_id, status, .. } => {
-                text("agent_id", agent_id, 255)?;
-                opt("status", status.as_deref(), 50)
-            }
-            Write::StateChange { agent_id, status, .. } => {
-                text("agent_id", agent_id, 255)?;
-                text("status", status, 50)
+            // A state is typed: it cannot be unknown, empty or too long.
+            Write::Heartbeat { agent_id, .. } | Write::StateChange { agent_id, .. } => {
+                text("agent_id", agent_id, 255)
             }
             Write::Metric { name, value, source_agent, .. } => {
                 text("metric_name", name, 255)?;
@@ -472,7 +469,7 @@ pub(crate) type BatchOutcome = Vec<Result<Reply, StoreError>>;
 #[derive(Default)]
 pub(crate) struct AgentUpdate {
     last_heartbeat: Option<Ts>,
-    status: Option<(String, Ts)>,
+    status: Option<(State, Ts)>,
     /// The latest heartbeat's payload and uptime figures.
     metrics: Option<serde_json::Value>,
     uptime: Option<serde_json::Value>,
@@ -499,7 +496,7 @@ macro_rules! define_apply {
                         let row = NewAgent {
                             agent_id: agent_id.clone(),
                             agent_name: agent_name.clone(),
-                            status: Some("initializing".into()),
+                            status: Some(State::Initializing),
                             last_state_change: Some(*at),
                             created_at: Some(*at),
                             updated_at: Some(*at),
@@ -600,7 +597,7 @@ macro_rules! define_apply {
                             }
                             Write::StateChange { agent_id, status, at } => {
                                 let id = resolve(agent_id)?;
-                                updates.entry(id).or_default().status = Some((status.clone(), *at));
+                                updates.entry(id).or_default().status = Some((*status, *at));
                             }
                             Write::Metric { agent_id, name, value, source_agent, metadata, at } => {
                                 let id = agent_id.as_deref().map(resolve).transpose()?;
@@ -795,7 +792,7 @@ impl UpdateAgents for AsyncPgConnection {
 #[diesel(table_name = agents)]
 struct AgentChanges {
     last_heartbeat: Option<Ts>,
-    status: Option<String>,
+    status: Option<State>,
     last_state_change: Option<Ts>,
     metrics: Option<Json>,
     uptime_details: Option<Json>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use vigil_persistence::State;
 use vigil_persistence::config::{ConfigSource, DatabaseUrl, RetryPolicy};
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::types::Ts;
@@ -157,7 +158,7 @@ fn heartbeat(agent: usize, seq: i64) -> Write {
     Write::Heartbeat {
         agent_id: format!("agent-{agent}"),
         at: at(seq),
-        status: Some("active".into()),
+        status: Some(State::Active),
         message: Some(format!("{agent}:{seq}")),
         metadata: None,
         uptime: None,
@@ -212,7 +213,7 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
                         }
                     }
                     if seq % 50 == 49 {
-                        let status = format!("s{seq}");
+                        let status = nth_state(seq);
                         let change =
                             Write::StateChange { agent_id: format!("agent-{agent}"), status, at: at(seq) };
                         handle.persist(change).await.expect("state change");
@@ -232,7 +233,7 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
         assert_eq!(messages_in_row_order(&state, agent).await, expected, "agent {agent}: rows out of order");
         let row = state.get_agent(&format!("agent-{agent}")).await.unwrap().unwrap();
         assert_eq!(row.last_heartbeat, Some(at(WRITES - 1)));
-        assert_eq!(row.status.as_deref(), Some(format!("s{}", WRITES - 1).as_str()));
+        assert_eq!(row.status, Some(nth_state(WRITES - 1)));
     }
     let stats = handle.stats();
     assert!(stats.mean_batch_size > 1.0, "writes were grouped: {stats:?}");
@@ -240,16 +241,23 @@ async fn per_agent_order_under_concurrency(db: &TestDb) {
     assert_eq!(report.failed, 0);
 }
 
+/// A state per sequence number, cycling through all eleven: consecutive state changes
+/// differ, so the last one is recognisable.
+fn nth_state(seq: impl TryInto<usize>) -> State {
+    let seq = seq.try_into().unwrap_or(0);
+    State::ALL[seq % State::ALL.len()]
+}
+
 /// When `persist` returns, a read through the pool sees the write.
 async fn acknowledged_write_is_readable(db: &TestDb) {
     let (_store, handle, state) = setup(db, PersistenceConfig::default(), 1).await;
     for seq in 0..20 {
         state
-            .write(Write::StateChange { agent_id: "agent-0".into(), status: format!("s{seq}"), at: at(seq) })
+            .write(Write::StateChange { agent_id: "agent-0".into(), status: nth_state(seq), at: at(seq) })
             .await
             .expect("persist");
         let row = state.get_agent("agent-0").await.unwrap().expect("registered");
-        assert_eq!(row.status, Some(format!("s{seq}")));
+        assert_eq!(row.status, Some(nth_state(seq)));
         handle.persist(heartbeat(0, seq)).await.expect("persist");
         assert_eq!(state.get_agent("agent-0").await.unwrap().unwrap().last_heartbeat, Some(at(seq)));
     }
@@ -321,7 +329,11 @@ async fn backpressure_when_the_queue_is_full(db: &TestDb) {
     assert_eq!((accepted, refused), (CAPACITY, 3));
     // A lifecycle write is admitted past the capacity: a stopping platform never
     // waits for room to record its agents' transitions.
-    let change = Write::StateChange { agent_id: "agent-0".into(), status: "standby".into(), at: at(0) };
+    let change = Write::StateChange {
+        agent_id: "agent-0".into(),
+        status: vigil_persistence::State::Standby,
+        at: at(0),
+    };
     handle.enqueue_lifecycle(change).expect("admitted past the capacity");
     assert_eq!(handle.stats().queue_depth, CAPACITY + 1, "the lifecycle write is queued beyond it");
 
@@ -460,14 +472,17 @@ async fn heartbeat_registers_an_unknown_agent(db: &TestDb) {
     use vigil_persistence::shared_state::Heartbeat;
     let (_store, handle, state) = setup(db, PersistenceConfig::default(), 1).await;
     state
-        .update_agent_heartbeat("stranger", Heartbeat::new().status("active"))
+        .update_agent_heartbeat("stranger", Heartbeat::new().status(vigil_persistence::State::Active))
         .enqueue()
         .await
         .expect("queued");
     state.update_agent_heartbeat("agent-0", Heartbeat::new()).enqueue().await.expect("queued");
     state.update_agent_heartbeat("stranger", Heartbeat::new()).await.expect("committed");
     let agent = state.get_agent("stranger").await.expect("read").expect("registered by its heartbeat");
-    assert_eq!((agent.agent_name.as_str(), agent.status.as_deref()), ("stranger", Some("active")));
+    assert_eq!(
+        (agent.agent_name.as_str(), agent.status),
+        ("stranger", Some(vigil_persistence::State::Active))
+    );
     assert!(agent.last_heartbeat.is_some());
     assert_eq!(state.recent_heartbeats("stranger", 10).await.expect("read").len(), 2);
     handle.shutdown().await;

@@ -249,6 +249,29 @@ async fn a_row_postgresql_rejects_part_way_rolls_everything_back() {
 }
 
 #[tokio::test]
+async fn a_source_row_with_an_unknown_state_is_refused_not_copied() {
+    let Some(pg) = TestDb::postgres().await else { return };
+    let (_sqlite, source) = edge_case_source().await;
+    source
+        .execute_raw_for_tests(
+            "INSERT INTO agents (id, agent_id, agent_name, status) VALUES (77, 'odd', 'Odd', 'Active')",
+        )
+        .await
+        .unwrap();
+    let target = pg.store().await;
+    let state = SharedState::direct(target.clone());
+
+    let error = Importer::new(&source, &target).run().await.expect_err("an unknown state");
+    assert!(matches!(error, ImportError::Read { table: "agents", .. }), "{error:?}");
+    assert_eq!(
+        crate::common::unknown_state_in(&error).map(|e| e.input.as_str()),
+        Some("Active"),
+        "{error:?}"
+    );
+    assert!(all_zero(&counts(&state).await), "the target is unchanged");
+}
+
+#[tokio::test]
 async fn append_refuses_colliding_ids_and_keeps_the_target() {
     let Some(pg) = TestDb::postgres().await else { return };
     let (_sqlite, source) = edge_case_source().await;
@@ -327,7 +350,7 @@ async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
     let report = Importer::new(snapshot.store(), &target).run().await.expect("import");
     assert_eq!(report.total_rows, 2);
     let agent = SharedState::direct(target).get_agent("old_agent").await.unwrap().expect("imported");
-    assert_eq!(agent.status.as_deref(), Some("active"));
+    assert_eq!(agent.status, Some(vigil_persistence::State::Active));
 
     // Byte for byte as it was: not migrated, not written. The copy is gone on drop.
     assert_eq!(std::fs::read(&path).unwrap(), before, "the source file changed");

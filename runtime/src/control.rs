@@ -2,9 +2,20 @@
 //! tree by agent id — statuses, restarts, parking, fixes — without knowing agent types.
 //!
 //! Requests go to the supervisor that owns the agent, so a requested restart follows
-//! that supervisor's strategy and counts against its restart intensity, exactly like
-//! a failure would: a health agent that keeps asking for restarts of a broken agent
-//! ends up escalating, not looping.
+//! that supervisor's strategy (siblings under one_for_all / rest_for_one are restarted
+//! with it). A requested restart is **not a failure**: the agent walks
+//! `active -> recovery -> active` with [`Cause::RestartRequested`] (its siblings with
+//! [`Cause::SiblingRestart`]), recorded at severity `info`, and it does not count
+//! against the supervisor's restart intensity. A broken agent still escalates through
+//! its own failures; the monitors that request restarts bound their attempts
+//! themselves.
+//!
+//! A fix ([`RuntimeControl::fix`]) clears the restart history of the agent's
+//! supervisor and of every supervisor above it, so the history that parked the agent
+//! does not park it again at its next fault.
+//!
+//! [`Cause::RestartRequested`]: crate::Cause::RestartRequested
+//! [`Cause::SiblingRestart`]: crate::Cause::SiblingRestart
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +23,7 @@ use actix::prelude::*;
 
 use crate::host::{AgentStatus, GetStatus, Operate};
 use crate::lifecycle::{LifecycleError, ManualFixed, Transition, Trigger};
-use crate::supervisor::{FixChild, RestartRequested, Supervisor, SupervisorError, TerminateChild};
+use crate::supervisor::{ForgetRestarts, RestartRequested, Supervisor, SupervisorError, TerminateChild};
 
 /// One agent as the control plane sees it.
 pub(crate) struct ControlEntry {
@@ -102,7 +113,9 @@ impl RuntimeControl {
     }
 
     /// Restarts an agent with fresh state through its supervisor, recording `reason`.
-    /// The supervisor's strategy and restart intensity apply.
+    /// The supervisor's strategy applies; its restart intensity does not (see the
+    /// [module documentation](self)). Returns once the supervisor has accepted the
+    /// request; the restart itself follows.
     pub async fn restart(&self, id: &str, reason: impl Into<String>) -> Result<(), ControlError> {
         let request = self.with_entry(id, |e| {
             e.owner.send(RestartRequested { child_id: id.into(), reason: reason.into() })
@@ -129,11 +142,15 @@ impl RuntimeControl {
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
     }
 
-    /// Restarts an agent parked in `manual` (ManualFixed), through its supervisor,
-    /// which then forgets its restart history: after a fix, a new fault is an ordinary
-    /// restart, not an instant return to `manual`.
+    /// Restarts an agent parked in `manual` (ManualFixed) with a fresh instance, and
+    /// clears the restart history of its supervisors, so that its next fault is an
+    /// ordinary restart. If the fresh instance's `initialize` fails, the agent stays in
+    /// `manual` and the error is [`LifecycleError::InitializeFailed`].
     pub async fn fix(&self, id: &str) -> Result<Transition, ControlError> {
-        let request = self.with_entry(id, |e| e.owner.send(FixChild { fix: e.fix.clone() }))?;
+        let (forget, request) =
+            self.with_entry(id, |e| (e.owner.send(ForgetRestarts), e.fix.send(ManualFixed)))?;
+        // Before the fix lands: a fault of the fixed agent must find the history gone.
+        forget.await.map_err(|_| ControlError::NotRunning(id.into()))?;
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
     }
 }

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::lifecycle::{Cause, State, Transition, Trigger};
+use crate::lifecycle::{Cause, Failure, State, Transition, Trigger};
 
 /// What happened to an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,14 +43,16 @@ pub enum EventKind {
         /// The trigger.
         trigger: Trigger,
     },
-    /// A hook or handler failed (returned an error or panicked).
+    /// A hook or handler failed (returned an error, panicked or timed out), or a
+    /// supervisor gave up.
     Failure {
-        /// The error message or panic payload.
-        reason: String,
+        /// What failed, and how.
+        failure: Failure,
     },
-    /// The agent was restarted with fresh state.
+    /// The agent was restarted with fresh state (the event's cause says why).
     Restarted {
-        /// Restart number within the intensity period, from 1.
+        /// Restart number within the intensity period, from 1; 0 for a restart that
+        /// was asked for (an operator's, a monitor's, a sibling's), which does not count.
         attempt: u32,
     },
     /// A heartbeat could not be recorded.

@@ -14,7 +14,14 @@
 //!     ErrorOccurred ─▶ intensity left? ── yes ─▶ RecoveryStart ─▶ fresh agent from  │
 //!                          │                      the factory ─▶ initialize() ─▶ RecoveryComplete
 //!                          no ─▶ ManualIntervention (parked in `manual` until ManualFixed)
+//!
+//!  requested restart (operator, monitor, a sibling's failure): not a failure
+//!     active ─▶ RecoveryStart (RestartRequested / SiblingRestart) ─▶ fresh agent ─▶ initialize() ─▶ RecoveryComplete
 //! ```
+//!
+//! **Failures are typed.** A hook's error (with its `source()` chain as text), a panic
+//! or a timeout becomes a [`Failure`] (stage and kind), recorded in the
+//! `ErrorOccurred` transition's [`Cause::Failure`] and sent to the supervisor.
 //!
 //! **Messages at the moment of failure.** A typed message ([`Ask`]) is only handled
 //! while the agent is serviceable (monitoring, active, optimizing, standby,
@@ -44,12 +51,14 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use vigil_persistence::shared_state::{Heartbeat, Writer};
 use vigil_persistence::types::Ts;
-use vigil_persistence::{Severity, SharedState, Write};
+use vigil_persistence::{SharedState, StoreError, Write};
 
 use crate::agent::{Agent, AgentError, AgentSettings};
 use crate::context::AgentContext;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
-use crate::lifecycle::{Cause, LifecycleError, LifecycleMessage, State, Transition, Trigger};
+use crate::lifecycle::{
+    Cause, Failure, LifecycleError, LifecycleMessage, Stage, State, StopFailure, Transition, Trigger,
+};
 use crate::supervisor::{ChildExited, Exit};
 
 /// A message an agent answers with a typed reply: implement [`Handles`] for it.
@@ -77,7 +86,7 @@ pub enum AskError {
     Restarted,
     /// The handler failed (the agent is being recovered).
     #[error("handler failed: {0}")]
-    Failed(String),
+    Failed(Failure),
     /// The agent has shut down (or is shutting down): it will not answer again.
     #[error("agent has stopped")]
     Stopped,
@@ -181,7 +190,7 @@ pub struct AgentHost<A: Agent> {
 struct Stopping {
     transition: Transition,
     /// `None` while the hook runs (and if the actor was killed before it ended).
-    hook: Option<Result<(), String>>,
+    hook: Option<Result<(), StopFailure>>,
     waiters: Vec<StopWaiter>,
 }
 
@@ -191,7 +200,7 @@ struct StopOutcome {
     /// The `ShutdownRequest` transition, or why it was refused.
     transition: Result<Transition, LifecycleError>,
     /// Whether the shutdown hook finished cleanly within its timeout.
-    hook: Result<(), String>,
+    hook: Result<(), StopFailure>,
 }
 
 type StopWaiter = tokio::sync::oneshot::Sender<StopOutcome>;
@@ -284,7 +293,7 @@ impl<A: Agent> AgentHost<A> {
                     .into_actor(host)
                     .map(|panic, host, ctx| {
                         if let Some(payload) = panic {
-                            host.fail(panic_message(&payload), ctx);
+                            host.fail(Failure::panic(Stage::Transition, panic_message(&payload)), ctx);
                         }
                     }),
                 );
@@ -295,14 +304,14 @@ impl<A: Agent> AgentHost<A> {
 
     /// Runs `initialize` on the current agent instance, within [`INITIALIZE_TIMEOUT`]:
     /// an initialize that never returns is a failure, not a stuck supervisor.
-    fn initialize(&self) -> impl Future<Output = Result<(), String>> + use<A> {
+    fn initialize(&self) -> impl Future<Output = Result<(), Failure>> + use<A> {
         let agent = self.agent.clone();
         let ctx = self.ctx.clone();
         async move {
-            let hook = run_hook(async move { agent.lock().await.initialize(&ctx).await });
+            let hook = run_hook(Stage::Initialize, async move { agent.lock().await.initialize(&ctx).await });
             tokio::time::timeout(INITIALIZE_TIMEOUT, hook)
                 .await
-                .unwrap_or_else(|_| Err(format!("initialize did not finish within {INITIALIZE_TIMEOUT:?}")))
+                .unwrap_or_else(|_| Err(Failure::timeout(Stage::Initialize, INITIALIZE_TIMEOUT)))
         }
     }
 
@@ -318,7 +327,7 @@ impl<A: Agent> AgentHost<A> {
         let register = async move {
             queue_or_write(&shared, Write::RegisterAgent { agent_id: id, agent_name: name, at: Ts::now() })
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| Failure::error(Stage::Initialize, &e))
         };
         let sequence = register
             .into_actor(self)
@@ -333,13 +342,13 @@ impl<A: Agent> AgentHost<A> {
             })
             .then(|done, host: &mut Self, _| host.step(done, Trigger::DeployComplete))
             .then(|done, host: &mut Self, _| host.step(done, Trigger::Start))
-            .map(|outcome: Result<(), String>, host: &mut Self, ctx| {
+            .map(|outcome: Result<(), Failure>, host: &mut Self, ctx| {
                 if let Some(ready) = host.ready.take() {
-                    let _ = ready.send(outcome.clone());
+                    let _ = ready.send(outcome.clone().map_err(|failure| failure.to_string()));
                 }
                 match outcome {
                     Ok(()) => host.start_timers(ctx),
-                    Err(reason) => host.fail(reason, ctx),
+                    Err(failure) => host.fail(failure, ctx),
                 }
             });
         ctx.wait(sequence);
@@ -348,15 +357,16 @@ impl<A: Agent> AgentHost<A> {
     /// One startup transition, unless an earlier step failed.
     fn step(
         &mut self,
-        done: Result<(), String>,
+        done: Result<(), Failure>,
         trigger: Trigger,
-    ) -> ResponseActFuture<Self, Result<(), String>> {
+    ) -> ResponseActFuture<Self, Result<(), Failure>> {
         match done {
-            Err(reason) => Box::pin(fut::ready(Err(reason))),
-            Ok(()) => Box::pin(
-                self.transition(trigger, Cause::Startup)
-                    .map(|applied, _, _| applied.map(drop).map_err(|e| e.to_string())),
-            ),
+            Err(failure) => Box::pin(fut::ready(Err(failure))),
+            Ok(()) => {
+                Box::pin(self.transition(trigger, Cause::Startup).map(|applied, _, _| {
+                    applied.map(drop).map_err(|e| Failure::error(Stage::Initialize, &e))
+                }))
+            }
         }
     }
 
@@ -396,9 +406,7 @@ impl<A: Agent> AgentHost<A> {
                 // and fails the agent: the supervisor then restarts it fresh.
                 let outcome = tokio::time::timeout(timeout, run_cycle(agent.cycle(&hook_ctx)))
                     .await
-                    .unwrap_or_else(|_| {
-                        CycleEnd::Failed(format!("cycle did not finish within its cycle_timeout of {timeout:?}"))
-                    });
+                    .unwrap_or_else(|_| CycleEnd::Failed(Failure::timeout(Stage::Cycle, timeout)));
                 running.set(false);
                 (outcome, started.elapsed())
             }
@@ -430,7 +438,7 @@ impl<A: Agent> AgentHost<A> {
                     );
                 }
                 // A failure of an instance that was already replaced is old news.
-                CycleEnd::Failed(reason) if host.generation.get() == generation => host.fail(reason, ctx),
+                CycleEnd::Failed(failure) if host.generation.get() == generation => host.fail(failure, ctx),
                 CycleEnd::Failed(_) => {}
             }),
         );
@@ -441,7 +449,7 @@ impl<A: Agent> AgentHost<A> {
         if let Ok(agent) = self.agent.try_lock() {
             self.last_payload = agent.heartbeat_payload();
         }
-        let mut heartbeat = Heartbeat::new().status(self.state.get().as_str()).uptime(self.uptime());
+        let mut heartbeat = Heartbeat::new().status(self.state.get()).uptime(self.uptime());
         if let Some(payload) = self.last_payload.clone() {
             heartbeat = heartbeat.metadata(payload);
         }
@@ -464,24 +472,22 @@ impl<A: Agent> AgentHost<A> {
 
     /// Handles a failure: ErrorOccurred (persisted and published), then the supervisor
     /// is told and decides (restart per its strategy, or escalate).
-    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, failure: Failure, ctx: &mut Context<Self>) {
         let state = self.state.get();
         if matches!(state, State::Error | State::Manual | State::Shutdown) {
             return; // already being handled, parked, or gone
         }
-        tracing::warn!(agent.id = %self.id, %reason, "agent failed");
+        tracing::warn!(agent.id = %self.id, %failure, "agent failed");
         self.generation.set(self.generation.get() + 1);
         let generation = self.generation.get();
-        self.publish(
-            EventKind::Failure { reason: reason.clone() },
-            Cause::Failure { reason: reason.clone() },
-        );
-        let error = self.transition(Trigger::ErrorOccurred, Cause::Failure { reason: reason.clone() });
+        let cause = Cause::Failure { failure: failure.clone() };
+        self.publish(EventKind::Failure { failure: failure.clone() }, cause.clone());
+        let error = self.transition(Trigger::ErrorOccurred, cause);
         let next = error.map(move |applied, host: &mut Self, ctx| {
             if let Err(e) = applied {
                 tracing::error!(agent.id = %host.id, error = %e, "could not record the failure");
             }
-            let report = ChildExited { child_id: host.id.clone(), generation, exit: Exit::Failed(reason) };
+            let report = ChildExited { child_id: host.id.clone(), generation, exit: Exit::Failed(failure) };
             // `send`, not `do_send`: it waits for room in the supervisor's bounded mailbox.
             let supervisor = host.supervisor.clone();
             ctx.spawn(
@@ -494,57 +500,73 @@ impl<A: Agent> AgentHost<A> {
         ctx.wait(next);
     }
 
-    /// Brings the agent back to `active` with a fresh instance from the factory:
-    /// from `error` through RecoveryStart; from a running state (a sibling's restart
-    /// under one_for_all / rest_for_one) through ErrorOccurred first; from `manual`
-    /// through ManualFixed. Resolves to the new generation, or the reason it failed
-    /// (the agent is then in `error`).
+    /// Brings the agent back to `active` with a fresh instance from the factory, and
+    /// resolves to the new generation, or to the failure that kept it from coming back
+    /// (the agent is then in `error`, and the supervisor treats it as a new failure):
+    ///
+    /// | from                              | path                                              |
+    /// |-----------------------------------|---------------------------------------------------|
+    /// | `error` (it failed)               | RecoveryStart (`cause`) -> recovery -> active      |
+    /// | a running state (a requested or sibling restart) | RecoveryStart (`cause`, extension 3) -> recovery -> active; no `error` |
+    /// | `recovery` (an earlier restart stuck) | RecoveryFailed -> error -> RecoveryStart -> ...  |
+    /// | `manual`                          | ManualFixed, as [`fix`](Self::fix)                |
+    ///
+    /// A RecoveryStart that cannot be applied (not persisted, say) is a failed restart:
+    /// the instance is not replaced and the failure is returned.
     fn restart(
         &mut self,
         attempt: u32,
         cause: Cause,
         ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<u64, String>> {
+    ) -> ResponseActFuture<Self, Result<u64, Failure>> {
         let state = self.state.get();
         if state == State::Shutdown {
-            return Box::pin(fut::ready(Err("the agent has shut down".into())));
+            return Box::pin(fut::ready(Err(Failure::unreachable("the agent has shut down"))));
         }
         if state == State::Manual {
-            return Box::pin(self.fix(ctx).map(|result, host: &mut Self, _| {
-                result.map(|_| host.generation.get()).map_err(|e| e.to_string())
+            return Box::pin(self.fix(ctx).map(|result, host: &mut Self, _| match result {
+                Ok(_) => Ok(host.generation.get()),
+                Err(LifecycleError::InitializeFailed(failure)) => Err(failure),
+                Err(e) => Err(Failure::error(Stage::Supervision, &e)),
             }));
         }
         self.generation.set(self.generation.get() + 1);
-        let into_error: ResponseActFuture<Self, ()> = if state.is_running() && state != State::Recovery {
-            Box::pin(self.transition(Trigger::ErrorOccurred, cause.clone()).map(|_, _, _| ()))
-        } else if state == State::Recovery {
+        let out_of_recovery: ResponseActFuture<Self, ()> = if state == State::Recovery {
             Box::pin(self.transition(Trigger::RecoveryFailed, cause.clone()).map(|_, _, _| ()))
         } else {
             Box::pin(fut::ready(()))
         };
+        let published = cause.clone();
         Box::pin(
-            into_error
-                .then(move |(), host: &mut Self, _| {
-                    host.transition(Trigger::RecoveryStart, Cause::Restart { attempt })
-                })
-                .then(move |_, host: &mut Self, ctx| {
-                    host.replace_instance(ctx);
-                    host.initialize().into_actor(host)
-                })
-                .then(move |initialized, host: &mut Self, _| {
-                    host.restarts += 1;
-                    host.publish(EventKind::Restarted { attempt }, Cause::Restart { attempt });
-                    let next = match &initialized {
-                        Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
-                        Err(reason) => host
-                            .transition(Trigger::RecoveryFailed, Cause::Failure { reason: reason.clone() }),
-                    };
-                    next.map(move |applied, host: &mut Self, _| {
-                        initialized?;
-                        applied.map_err(|e| e.to_string())?;
-                        Ok(host.generation.get())
-                    })
-                }),
+            out_of_recovery
+                .then(move |(), host: &mut Self, _| host.transition(Trigger::RecoveryStart, cause))
+                .then(
+                    move |started, host: &mut Self, ctx| -> ResponseActFuture<Self, Result<u64, Failure>> {
+                        if let Err(e) = started {
+                            tracing::error!(agent.id = %host.id, error = %e, "could not start the recovery");
+                            return Box::pin(fut::ready(Err(Failure::error(Stage::Supervision, &e))));
+                        }
+                        host.replace_instance(ctx);
+                        Box::pin(host.initialize().into_actor(host).then(
+                            move |initialized, host: &mut Self, _| {
+                                host.restarts += 1;
+                                host.publish(EventKind::Restarted { attempt }, published);
+                                let next = match &initialized {
+                                    Ok(()) => host.transition(Trigger::RecoveryComplete, Cause::Startup),
+                                    Err(failure) => host.transition(
+                                        Trigger::RecoveryFailed,
+                                        Cause::Failure { failure: failure.clone() },
+                                    ),
+                                };
+                                next.map(move |applied, host: &mut Self, _| {
+                                    initialized?;
+                                    applied.map_err(|e| Failure::error(Stage::Supervision, &e))?;
+                                    Ok(host.generation.get())
+                                })
+                            },
+                        ))
+                    },
+                ),
         )
     }
 
@@ -608,25 +630,37 @@ impl<A: Agent> AgentHost<A> {
         }))
     }
 
-    /// From `manual`: a fresh instance, initialize, ManualFixed.
+    /// From `manual`: a fresh instance, initialize, then ManualFixed. If the fresh
+    /// instance's `initialize` fails, nothing is persisted: the agent stays in
+    /// `manual` (with the fresh, uninitialized instance, which runs no cycles there)
+    /// and the caller gets [`LifecycleError::InitializeFailed`].
     fn fix(
         &mut self,
         ctx: &mut Context<Self>,
     ) -> impl ActorFuture<Self, Output = Result<Transition, LifecycleError>> + use<A> {
         self.generation.set(self.generation.get() + 1);
         self.replace_instance(ctx);
-        self.initialize().into_actor(self).then(|initialized, host: &mut Self, _| {
-            host.restarts += 1;
-            let fixed = host.transition(Trigger::ManualFixed, Cause::Requested);
-            async move { initialized }.into_actor(host).then(|initialized, _, _| {
-                fixed.map(move |result, _, _| {
-                    initialized.map_err(|reason| {
-                        LifecycleError::Persistence(format!("initialize failed: {reason}"))
-                    })?;
-                    result
-                })
-            })
-        })
+        self.initialize().into_actor(self).then(
+            |initialized,
+             host: &mut Self,
+             _|
+             -> ResponseActFuture<Self, Result<Transition, LifecycleError>> {
+                match initialized {
+                    Ok(()) => {
+                        host.restarts += 1;
+                        Box::pin(host.transition(Trigger::ManualFixed, Cause::Requested))
+                    }
+                    Err(failure) => {
+                        tracing::warn!(agent.id = %host.id, %failure, "fix failed; the agent stays parked");
+                        host.publish(
+                            EventKind::Failure { failure: failure.clone() },
+                            Cause::Failure { failure: failure.clone() },
+                        );
+                        Box::pin(fut::ready(Err(LifecycleError::InitializeFailed(failure))))
+                    }
+                }
+            },
+        )
     }
 
     /// Applies `ShutdownRequest` (atomically, like any transition), then runs the
@@ -652,7 +686,7 @@ impl<A: Agent> AgentHost<A> {
                         host.run_shutdown_hook(deadline, timeout, ctx);
                     }
                     Err(refused) => {
-                        let hook = Err(refused.to_string());
+                        let hook = Err(StopFailure::Refused(refused.clone()));
                         let _ = waiter.send(StopOutcome { transition: Err(refused), hook });
                     }
                 }
@@ -666,11 +700,11 @@ impl<A: Agent> AgentHost<A> {
         let agent = self.agent.clone();
         let hook_ctx = self.ctx.clone();
         let hook = async move {
-            let hook = run_hook(async move { agent.lock().await.shutdown(&hook_ctx).await });
+            let hook = run_hook(Stage::Shutdown, async move { agent.lock().await.shutdown(&hook_ctx).await });
             match tokio::time::timeout_at(deadline.into(), hook).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(format!("shutdown hook failed: {reason}")),
-                Err(_) => Err(format!("shutdown hook did not finish within {timeout:?}; stopped anyway")),
+                Ok(Err(failure)) => Err(StopFailure::Hook(failure)),
+                Err(_) => Err(StopFailure::Hook(Failure::timeout(Stage::Shutdown, timeout))),
             }
         };
         ctx.spawn(hook.into_actor(self).map(|outcome, host, ctx| {
@@ -706,7 +740,7 @@ enum CycleEnd {
     /// skipped, not a failure of the agent.
     Deferred(String),
     /// It returned another error, panicked or timed out: a failure of the agent.
-    Failed(String),
+    Failed(Failure),
 }
 
 /// Runs a cycle, telling a database outage apart from a failure of the agent.
@@ -714,27 +748,28 @@ async fn run_cycle<F: Future<Output = Result<(), AgentError>>>(cycle: F) -> Cycl
     match AssertUnwindSafe(cycle).catch_unwind().await {
         Ok(Ok(())) => CycleEnd::Completed,
         Ok(Err(error)) if error.is_transient() => CycleEnd::Deferred(error.to_string()),
-        Ok(Err(error)) => CycleEnd::Failed(error.to_string()),
-        Err(payload) => CycleEnd::Failed(panic_message(&payload)),
+        Ok(Err(error)) => CycleEnd::Failed(Failure::error(Stage::Cycle, &error)),
+        Err(payload) => CycleEnd::Failed(Failure::panic(Stage::Cycle, panic_message(&payload))),
     }
 }
 
-/// Runs a hook, turning an error or a panic into a failure reason.
-async fn run_hook<F: Future<Output = Result<(), AgentError>>>(hook: F) -> Result<(), String> {
+/// Runs a hook of `stage`, turning an error (with its source chain) or a panic into a
+/// typed [`Failure`].
+async fn run_hook<F: Future<Output = Result<(), AgentError>>>(stage: Stage, hook: F) -> Result<(), Failure> {
     match AssertUnwindSafe(hook).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(payload) => Err(panic_message(&payload)),
+        Ok(Err(error)) => Err(Failure::error(stage, &error)),
+        Err(payload) => Err(Failure::panic(stage, panic_message(&payload))),
     }
 }
 
+/// The panic payload as text, when it is text.
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
-    let text = payload
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into());
-    format!("panicked: {text}")
+        .unwrap_or_else(|| "non-string panic payload".into())
 }
 
 /// Records a transition: the agent's status and a `state_transition` event.
@@ -764,22 +799,18 @@ async fn persist_transition(
     t: &Transition,
 ) -> Result<(), vigil_persistence::StoreError> {
     let at = Ts::from(t.at);
-    let severity = match t.to {
-        State::Error => Severity::Error,
-        State::Manual => Severity::Critical,
-        State::Recovery => Severity::Warning,
-        _ => Severity::Info,
-    };
-    let data = serde_json::json!({
-        "agent_id": t.agent_id,
-        "from": t.from,
-        "to": t.to,
-        "trigger": t.trigger,
-        "cause": t.cause,
-    });
+    // The record is the event's data, as readers expect it (`TransitionRecord::from_event`).
+    // Cannot fail in practice (plain fields, string keys); if it did, the row is refused.
+    let data = serde_json::to_value(t)
+        .map_err(|e| StoreError::InvalidInput { field: "event_data", reason: e.to_string() })?;
     let writes = [
-        Write::StateChange { agent_id: t.agent_id.clone(), status: t.to.as_str().into(), at },
-        Write::Event { event_type: "state_transition".into(), severity, data: Some(data), at },
+        Write::StateChange { agent_id: t.agent_id.clone(), status: t.to, at },
+        Write::Event {
+            event_type: Transition::EVENT_TYPE.into(),
+            severity: t.severity(),
+            data: Some(data),
+            at,
+        },
     ];
     for write in writes {
         queue_or_write(shared, write).await?;
@@ -812,7 +843,8 @@ impl<A: Agent> Actor for AgentHost<A> {
             let _ = ready.send(Err("agent stopped before it started".into()));
         }
         if let Some(stopping) = self.stopping.take() {
-            let hook = stopping.hook.unwrap_or_else(|| Err("killed before its shutdown hook ended".into()));
+            let timeout = self.settings.shutdown_timeout;
+            let hook = stopping.hook.unwrap_or(Err(StopFailure::Killed { timeout }));
             let outcome = StopOutcome { transition: Ok(stopping.transition), hook };
             for waiter in stopping.waiters {
                 let _ = waiter.send(outcome.clone());
@@ -881,13 +913,13 @@ impl<A: Agent, M: LifecycleMessage> Handler<M> for AgentHost<A> {
 /// `timeout`, then stop. Answered once the actor has stopped: `Ok` if the hook
 /// finished cleanly, else why not.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), StopFailure>")]
 pub(crate) struct StopAgent {
     pub(crate) timeout: Duration,
 }
 
 impl<A: Agent> Handler<StopAgent> for AgentHost<A> {
-    type Result = DetachedReply<Result<(), String>>;
+    type Result = DetachedReply<Result<(), StopFailure>>;
 
     fn handle(&mut self, StopAgent { timeout }: StopAgent, ctx: &mut Context<Self>) -> Self::Result {
         let (waiter, stopped) = tokio::sync::oneshot::channel();
@@ -941,8 +973,10 @@ impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
             }
             match AssertUnwindSafe(agent.handle(message, &hook_ctx)).catch_unwind().await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(error)) => Err(AskError::Failed(error.to_string())),
-                Err(payload) => Err(AskError::Failed(panic_message(&payload))),
+                Ok(Err(error)) => Err(AskError::Failed(Failure::error(Stage::Message, &error))),
+                Err(payload) => {
+                    Err(AskError::Failed(Failure::panic(Stage::Message, panic_message(&payload))))
+                }
             }
         });
         // Most handlers finish without waiting on anything: answer in place rather than
@@ -964,24 +998,27 @@ impl<A: Agent> AgentHost<A> {
     /// A handler that failed is a failure of the agent (unless that instance was
     /// already replaced).
     fn after_ask<R>(&mut self, result: &Result<R, AskError>, sent_in: u64, ctx: &mut Context<Self>) {
-        if let Err(AskError::Failed(reason)) = result
+        if let Err(AskError::Failed(failure)) = result
             && self.generation.get() == sent_in
         {
-            self.fail(reason.clone(), ctx);
+            self.fail(failure.clone(), ctx);
         }
     }
 }
 
 /// Supervisor to child: come back to `active` with fresh state.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<u64, String>")]
+#[rtype(result = "Result<u64, Failure>")]
 pub(crate) struct RestartAgent {
+    /// Restart number within the intensity period; 0 for a restart that does not count.
     pub(crate) attempt: u32,
+    /// Recorded with RecoveryStart: [`Cause::Restart`] after a failure of this agent,
+    /// [`Cause::RestartRequested`] or [`Cause::SiblingRestart`] otherwise.
     pub(crate) cause: Cause,
 }
 
 impl<A: Agent> Handler<RestartAgent> for AgentHost<A> {
-    type Result = AtomicResponse<Self, Result<u64, String>>;
+    type Result = AtomicResponse<Self, Result<u64, Failure>>;
 
     fn handle(&mut self, message: RestartAgent, ctx: &mut Context<Self>) -> Self::Result {
         AtomicResponse::new(self.restart(message.attempt, message.cause, ctx))

@@ -19,7 +19,9 @@ pub use context::AgentContext;
 pub use control::{ControlError, RuntimeControl};
 pub use events::{EventBus, EventKind, EventStream, LifecycleEvent};
 pub use host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
-pub use lifecycle::{Cause, LifecycleError, State, Transition, Trigger, next_state};
+pub use lifecycle::{
+    Cause, Failure, FailureKind, LifecycleError, Stage, State, StopFailure, Transition, Trigger, next_state,
+};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeError, ShutdownReport};
 pub use supervisor::{ChildSpec, RestartIntensity, Strategy, SupervisorSpec};
 pub use vigil_macros::Agent;

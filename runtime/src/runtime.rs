@@ -47,7 +47,7 @@ use crate::agent::Agent;
 use crate::control::RuntimeControl;
 use crate::events::{EventBus, EventStream};
 use crate::host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
-use crate::lifecycle::{LifecycleError, LifecycleMessage, Transition};
+use crate::lifecycle::{LifecycleError, LifecycleMessage, StopFailure, Transition};
 use crate::supervisor::{
     ChildSpec, Environment, RestartIntensity, ShutdownSubtree, Strategy, SubtreeStatuses, Supervisor,
     SupervisorSpec,
@@ -330,13 +330,13 @@ impl Runtime {
                     let why = written.reason.unwrap_or_default();
                     report.failed.push((
                         "persistence".into(),
-                        format!("{} writes not written: {why}", written.failed),
+                        StopFailure::Persistence(format!("{} writes not written: {why}", written.failed)),
                     ));
                 }
             }
             None => {
                 if let Err(e) = self.inner.env.shared.flush().await {
-                    report.failed.push(("persistence".into(), e.to_string()));
+                    report.failed.push(("persistence".into(), StopFailure::Persistence(e.to_string())));
                 }
             }
         }

@@ -18,16 +18,22 @@
 //! | `Temporary`                | not restarted: shut down and left out of the group |
 //!
 //! A restart gives the agent a fresh instance from its factory and walks
-//! `error -> recovery -> active` (siblings restarted with it go `active -> error ->
-//! recovery -> active`, cause recorded); the address stays the same, so senders keep
-//! working. The first restart in a quiet period is immediate; later ones wait an
-//! exponential backoff with jitter, capped.
+//! `error -> recovery -> active`; siblings restarted with it go straight
+//! `active -> recovery -> active` with [`Cause::SiblingRestart`] (lifecycle extension
+//! 3: they did not fail). The address stays the same, so senders keep working. The
+//! first restart in a quiet period is immediate; later ones wait an exponential
+//! backoff with jitter, capped.
 //!
-//! **Intensity.** More than `max_restarts` restarts within `period` (OTP default 1 in
-//! 5 s) and the supervisor gives up: a nested supervisor *escalates* — its parent sees
+//! A restart somebody asked for ([`crate::RuntimeControl::restart`]) follows the
+//! strategy too, but is not a failure: the child goes `active -> recovery -> active`
+//! with [`Cause::RestartRequested`], at once, and nothing counts against intensity.
+//!
+//! **Intensity.** More than `max_restarts` restarts caused by failures within `period`
+//! (OTP default 1 in 5 s) and the supervisor gives up: a nested supervisor *escalates* — its parent sees
 //! it as a failed child and applies its own strategy to the whole subtree; the top
 //! supervisor parks the affected agents in `manual` (persisted, published with the
-//! reason). The runtime keeps running; `ManualFixed` restarts a parked agent.
+//! reason). The runtime keeps running; `ManualFixed` restarts a parked agent, and a fix
+//! ([`FixParked`], [`crate::RuntimeControl::fix`]) clears the restart history.
 //!
 //! ```no_run
 //! use vigil_runtime::supervisor::{ChildSpec, Strategy, SupervisorSpec};
@@ -57,7 +63,7 @@ use crate::agent::{Agent, Restart};
 use crate::control::ControlEntry;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
 use crate::host::{AgentHost, AgentStatus, GetStatus, HostParts, ParkAgent, RestartAgent, StopAgent};
-use crate::lifecycle::{Cause, LifecycleError, ManualFixed, State, Transition};
+use crate::lifecycle::{Cause, Failure, FailureKind, ManualFixed, Stage, State, StopFailure};
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -129,8 +135,8 @@ impl RestartIntensity {
 /// How a child ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
-    /// A hook or handler failed or panicked.
-    Failed(String),
+    /// A hook or handler failed, panicked or timed out, or a nested supervisor gave up.
+    Failed(Failure),
 }
 
 /// Child to supervisor: I failed (already recorded as `ErrorOccurred`).
@@ -148,7 +154,7 @@ pub struct ChildExited {
 
 /// Type-erased operations on one child (agent or supervisor).
 trait ChildControl {
-    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>>;
+    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, Failure>>;
     fn park(&self, reason: String) -> LocalFuture<()>;
     fn fix(&self) -> LocalFuture<Result<(), String>>;
     /// Stops the child (a supervisor: its subtree) and reports each agent as it stops.
@@ -162,9 +168,9 @@ struct AgentChild<A: Agent> {
 }
 
 impl<A: Agent> ChildControl for AgentChild<A> {
-    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>> {
+    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, Failure>> {
         let request = self.addr.send(RestartAgent { attempt, cause });
-        Box::pin(async move { request.await.map_err(|e| e.to_string())? })
+        Box::pin(async move { request.await.map_err(|e| Failure::unreachable(e.to_string()))? })
     }
     fn park(&self, reason: String) -> LocalFuture<()> {
         let request = self.addr.send(ParkAgent { reason });
@@ -194,7 +200,7 @@ impl<A: Agent> ChildControl for AgentChild<A> {
                     // The actor stops at its next poll, whatever its hook does; the
                     // reply to `Kill` comes from that same poll.
                     let _ = tokio::time::timeout(KILL_GRACE, addr.send(Kill)).await;
-                    Err(format!("did not stop within {backstop:?}; killed"))
+                    Err(StopFailure::Killed { timeout: backstop })
                 }
             };
             match outcome {
@@ -233,9 +239,9 @@ struct SupervisorChild {
 }
 
 impl ChildControl for SupervisorChild {
-    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, String>> {
+    fn restart(&self, attempt: u32, cause: Cause) -> LocalFuture<Result<u64, Failure>> {
         let request = self.addr.send(RestartSubtree { attempt, cause });
-        Box::pin(async move { request.await.map_err(|e| e.to_string())? })
+        Box::pin(async move { request.await.map_err(|e| Failure::unreachable(e.to_string()))? })
     }
     fn park(&self, reason: String) -> LocalFuture<()> {
         let request = self.addr.send(ParkSubtree { reason });
@@ -251,9 +257,10 @@ impl ChildControl for SupervisorChild {
         let request = self.addr.send(ShutdownSubtree);
         let id = id.to_owned();
         Box::pin(async move {
-            request
-                .await
-                .unwrap_or_else(|e| ShutdownReport { stopped: Vec::new(), failed: vec![(id, e.to_string())] })
+            request.await.unwrap_or_else(|e| ShutdownReport {
+                stopped: Vec::new(),
+                failed: vec![(id, StopFailure::Unreachable(e.to_string()))],
+            })
         })
     }
     fn statuses(&self) -> LocalFuture<Vec<AgentStatus>> {
@@ -389,7 +396,7 @@ impl ChildSpec {
             let (ready, started) = tokio::sync::oneshot::channel();
             // A supervisor child is spawned once; restarts restart its subtree in place.
             let spec = spec.lock().expect("spec lock").take().expect("a supervisor child is spawned once");
-            let addr = Supervisor::new(spec, env.clone(), Some(parent.recipient()), ready).start();
+            let addr = Supervisor::new(spec, env.clone(), Some(parent), ready).start();
             let started: LocalFuture<Result<(), String>> = Box::pin(async move {
                 match started.await {
                     Ok(failures) if failures.is_empty() => Ok(()),
@@ -523,11 +530,13 @@ pub struct Supervisor {
     strategy: Strategy,
     intensity: RestartIntensity,
     children: Vec<Child>,
-    /// Restart times within the current period.
+    /// Times of the restarts that failures caused within the current period: restart
+    /// intensity. Requested and sibling restarts are not failures and are not counted;
+    /// a fix (`ForgetRestarts`) clears it.
     recent: VecDeque<Instant>,
     env: Environment,
     /// `None` at the top of the tree.
-    parent: Option<Recipient<ChildExited>>,
+    parent: Option<Addr<Supervisor>>,
     /// Bumped when this supervisor's subtree is restarted by its parent.
     generation: u64,
     ready: Option<tokio::sync::oneshot::Sender<Vec<(String, String)>>>,
@@ -548,7 +557,7 @@ impl Supervisor {
     pub(crate) fn new(
         spec: SupervisorSpec,
         env: Environment,
-        parent: Option<Recipient<ChildExited>>,
+        parent: Option<Addr<Supervisor>>,
         ready: tokio::sync::oneshot::Sender<Vec<(String, String)>>,
     ) -> Self {
         Self {
@@ -601,8 +610,17 @@ impl Supervisor {
         self.env.events.publish(LifecycleEvent::new(agent_id, kind, cause));
     }
 
+    /// Clears the restart history here and in every supervisor above: after a fix,
+    /// the failures that parked an agent no longer count.
+    fn forget_restarts(&mut self) {
+        self.recent.clear();
+        if let Some(parent) = &self.parent {
+            parent.do_send(ForgetRestarts);
+        }
+    }
+
     /// Handles the failure of child `index`: restart per strategy, or escalate.
-    fn on_failure(&mut self, index: usize, reason: String, ctx: &mut Context<Self>) {
+    fn on_failure(&mut self, index: usize, failure: Failure, ctx: &mut Context<Self>) {
         let id = self.children[index].spec.id.clone();
         if self.children[index].spec.restart == Restart::Temporary {
             tracing::info!(supervisor = %self.name, child = %id, "temporary child failed; not restarted");
@@ -625,7 +643,7 @@ impl Supervisor {
         let affected = self.affected(index);
         if attempt > self.intensity.max_restarts {
             let why = format!(
-                "supervisor `{}`: restart intensity exceeded ({} restarts within {:?}); last failure of `{id}`: {reason}",
+                "supervisor `{}`: restart intensity exceeded ({} restarts within {:?}); last failure of `{id}`: {failure}",
                 self.name, self.intensity.max_restarts, self.intensity.period
             );
             self.escalate(affected, why, ctx);
@@ -633,18 +651,40 @@ impl Supervisor {
         }
         self.recent.push_back(now);
         let delay = self.intensity.backoff(attempt);
-        let mut restarts = Vec::new();
-        for i in &affected {
-            let child = &self.children[*i];
-            let cause = if *i == index {
-                Cause::Restart { attempt }
-            } else {
-                Cause::Other { reason: format!("{:?}: sibling `{id}` failed", self.strategy) }
-            };
-            let control = child.control.clone().expect("affected children are live");
-            restarts.push((*i, child.spec.id.clone(), cause, control));
-        }
         tracing::info!(supervisor = %self.name, child = %id, attempt, ?delay, strategy = ?self.strategy, "restarting");
+        self.restart_group(index, attempt, Cause::Restart { attempt }, delay, ctx);
+    }
+
+    /// Handles a restart somebody asked for: the child `index` and, per the strategy,
+    /// its siblings are restarted at once, without passing through `error`, and
+    /// nothing is counted against the restart intensity: it is not a failure.
+    fn on_request(&mut self, index: usize, reason: String, ctx: &mut Context<Self>) {
+        self.restart_group(index, 0, Cause::RestartRequested { reason }, std::time::Duration::ZERO, ctx);
+    }
+
+    /// Restarts child `index` with `cause` and its siblings per the strategy (cause
+    /// [`Cause::SiblingRestart`]), in start order, after `delay`. A restart that fails
+    /// (the fresh instance's `initialize`, say) is a failure of that child.
+    fn restart_group(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        cause: Cause,
+        delay: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = self.children[index].spec.id.clone();
+        let restarts: Vec<_> = self
+            .affected(index)
+            .into_iter()
+            .map(|i| {
+                let child = &self.children[i];
+                let cause =
+                    if i == index { cause.clone() } else { Cause::SiblingRestart { sibling: id.clone() } };
+                let control = child.control.clone().expect("affected children are live");
+                (i, child.spec.id.clone(), cause, control)
+            })
+            .collect();
         let work = async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -661,9 +701,9 @@ impl Supervisor {
                 match outcome {
                     Ok(generation) => supervisor.children[i].generation = generation,
                     // The fresh instance failed to initialize: another failure.
-                    Err(reason) => {
-                        tracing::warn!(child = %child_id, %reason, "restart failed");
-                        supervisor.on_failure(i, reason, ctx);
+                    Err(failure) => {
+                        tracing::warn!(child = %child_id, %failure, "restart failed");
+                        supervisor.on_failure(i, failure, ctx);
                         return;
                     }
                 }
@@ -675,16 +715,17 @@ impl Supervisor {
     /// affected agents in `manual`.
     fn escalate(&mut self, affected: Vec<usize>, reason: String, ctx: &mut Context<Self>) {
         tracing::error!(supervisor = %self.name, %reason, "escalating");
+        let failure = Failure::new(Stage::Supervision, FailureKind::Escalated { reason: reason.clone() });
         self.publish(
             &self.name,
-            EventKind::Failure { reason: reason.clone() },
+            EventKind::Failure { failure: failure.clone() },
             Cause::Escalation { reason: reason.clone() },
         );
         if let Some(parent) = self.parent.clone() {
             let report = ChildExited {
                 child_id: self.name.clone(),
                 generation: self.generation,
-                exit: Exit::Failed(reason),
+                exit: Exit::Failed(failure),
             };
             ctx.spawn(
                 async move {
@@ -773,21 +814,21 @@ impl Handler<ChildExited> for Supervisor {
         if child.control.is_none() || report.generation < child.generation {
             return; // terminated, or a report about an instance already replaced
         }
-        let Exit::Failed(reason) = report.exit;
-        self.on_failure(index, reason, ctx);
+        let Exit::Failed(failure) = report.exit;
+        self.on_failure(index, failure, ctx);
     }
 }
 
 /// Parent to nested supervisor: restart every child, in order, with fresh state.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<u64, String>")]
+#[rtype(result = "Result<u64, Failure>")]
 struct RestartSubtree {
     attempt: u32,
     cause: Cause,
 }
 
 impl Handler<RestartSubtree> for Supervisor {
-    type Result = AtomicResponse<Self, Result<u64, String>>;
+    type Result = AtomicResponse<Self, Result<u64, Failure>>;
 
     fn handle(&mut self, message: RestartSubtree, _ctx: &mut Context<Self>) -> Self::Result {
         self.generation += 1;
@@ -838,7 +879,7 @@ impl Handler<FixParked> for Supervisor {
     type Result = AtomicResponse<Self, Result<(), String>>;
 
     fn handle(&mut self, _: FixParked, _ctx: &mut Context<Self>) -> Self::Result {
-        self.recent.clear();
+        self.forget_restarts();
         let controls: Vec<_> = self.children.iter().filter_map(|c| c.control.clone()).collect();
         AtomicResponse::new(Box::pin(
             async move {
@@ -864,43 +905,13 @@ pub struct ShutdownReport {
     pub stopped: Vec<String>,
     /// Agents that did not stop cleanly — the hook failed, panicked or timed out, or
     /// the agent was killed — with the reason. They are stopped all the same.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(String, StopFailure)>,
 }
 
 impl ShutdownReport {
     fn extend(&mut self, other: ShutdownReport) {
         self.stopped.extend(other.stopped);
         self.failed.extend(other.failed);
-    }
-}
-
-/// An operator's fix of one parked agent ([`crate::RuntimeControl::fix`]): ManualFixed
-/// on the agent, through the supervisor that owns it, which on success forgets its
-/// restart history as [`FixParked`] does — else the first new fault after a fix would
-/// find the intensity still spent and park the agent again at once. Atomic: no failure
-/// report is handled between the fix and the reset.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Transition, LifecycleError>")]
-pub(crate) struct FixChild {
-    /// The agent's ManualFixed recipient.
-    pub(crate) fix: Recipient<ManualFixed>,
-}
-
-impl Handler<FixChild> for Supervisor {
-    type Result = AtomicResponse<Self, Result<Transition, LifecycleError>>;
-
-    fn handle(&mut self, FixChild { fix }: FixChild, _ctx: &mut Context<Self>) -> Self::Result {
-        let request = fix.send(ManualFixed);
-        AtomicResponse::new(Box::pin(
-            async move { request.await.unwrap_or(Err(LifecycleError::AgentStopped)) }.into_actor(self).map(
-                |fixed, supervisor, _| {
-                    if fixed.is_ok() {
-                        supervisor.recent.clear();
-                    }
-                    fixed
-                },
-            ),
-        ))
     }
 }
 
@@ -1098,7 +1109,7 @@ impl Handler<TerminateChild> for Supervisor {
             async move {
                 match stopped.await.failed.into_iter().next() {
                     None => Ok(()),
-                    Some((id, reason)) => Err(SupervisorError::Child { id, reason }),
+                    Some((id, reason)) => Err(SupervisorError::Child { id, reason: reason.to_string() }),
                 }
             }
             .into_actor(self),
@@ -1135,7 +1146,8 @@ impl Handler<RestartChild> for Supervisor {
 }
 
 /// A restart asked for by an agent or operator ([`crate::RuntimeControl::restart`]):
-/// handled like a failure of the child, so strategy and intensity apply.
+/// the strategy applies (siblings are restarted with the child), restart intensity
+/// does not — it is not a failure. See [`Supervisor::on_request`].
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), SupervisorError>")]
 pub(crate) struct RestartRequested {
@@ -1156,7 +1168,23 @@ impl Handler<RestartRequested> for Supervisor {
             return Err(SupervisorError::Child { id: request.child_id, reason: "terminated".into() });
         }
         tracing::info!(supervisor = %self.name, child = %request.child_id, reason = %request.reason, "restart requested");
-        self.on_failure(index, format!("restart requested: {}", request.reason), ctx);
+        self.on_request(index, request.reason, ctx);
         Ok(())
+    }
+}
+
+/// An operator fixed an agent of this subtree (`ManualFixed`): forget the restarts
+/// that led to its parking, here and in every supervisor above, as
+/// [`FixParked`] does — otherwise the history that parked it would park it again at
+/// its next fault.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ForgetRestarts;
+
+impl Handler<ForgetRestarts> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: ForgetRestarts, _ctx: &mut Context<Self>) {
+        self.forget_restarts();
     }
 }

@@ -100,24 +100,17 @@ async fn full_life(store: Store, through_actor: bool) {
     assert!(asked >= 3, "{asked}");
 
     let agent = shared.get_agent("worker").await.unwrap().unwrap();
-    assert_eq!(agent.status.as_deref(), Some("active"));
+    assert_eq!(agent.status, Some(State::Active));
     assert!(agent.last_heartbeat.is_some(), "heartbeats are persisted");
     // Each heartbeat also refreshes the agent's uptime figures in its row.
     let uptime = agent.uptime_details.expect("uptime_details written").0;
     assert_eq!(uptime["restarts"], 0, "{uptime}");
     assert!(uptime["cycles"].is_u64() && uptime["spawned_at"].is_string(), "{uptime}");
     assert!(!shared.recent_heartbeats("worker", 5).await.unwrap().is_empty());
-    let transitions = shared
-        .recent_events(EventFilter { event_type: Some("state_transition".into()), ..Default::default() })
-        .await
-        .unwrap();
-    let worker_steps: Vec<String> = transitions
-        .iter()
-        .rev()
-        .filter(|e| e.event_data.as_ref().unwrap().0["agent_id"] == "worker")
-        .map(|e| e.event_data.as_ref().unwrap().0["to"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(worker_steps, ["deploying", "monitoring", "active"]);
+    let transitions = shared.recent_transitions(EventFilter::default()).await.unwrap();
+    let worker_steps: Vec<State> =
+        transitions.iter().rev().filter(|t| t.agent_id == "worker").map(|t| t.to).collect();
+    assert_eq!(worker_steps, [State::Deploying, State::Monitoring, State::Active]);
 
     // Shutdown goes in reverse start order and persists `shutdown`.
     let mut events = runtime.subscribe();
@@ -127,7 +120,7 @@ async fn full_life(store: Store, through_actor: bool) {
     let first = events.wait_for_state("second", State::Shutdown, LIMIT).await.unwrap();
     let second = events.wait_for_state("worker", State::Shutdown, LIMIT).await.unwrap();
     assert!(first.at <= second.at);
-    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status.as_deref(), Some("shutdown"));
+    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status, Some(State::Shutdown));
 }
 
 #[actix_rt::test]
@@ -169,8 +162,12 @@ async fn a_panicking_cycle_is_restarted_with_fresh_state() {
         .wait_for(LIMIT, |e| matches!(e.kind, EventKind::Failure { .. }))
         .await
         .expect("the panic became a failure");
-    let EventKind::Failure { reason } = &failure.kind else { unreachable!() };
-    assert!(reason.contains("injected failure at cycle 2"), "{reason}");
+    let EventKind::Failure { failure } = &failure.kind else { unreachable!() };
+    assert_eq!(failure.stage, vigil_runtime::Stage::Cycle);
+    assert!(
+        matches!(&failure.kind, vigil_runtime::FailureKind::Panic { message } if message.contains("injected failure at cycle 2")),
+        "{failure:?}"
+    );
     events.wait_for_state("worker", State::Error, LIMIT).await.unwrap();
     events.wait_for_state("worker", State::Recovery, LIMIT).await.unwrap();
     events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { attempt: 1 })).await.unwrap();
@@ -228,8 +225,11 @@ async fn a_cycle_past_its_timeout_is_cancelled_and_the_agent_restarted() {
         .expect("the hung cycle became a failure");
     // At its timeout, not before (virtual time: exactly one minute later).
     assert!(on_time(hung_at.elapsed(), Duration::from_secs(60)), "{:?}", hung_at.elapsed());
-    let EventKind::Failure { reason } = &failure.kind else { unreachable!() };
-    assert!(reason.contains("cycle_timeout"), "{reason}");
+    let EventKind::Failure { failure } = &failure.kind else { unreachable!() };
+    assert_eq!(
+        (failure.stage, &failure.kind),
+        (vigil_runtime::Stage::Cycle, &vigil_runtime::FailureKind::Timeout { limit_ms: 60_000 })
+    );
     events.wait_for(LIMIT, |e| matches!(e.kind, EventKind::Restarted { attempt: 1 })).await.unwrap();
     // The fresh instance cycles again; the hung one was dropped with its cycle.
     assert_eq!(tokio::time::timeout(LIMIT, ticks.recv()).await.unwrap(), Some((false, 1)));
@@ -255,7 +255,7 @@ async fn exceeding_the_intensity_parks_the_agent_in_manual_until_fixed() {
     assert!(matches!(parked.cause, vigil_runtime::Cause::Escalation { .. }), "{:?}", parked.cause);
     // Transitions are queued in the runtime's writer: flush to read them back.
     runtime.shared_state().flush().await.unwrap();
-    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status.as_deref(), Some("manual"));
+    assert_eq!(shared.get_agent("worker").await.unwrap().unwrap().status, Some(State::Manual));
     // Typed messages are refused while parked, with the state named.
     let refused = runtime.ask::<Worker, HowMany>("worker", HowMany).await.unwrap_err();
     assert!(matches!(refused, vigil_runtime::AskError::Unavailable(State::Manual)), "{refused:?}");
@@ -429,6 +429,6 @@ async fn one_writer_carries_every_write_of_the_runtime() {
     assert_eq!(counts["agent_heartbeats"] as u64, rows(WriteKind::Heartbeat));
     assert_eq!(counts["system_events"] as u64, rows(WriteKind::Event));
     for agent in direct.get_registered_agents().await.unwrap() {
-        assert_eq!(agent.status.as_deref(), Some("shutdown"), "committed when shutdown returned");
+        assert_eq!(agent.status, Some(State::Shutdown), "committed when shutdown returned");
     }
 }

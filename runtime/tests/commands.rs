@@ -69,7 +69,10 @@ async fn commands_reach_the_runtime(db: TestDb) {
     // them; both transitions are persisted.
     let (status, outcome, _) = run_command(&operator, "alpha", CommandAction::Maintenance).await;
     assert_eq!((status.as_str(), outcome.as_str()), ("done", "MaintenanceRequest: active -> maintenance"));
-    assert_eq!(operator.get_agent("alpha").await.unwrap().unwrap().status.as_deref(), Some("maintenance"));
+    assert_eq!(
+        operator.get_agent("alpha").await.unwrap().unwrap().status,
+        Some(vigil_persistence::State::Maintenance)
+    );
     let paused_at = plan.cycles("alpha");
     // Three of beta's cycles (10 ms each) go by; alpha's count stays where it was.
     wait_for_cycles(&plan, "beta", plan.cycles("beta") + 3).await;
@@ -88,10 +91,7 @@ async fn commands_reach_the_runtime(db: TestDb) {
 
     let (status, _, _) = run_command(&operator, "beta", CommandAction::Stop).await;
     assert_eq!(status, "done");
-    assert_eq!(
-        operator.get_agent("beta").await.unwrap().unwrap().status.as_deref(),
-        Some(State::Shutdown.as_str())
-    );
+    assert_eq!(operator.get_agent("beta").await.unwrap().unwrap().status, Some(State::Shutdown));
 
     // A command for an agent this runtime does not run stays pending for another one.
     let id = operator.submit_agent_command("elsewhere", CommandAction::Restart, None).await.unwrap();

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use vigil_runtime::lifecycle::{
-    Activate, Cause, DeployComplete, ErrorOccurred, IllegalTransition, Initialize, LifecycleError,
+    Activate, Cause, DeployComplete, ErrorOccurred, Failure, IllegalTransition, Initialize, LifecycleError,
     LifecycleMessage, MaintenanceComplete, MaintenanceRequest, ManualFixed, ManualIntervention,
     OptimizationComplete, OptimizationRequest, RecoveryComplete, RecoveryFailed, RecoveryStart,
-    ShutdownRequest, StandbyRequest, Start, State, Transition, Trigger, next_state,
+    ShutdownRequest, Stage, StandbyRequest, Start, State, Transition, Trigger, next_state,
 };
 
 use State::{
@@ -16,7 +16,7 @@ use State::{
 };
 
 /// Every legal `(from, trigger) -> to`, written out by hand from the specification's
-/// diagram and the two documented extensions (not derived from the table under test).
+/// diagram and the three documented extensions (not derived from the table under test).
 const LEGAL: &[(State, Trigger, State)] = &[
     // The diagram.
     (Initializing, Trigger::Initialize, Deploying),
@@ -53,6 +53,15 @@ const LEGAL: &[(State, Trigger, State)] = &[
     (Error, Trigger::ShutdownRequest, Shutdown),
     (Recovery, Trigger::ShutdownRequest, Shutdown),
     (Manual, Trigger::ShutdownRequest, Shutdown),
+    // Extension 3: RecoveryStart (a requested restart) from every running state but
+    // recovery.
+    (Initializing, Trigger::RecoveryStart, Recovery),
+    (Deploying, Trigger::RecoveryStart, Recovery),
+    (Monitoring, Trigger::RecoveryStart, Recovery),
+    (Active, Trigger::RecoveryStart, Recovery),
+    (Optimizing, Trigger::RecoveryStart, Recovery),
+    (Standby, Trigger::RecoveryStart, Recovery),
+    (Maintenance, Trigger::RecoveryStart, Recovery),
 ];
 
 #[test]
@@ -60,7 +69,7 @@ fn every_state_and_trigger_pair_matches_the_specification() {
     let expected: HashMap<(State, Trigger), State> =
         LEGAL.iter().map(|&(from, trigger, to)| ((from, trigger), to)).collect();
     assert_eq!(expected.len(), LEGAL.len(), "the expected list has a duplicate pair");
-    assert_eq!(expected.len(), 32);
+    assert_eq!(expected.len(), 39);
 
     let mut checked = 0;
     for from in State::ALL {
@@ -171,10 +180,19 @@ fn each_message_stands_for_its_trigger_with_a_typed_cause() {
     check(Activate, Trigger::Activate, Cause::Requested);
     check(MaintenanceRequest, Trigger::MaintenanceRequest, Cause::Requested);
     check(MaintenanceComplete, Trigger::MaintenanceComplete, Cause::Requested);
-    check(ErrorOccurred { reason: reason() }, Trigger::ErrorOccurred, Cause::Failure { reason: reason() });
+    let failure = || Failure::panic(Stage::Cycle, "boom");
+    check(
+        ErrorOccurred { failure: failure() },
+        Trigger::ErrorOccurred,
+        Cause::Failure { failure: failure() },
+    );
     check(RecoveryStart { attempt: 2 }, Trigger::RecoveryStart, Cause::Restart { attempt: 2 });
     check(RecoveryComplete, Trigger::RecoveryComplete, Cause::Startup);
-    check(RecoveryFailed { reason: reason() }, Trigger::RecoveryFailed, Cause::Failure { reason: reason() });
+    check(
+        RecoveryFailed { failure: failure() },
+        Trigger::RecoveryFailed,
+        Cause::Failure { failure: failure() },
+    );
     check(
         ManualIntervention { reason: reason() },
         Trigger::ManualIntervention,
@@ -186,9 +204,9 @@ fn each_message_stands_for_its_trigger_with_a_typed_cause() {
 
 #[test]
 fn transitions_are_built_from_the_table_and_serialize() {
+    let failure = Failure::message(Stage::Cycle, "boom");
     let transition =
-        Transition::new("health", Active, Trigger::ErrorOccurred, Cause::Failure { reason: "boom".into() })
-            .unwrap();
+        Transition::new("health", Active, Trigger::ErrorOccurred, Cause::Failure { failure }).unwrap();
     assert_eq!((transition.from, transition.to), (Active, Error));
 
     let json = serde_json::to_value(&transition).unwrap();
@@ -196,11 +214,33 @@ fn transitions_are_built_from_the_table_and_serialize() {
     assert_eq!(json["from"], "active");
     assert_eq!(json["to"], "error");
     assert_eq!(json["trigger"], "ErrorOccurred");
-    assert_eq!(json["cause"], serde_json::json!({ "kind": "failure", "reason": "boom" }));
+    assert_eq!(
+        json["cause"],
+        serde_json::json!({
+            "kind": "failure",
+            "failure": { "stage": "cycle", "kind": { "type": "error", "message": "boom", "chain": [] } },
+        })
+    );
     assert_eq!(serde_json::from_value::<Transition>(json).unwrap(), transition);
 
     assert_eq!(
         Transition::new("health", Shutdown, Trigger::Start, Cause::Requested).unwrap_err(),
         IllegalTransition { from: Shutdown, trigger: Trigger::Start }
     );
+}
+
+#[test]
+fn stop_failures_are_typed_and_read_as_sentences() {
+    use vigil_runtime::StopFailure;
+    let killed = StopFailure::Killed { timeout: std::time::Duration::from_millis(200) };
+    assert_eq!(killed.to_string(), "did not stop within 200ms; killed");
+    let refused = StopFailure::Refused(LifecycleError::AgentStopped);
+    let subtree = StopFailure::Subtree(vec![("a".into(), killed.clone()), ("b".into(), refused)]);
+    assert_eq!(
+        subtree.to_string(),
+        "2 child(ren) of the subtree did not stop cleanly: a: did not stop within 200ms; killed; \
+         b: ShutdownRequest failed: the agent has stopped"
+    );
+    let json = serde_json::to_value(&killed).unwrap();
+    assert_eq!(json["kind"], "killed");
 }

@@ -176,7 +176,7 @@ async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
     let vigil_runtime::Cause::Escalation { reason } = &parked.cause else { panic!("{:?}", parked.cause) };
     assert!(reason.contains("restart intensity exceeded"), "{reason}");
     state.flush().await.unwrap(); // `state` is the runtime's: it has its writer
-    assert_eq!(state.get_agent("w").await.unwrap().unwrap().status.as_deref(), Some("manual"));
+    assert_eq!(state.get_agent("w").await.unwrap().unwrap().status, Some(vigil_persistence::State::Manual));
     let bystander = runtime.statuses().await.into_iter().find(|s| s.agent_id == "bystander").unwrap();
     assert_eq!(
         bystander.state,
@@ -276,7 +276,7 @@ async fn a_hung_agent_is_stopped_at_its_shutdown_timeout() {
     assert!(report.stopped.is_empty(), "{report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert_eq!(report.failed[0].0, "stuck");
-    assert!(report.failed[0].1.contains("did not finish within 200ms"), "{report:?}");
+    assert!(report.failed[0].1.to_string().contains("did not finish within 200ms"), "{report:?}");
 }
 
 #[actix_rt::test]
@@ -393,7 +393,7 @@ async fn the_control_plane_restarts_stops_and_fixes_by_id() {
         .wait_for(LIMIT, |e| e.agent_id == "a" && matches!(e.kind, EventKind::Restarted { .. }))
         .await
         .unwrap();
-    assert_eq!(restarted.cause, vigil_runtime::Cause::Restart { attempt: 1 });
+    assert_eq!(restarted.cause, vigil_runtime::Cause::RestartRequested { reason: "operator asked".into() });
     events.wait_for_state("a", State::Active, LIMIT).await.unwrap();
     assert_eq!(control.status("a").await.unwrap().restarts, 1);
 
@@ -529,8 +529,8 @@ async fn seeded_run(
             .wait_for(LIMIT, |e| matches!(e.kind, EventKind::Failure { .. }))
             .await
             .unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
-        if let EventKind::Failure { reason } = event.kind {
-            failures.entry(event.agent_id).or_default().push(reason);
+        if let EventKind::Failure { failure } = event.kind {
+            failures.entry(event.agent_id).or_default().push(failure.to_string());
         }
     }
     plan.disable();

@@ -93,7 +93,7 @@ fn print_agents(agents: &[AgentRecord], health: &HashMap<String, f64>) {
         println!(
             "{:<32} {:<12} {:>14} {:>7}",
             agent.agent_id,
-            agent.status.as_deref().unwrap_or("-"),
+            agent.status.map_or("-", vigil_persistence::State::as_str),
             age(agent.last_heartbeat),
             score
         );

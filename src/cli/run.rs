@@ -144,7 +144,7 @@ const ALIVE_WITHIN: Duration = Duration::from_secs(90);
 async fn refuse_if_running(shared: &SharedState, ids: &[String], description: &str) -> Result<(), CliError> {
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(ALIVE_WITHIN).unwrap_or_default();
     let live = shared.get_registered_agents().await?.into_iter().find(|agent| {
-        let running = agent.status.as_deref().is_some_and(|s| s != State::Shutdown.as_str());
+        let running = agent.status.is_some_and(|s| s != State::Shutdown);
         let fresh = agent.last_heartbeat.is_some_and(|t| t.get() > cutoff);
         running && fresh && ids.contains(&agent.agent_id)
     });
@@ -160,7 +160,7 @@ async fn refuse_if_running(shared: &SharedState, ids: &[String], description: &s
                  stop it first (two would overwrite each other's agents), or pass --force if it was \
                  killed less than {} s ago",
                 agent.agent_id,
-                agent.status.unwrap_or_default(),
+                agent.status.map_or("in no state", State::as_str),
                 ALIVE_WITHIN.as_secs()
             )))
         }
