@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
-use vigil_persistence::SharedState;
 use vigil_persistence::shared_state::EventFilter;
+use vigil_persistence::shared_state::Writer;
+use vigil_persistence::{PersistenceActor, PersistenceConfig, SharedState};
 use vigil_runtime::lifecycle::TransitionRecord;
 use vigil_runtime::supervisor::{ChildSpec, Strategy};
 use vigil_runtime::testkit::{Fault, FaultPlan, FaultyAgent, memory_state, wait_until_active};
@@ -26,7 +27,10 @@ fn faulty(plan: &FaultPlan, id: &str) -> ChildSpec {
     ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
 }
 
+/// The transitions of `agent` on record, newest first, once everything queued in the
+/// runtime's writer has committed.
 async fn transitions_of(state: &SharedState, agent: &str) -> Vec<TransitionRecord> {
+    state.flush().await.unwrap();
     let all =
         state.recent_transitions(EventFilter { limit: Some(10_000), ..Default::default() }).await.unwrap();
     all.into_iter().filter(|t| t.agent_id == agent).collect()
@@ -35,10 +39,9 @@ async fn transitions_of(state: &SharedState, agent: &str) -> Vec<TransitionRecor
 #[actix_rt::test]
 async fn three_operator_restarts_within_a_second_are_not_failures() {
     let plan = FaultPlan::new();
-    let state = memory_state().await;
     // The default intensity, 1 restart in 5 s: two restarts counted as failures would
     // park the second agent.
-    let runtime = Runtime::builder(state.clone())
+    let runtime = Runtime::builder(memory_state().await)
         .intensity(RestartIntensity::default())
         .child(faulty(&plan, "a"))
         .child(faulty(&plan, "b"))
@@ -46,6 +49,7 @@ async fn three_operator_restarts_within_a_second_are_not_failures() {
         .start()
         .await
         .unwrap();
+    let state = runtime.shared_state().clone(); // reads after its writer's flush
     let control = runtime.control().clone();
     let mut events = runtime.subscribe();
     for id in ["a", "b", "c"] {
@@ -57,6 +61,7 @@ async fn three_operator_restarts_within_a_second_are_not_failures() {
         assert_eq!(restarted.cause, Cause::RestartRequested { reason: "operator asked".into() });
     }
     wait_until_active(&runtime, LIMIT).await.unwrap();
+    state.flush().await.unwrap();
     for status in runtime.statuses().await {
         assert_eq!((status.state, status.restarts), (State::Active, 1), "{status:?}");
         assert_eq!(state.get_agent(&status.agent_id).await.unwrap().unwrap().status, Some(State::Active));
@@ -80,8 +85,7 @@ async fn three_operator_restarts_within_a_second_are_not_failures() {
 #[actix_rt::test]
 async fn a_sibling_restarted_under_one_for_all_records_the_sibling_not_a_failure() {
     let plan = FaultPlan::new().at_cycle("b", 3, Fault::Panic);
-    let state = memory_state().await;
-    let runtime = Runtime::builder(state.clone())
+    let runtime = Runtime::builder(memory_state().await)
         .strategy(Strategy::OneForAll)
         .intensity(RestartIntensity::new(10, Duration::from_secs(60)))
         .child(faulty(&plan, "a"))
@@ -89,6 +93,7 @@ async fn a_sibling_restarted_under_one_for_all_records_the_sibling_not_a_failure
         .start()
         .await
         .unwrap();
+    let state = runtime.shared_state().clone(); // reads after its writer's flush
     let mut events = runtime.subscribe();
     let sibling = events.wait_for_state("a", State::Recovery, LIMIT).await.unwrap();
     assert_eq!(sibling.cause, Cause::SiblingRestart { sibling: "b".into() });
@@ -109,8 +114,7 @@ async fn a_sibling_restarted_under_one_for_all_records_the_sibling_not_a_failure
 /// Parks `w` (two panics, intensity 1 in 60 s) next to a healthy bystander.
 async fn parked_w(plan: &FaultPlan) -> (Runtime, SharedState) {
     let _ = plan.clone().at_cycle("w", 1, Fault::Panic).at_cycle("w", 2, Fault::Panic);
-    let state = memory_state().await;
-    let runtime = Runtime::builder(state.clone())
+    let runtime = Runtime::builder(memory_state().await)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
         .child(faulty(plan, "w"))
         .child(faulty(plan, "bystander"))
@@ -118,6 +122,9 @@ async fn parked_w(plan: &FaultPlan) -> (Runtime, SharedState) {
         .await
         .unwrap();
     runtime.subscribe().wait_for_state("w", State::Manual, LIMIT).await.unwrap();
+    // The runtime's shared state: it writes through the runtime's writer, and its
+    // `flush` makes the queued transitions readable.
+    let state = runtime.shared_state().clone();
     (runtime, state)
 }
 
@@ -134,6 +141,7 @@ async fn a_fix_whose_initialize_fails_stays_manual() {
     assert_eq!(failure.stage, Stage::Initialize);
     assert!(refused.to_string().contains("injected error in w.initialize"), "{refused}");
     assert_eq!(runtime.control().status("w").await.unwrap().state, State::Manual);
+    state.flush().await.unwrap();
     assert_eq!(state.get_agent("w").await.unwrap().unwrap().status, Some(State::Manual));
     let last = transitions_of(&state, "w").await.into_iter().next().unwrap();
     assert_eq!(last.to, State::Manual, "no ManualFixed was recorded");
@@ -141,6 +149,7 @@ async fn a_fix_whose_initialize_fails_stays_manual() {
     // The next fix, with a healthy initialize, brings it back.
     let fixed = runtime.control().fix("w").await.unwrap();
     assert_eq!((fixed.from, fixed.to), (State::Manual, State::Active));
+    state.flush().await.unwrap();
     assert_eq!(state.get_agent("w").await.unwrap().unwrap().status, Some(State::Active));
     runtime.shutdown().await;
 }
@@ -165,18 +174,18 @@ async fn one_fault_after_a_fix_is_an_ordinary_restart() {
 #[actix_rt::test]
 async fn a_restart_whose_recovery_start_cannot_be_recorded_is_a_failed_restart() {
     let plan = FaultPlan::new();
-    let state = memory_state().await; // direct writes: a refused row fails the transition
-    let runtime = Runtime::builder(state.clone())
+    // A writer the test owns, so it can take it away from the running tree.
+    let store = memory_state().await.store().clone();
+    let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
+    let state = SharedState::with_writer(store, Writer::Actor(writer.clone()));
+    let runtime = Runtime::builder(state)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
         .child(faulty(&plan, "w"))
         .start()
         .await
         .unwrap();
-    // Its row gone, no transition of `w` can be recorded (unknown agent).
-    for table in ["agent_heartbeats", "agents"] {
-        let sql = format!("DELETE FROM {table}");
-        state.store().execute_raw_for_tests(&sql).await.unwrap();
-    }
+    // The writer gone, no transition of `w` can be recorded.
+    writer.shutdown().await;
     let mut events = runtime.subscribe();
     runtime.control().restart("w", "operator asked").await.unwrap();
 

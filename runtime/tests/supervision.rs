@@ -606,37 +606,3 @@ async fn random_hangs_are_caught_at_a_short_cycle_timeout_and_recovered_within_s
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     runtime.shutdown().await;
 }
-
-#[actix_rt::test]
-async fn one_fault_after_a_fix_is_an_ordinary_restart() {
-    // Faults 1 and 2 spend the intensity (1 in 60 s) and park `w`; fault 3 comes right
-    // after the fix.
-    let plan = FaultPlan::new().at_cycle("w", 1, Fault::Panic).at_cycle("w", 2, Fault::Panic).at_cycle(
-        "w",
-        4,
-        Fault::Panic,
-    );
-    let bus = EventBus::default();
-    let mut events = bus.subscribe();
-    let runtime = Runtime::builder(memory_state().await)
-        .events(bus)
-        .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
-        .child(faulty(&plan, "w"))
-        .start()
-        .await
-        .unwrap();
-    events.wait_for_state("w", State::Manual, LIMIT).await.unwrap();
-    runtime.control().fix("w").await.unwrap();
-    // The fault after the fix: restarted, not parked again.
-    let next = events
-        .wait_for(LIMIT, |e| {
-            e.agent_id == "w"
-                && (matches!(e.kind, EventKind::Restarted { .. }) || e.entered() == Some(State::Manual))
-        })
-        .await
-        .unwrap();
-    assert!(matches!(next.kind, EventKind::Restarted { .. }), "{next:?}");
-    wait_until_active(&runtime, LIMIT).await.unwrap();
-    assert_eq!(plan.cycle_faults("w").len(), 3);
-    runtime.shutdown().await;
-}
