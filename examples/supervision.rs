@@ -13,14 +13,9 @@
 
 use std::time::Duration;
 
-use vigil::runtime::supervisor::{ChildSpec, Strategy, SupervisorSpec};
-use vigil::runtime::testkit::{Fault, FaultPlan, FaultyAgent, memory_state, wait_until_active};
+use vigil::runtime::supervisor::{Strategy, SupervisorSpec};
+use vigil::runtime::testkit::{Fault, FaultPlan, faulty_child, memory_state, wait_until_active};
 use vigil::runtime::{EventKind, RestartIntensity, Runtime};
-
-fn faulty(plan: &FaultPlan, id: &str) -> ChildSpec {
-    let plan = plan.clone();
-    ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
-}
 
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,12 +26,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .at_cycle("fetch", 9, Fault::Panic);
     let pipeline = SupervisorSpec::new("pipeline", Strategy::RestForOne)
         .intensity(RestartIntensity::new(2, Duration::from_secs(10)))
-        .child(faulty(&plan, "fetch"))
-        .child(faulty(&plan, "parse"));
+        .child(faulty_child(&plan, "fetch"))
+        .child(faulty_child(&plan, "parse"));
     let state = memory_state().await;
     let runtime = Runtime::builder(state.clone())
         .intensity(RestartIntensity::new(100, Duration::from_secs(10)))
-        .child(faulty(&plan, "ingest"))
+        .child(faulty_child(&plan, "ingest"))
         .supervisor(pipeline)
         .start()
         .await?;

@@ -11,12 +11,11 @@
 use std::time::Duration;
 
 use vigil::cli::run::{PlatformConfig, builtin_agents, builtin_intensity};
-use vigil_persistence::config::{PoolConfig, RetryPolicy};
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::testing::PrivateCluster;
-use vigil_persistence::{PersistenceActor, SharedState, Store};
-use vigil_runtime::testkit::wait_until_active;
-use vigil_runtime::{EventBus, EventKind, Runtime, State};
+use vigil_persistence::{PersistenceActor, SharedState};
+use vigil_runtime::testkit::{assert_undisturbed, wait_until_active};
+use vigil_runtime::{EventBus, EventKind, Runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const OUTAGE: Duration = Duration::from_secs(8);
@@ -38,12 +37,8 @@ fn at_test_pace() -> PlatformConfig {
 #[actix_rt::test]
 async fn the_built_in_agents_wait_out_a_database_outage() {
     let Some(cluster) = PrivateCluster::start() else { return };
-    // Readers give up on the database within a second (not the default 30 s), so
-    // cycles do meet the outage rather than wait it out inside the pool.
-    let pool = PoolConfig::default()
-        .with_connection_timeout(Duration::from_millis(500))
-        .with_retry(RetryPolicy::default().with_max_attempts(2));
-    let store = Store::connect(cluster.config().with_pool(pool).unwrap()).await.unwrap();
+    // Readers give up within a second, so cycles meet the outage.
+    let store = cluster.impatient_store().await;
     let writer = PersistenceActor::start(store.clone(), Default::default());
     let shared = SharedState::with_writer(store, Writer::Actor(writer));
 
@@ -87,15 +82,7 @@ async fn the_built_in_agents_wait_out_a_database_outage() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_until_active(&runtime, LIMIT).await.unwrap();
-    let statuses = runtime.statuses().await;
-    assert!(statuses.iter().all(|s| s.state == State::Active && s.restarts == 0), "{statuses:?}");
-    while let Ok(event) = events.wait_for(Duration::ZERO, |_| true).await {
-        assert!(
-            !matches!(event.kind, EventKind::Failure { .. } | EventKind::Restarted { .. })
-                && !matches!(event.entered(), Some(State::Error | State::Manual)),
-            "{event:?}"
-        );
-    }
+    assert_undisturbed(&runtime, &mut events).await;
     let report = runtime.shutdown().await;
     assert!(report.failed.is_empty(), "{report:?}");
     assert!(deferred > 0, "the outage was felt: cycles were deferred");

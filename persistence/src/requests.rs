@@ -41,7 +41,6 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction, CommandStatus};
@@ -54,7 +53,7 @@ use crate::store::SqliteConn;
 use crate::types::sql_types::TsTz;
 use crate::types::{Json, Ts};
 use crate::workflow_runs::{Checkpoint, WorkflowRunRecord, WorkflowStatus};
-use crate::writes::HelpStatus;
+use crate::writes::{HelpStatus, upsert_system_state};
 
 /// A write whose caller waits for an answer. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq)]
@@ -214,19 +213,7 @@ macro_rules! define_requests {
                         .sql(" OR system_state.value ->> 'expires_at_ms' IS NULL OR system_state.value ->> 'claimant' = ")
                         .bind::<Text, _>(claim.claimant.clone())
                         .sql(")");
-                        let written = diesel::insert_into(system_state::table)
-                            .values((
-                                system_state::key.eq(incident_claim_key(&claim.agent_id)),
-                                system_state::value.eq(Json(value)),
-                                system_state::created_at.eq(Some(at)),
-                                system_state::updated_at.eq(Some(at)),
-                            ))
-                            .on_conflict(system_state::key)
-                            .do_update()
-                            .set((
-                                system_state::value.eq(excluded(system_state::value)),
-                                system_state::updated_at.eq(excluded(system_state::updated_at)),
-                            ))
+                        let written = upsert_system_state!(incident_claim_key(&claim.agent_id), Json(value), at)
                             .filter(open)
                             .execute(conn)
                             .await?;

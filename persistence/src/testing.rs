@@ -238,6 +238,17 @@ impl PrivateCluster {
         DatabaseConfig::postgres(&self.url()).expect("a valid URL")
     }
 
+    /// A store on the cluster whose readers give up within about a second (a 500 ms
+    /// connection timeout, two attempts) instead of the default 30 s, so that work
+    /// meets an outage rather than waiting it out inside the pool.
+    pub async fn impatient_store(&self) -> Store {
+        use crate::config::{PoolConfig, RetryPolicy};
+        let pool = PoolConfig::default()
+            .with_connection_timeout(std::time::Duration::from_millis(500))
+            .with_retry(RetryPolicy::default().with_max_attempts(2));
+        Store::connect(self.config().with_pool(pool).expect("a valid pool")).await.expect("connect")
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`: sessions are cut, the data is kept).
     pub fn stop(&self) {
         self.pg("pg_ctl", &["stop", "-D", &self.data_dir(), "-m", "fast", "-w"]);

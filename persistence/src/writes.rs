@@ -475,6 +475,28 @@ pub(crate) struct AgentUpdate {
     uptime: Option<serde_json::Value>,
 }
 
+/// `INSERT INTO system_state ... ON CONFLICT (key) DO UPDATE SET value, updated_at`:
+/// the upsert of a system-state key, for a batch's `SetState` and for incident claims
+/// (which add a `WHERE` to the update).
+macro_rules! upsert_system_state {
+    ($key:expr, $value:expr, $at:expr) => {
+        diesel::insert_into(system_state::table)
+            .values((
+                system_state::key.eq($key),
+                system_state::value.eq($value),
+                system_state::created_at.eq(Some($at)),
+                system_state::updated_at.eq(Some($at)),
+            ))
+            .on_conflict(system_state::key)
+            .do_update()
+            .set((
+                system_state::value.eq(diesel::upsert::excluded(system_state::value)),
+                system_state::updated_at.eq(diesel::upsert::excluded(system_state::updated_at)),
+            ))
+    };
+}
+pub(crate) use upsert_system_state;
+
 /// Applies `writes` in one transaction on either backend. The body is compiled once
 /// per connection type.
 macro_rules! define_apply {
@@ -689,21 +711,7 @@ macro_rules! define_apply {
 
                 // 5. System state (last value per key) and help answers.
                 for (key, (value, at)) in state {
-                    diesel::insert_into(system_state::table)
-                        .values((
-                            system_state::key.eq(key),
-                            system_state::value.eq(Json(value.clone())),
-                            system_state::created_at.eq(Some(at)),
-                            system_state::updated_at.eq(Some(at)),
-                        ))
-                        .on_conflict(system_state::key)
-                        .do_update()
-                        .set((
-                            system_state::value.eq(excluded(system_state::value)),
-                            system_state::updated_at.eq(excluded(system_state::updated_at)),
-                        ))
-                        .execute(conn)
-                        .await?;
+                    upsert_system_state!(key, Json(value.clone()), at).execute(conn).await?;
                 }
                 for answer in answers {
                     let status = answer.status.clone();

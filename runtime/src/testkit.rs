@@ -317,6 +317,32 @@ impl Agent for FaultyAgent {
     }
 }
 
+/// A child spec for a [`FaultyAgent`] with id `id` following `plan` (each restart
+/// gets a fresh agent on the same plan).
+pub fn faulty_child(plan: &FaultPlan, id: &str) -> crate::supervisor::ChildSpec {
+    let plan = plan.clone();
+    crate::supervisor::ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
+}
+
+/// Asserts that the run was undisturbed: every agent of `runtime` is `active` and was
+/// never restarted, and nothing left on `events` (drained without waiting) reports a
+/// failure, a restart, or an agent entering `error` or `manual`.
+///
+/// # Panics
+///
+/// When it was disturbed, naming the status or event that shows it.
+pub async fn assert_undisturbed(runtime: &Runtime, events: &mut crate::EventStream) {
+    let statuses = runtime.statuses().await;
+    assert!(statuses.iter().all(|s| s.state == State::Active && s.restarts == 0), "{statuses:?}");
+    while let Ok(event) = events.wait_for(Duration::ZERO, |_| true).await {
+        assert!(
+            !matches!(event.kind, crate::EventKind::Failure { .. } | crate::EventKind::Restarted { .. })
+                && !matches!(event.entered(), Some(State::Error | State::Manual)),
+            "{event:?}"
+        );
+    }
+}
+
 /// A private in-memory shared state (SQLite) whose queries run on the caller's
 /// runtime, so a test may pause the clock (`tokio::time::pause()`) and timers of
 /// minutes or hours run at once. See `vigil_persistence::store`, "Execution modes".

@@ -14,18 +14,13 @@ use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::{PersistenceActor, PersistenceConfig, SharedState};
 use vigil_runtime::lifecycle::TransitionRecord;
-use vigil_runtime::supervisor::{ChildSpec, Strategy};
-use vigil_runtime::testkit::{Fault, FaultPlan, FaultyAgent, memory_state, wait_until_active};
+use vigil_runtime::supervisor::Strategy;
+use vigil_runtime::testkit::{Fault, FaultPlan, faulty_child, memory_state, wait_until_active};
 use vigil_runtime::{
     Cause, ControlError, EventKind, LifecycleError, RestartIntensity, Runtime, Stage, State,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn faulty(plan: &FaultPlan, id: &str) -> ChildSpec {
-    let plan = plan.clone();
-    ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
-}
 
 /// The transitions of `agent` on record, newest first, once everything queued in the
 /// runtime's writer has committed.
@@ -43,9 +38,9 @@ async fn three_operator_restarts_within_a_second_are_not_failures() {
     // park the second agent.
     let runtime = Runtime::builder(memory_state().await)
         .intensity(RestartIntensity::default())
-        .child(faulty(&plan, "a"))
-        .child(faulty(&plan, "b"))
-        .child(faulty(&plan, "c"))
+        .child(faulty_child(&plan, "a"))
+        .child(faulty_child(&plan, "b"))
+        .child(faulty_child(&plan, "c"))
         .start()
         .await
         .unwrap();
@@ -88,8 +83,8 @@ async fn a_sibling_restarted_under_one_for_all_records_the_sibling_not_a_failure
     let runtime = Runtime::builder(memory_state().await)
         .strategy(Strategy::OneForAll)
         .intensity(RestartIntensity::new(10, Duration::from_secs(60)))
-        .child(faulty(&plan, "a"))
-        .child(faulty(&plan, "b"))
+        .child(faulty_child(&plan, "a"))
+        .child(faulty_child(&plan, "b"))
         .start()
         .await
         .unwrap();
@@ -116,8 +111,8 @@ async fn parked_w(plan: &FaultPlan) -> (Runtime, SharedState) {
     let _ = plan.clone().at_cycle("w", 1, Fault::Panic).at_cycle("w", 2, Fault::Panic);
     let runtime = Runtime::builder(memory_state().await)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
-        .child(faulty(plan, "w"))
-        .child(faulty(plan, "bystander"))
+        .child(faulty_child(plan, "w"))
+        .child(faulty_child(plan, "bystander"))
         .start()
         .await
         .unwrap();
@@ -180,7 +175,7 @@ async fn a_restart_whose_recovery_start_cannot_be_recorded_is_a_failed_restart()
     let state = SharedState::with_writer(store, Writer::Actor(writer.clone()));
     let runtime = Runtime::builder(state)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
-        .child(faulty(&plan, "w"))
+        .child(faulty_child(&plan, "w"))
         .start()
         .await
         .unwrap();

@@ -8,18 +8,13 @@ use std::time::Duration;
 
 use vigil_persistence::shared_state::EventFilter;
 use vigil_runtime::supervisor::{ChildSpec, CountChildren, Strategy, SupervisorSpec, WhichChildren};
-use vigil_runtime::testkit::{Fault, FaultPlan, FaultyAgent, memory_state, wait_until_active};
+use vigil_runtime::testkit::{Fault, FaultPlan, faulty_child, memory_state, wait_until_active};
 use vigil_runtime::{
     Agent, AgentContext, AgentError, AgentMessage, AgentResult, EventBus, EventKind, Handles, Restart,
     RestartIntensity, Runtime, State,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn faulty(plan: &FaultPlan, id: &str) -> ChildSpec {
-    let plan = plan.clone();
-    ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
-}
 
 fn generous() -> RestartIntensity {
     RestartIntensity::new(1_000, Duration::from_secs(60))
@@ -33,9 +28,9 @@ async fn restarts_after_b_fails(strategy: Strategy) -> HashMap<String, u64> {
     let runtime = Runtime::builder(memory_state().await)
         .strategy(strategy)
         .intensity(generous())
-        .child(faulty(&plan, "a"))
-        .child(faulty(&plan, "b"))
-        .child(faulty(&plan, "c"))
+        .child(faulty_child(&plan, "a"))
+        .child(faulty_child(&plan, "b"))
+        .child(faulty_child(&plan, "c"))
         .start()
         .await
         .unwrap();
@@ -77,9 +72,9 @@ async fn one_for_all_restarts_in_start_order() {
         .events(events)
         .strategy(Strategy::OneForAll)
         .intensity(generous())
-        .child(faulty(&plan, "a"))
-        .child(faulty(&plan, "b"))
-        .child(faulty(&plan, "c"))
+        .child(faulty_child(&plan, "a"))
+        .child(faulty_child(&plan, "b"))
+        .child(faulty_child(&plan, "c"))
         .start()
         .await
         .unwrap();
@@ -100,9 +95,9 @@ async fn restart_types_permanent_transient_temporary() {
         .at_cycle("temp", 2, Fault::Panic);
     let runtime = Runtime::builder(memory_state().await)
         .intensity(generous())
-        .child(faulty(&plan, "perm").restart(Restart::Permanent))
-        .child(faulty(&plan, "trans").restart(Restart::Transient))
-        .child(faulty(&plan, "temp").restart(Restart::Temporary))
+        .child(faulty_child(&plan, "perm").restart(Restart::Permanent))
+        .child(faulty_child(&plan, "trans").restart(Restart::Transient))
+        .child(faulty_child(&plan, "temp").restart(Restart::Temporary))
         .start()
         .await
         .unwrap();
@@ -132,11 +127,11 @@ async fn nested_intensity_exceeded_escalates_and_the_parent_restarts_the_subtree
     let plan = FaultPlan::new().at_cycle("x", 2, Fault::Panic).at_cycle("x", 4, Fault::Panic);
     let inner = SupervisorSpec::new("inner", Strategy::OneForOne)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
-        .child(faulty(&plan, "x"))
-        .child(faulty(&plan, "y"));
+        .child(faulty_child(&plan, "x"))
+        .child(faulty_child(&plan, "y"));
     let runtime = Runtime::builder(memory_state().await)
         .intensity(generous())
-        .child(faulty(&plan, "top"))
+        .child(faulty_child(&plan, "top"))
         .supervisor(inner)
         .start()
         .await
@@ -165,8 +160,8 @@ async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
     let plan = FaultPlan::new().at_cycle("w", 1, Fault::Panic).at_cycle("w", 2, Fault::Panic);
     let runtime = Runtime::builder(memory_state().await)
         .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
-        .child(faulty(&plan, "w"))
-        .child(faulty(&plan, "bystander"))
+        .child(faulty_child(&plan, "w"))
+        .child(faulty_child(&plan, "bystander"))
         .start()
         .await
         .unwrap();
@@ -191,8 +186,11 @@ async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
 #[actix_rt::test]
 async fn a_panic_in_initialize_is_a_failure_and_is_retried() {
     let plan = FaultPlan::new().on_initialize("w", Fault::Panic, 1);
-    let runtime =
-        Runtime::builder(memory_state().await).intensity(generous()).child(faulty(&plan, "w")).start().await;
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(generous())
+        .child(faulty_child(&plan, "w"))
+        .start()
+        .await;
     // The first start failed in initialize: reported, not hidden.
     let error = runtime.unwrap_err();
     assert!(error.to_string().contains("injected panic in w.initialize"), "{error}");
@@ -201,8 +199,11 @@ async fn a_panic_in_initialize_is_a_failure_and_is_retried() {
     let plan = FaultPlan::new().on_initialize("late", Fault::Error, 2);
     let runtime = Runtime::builder(memory_state().await).intensity(generous()).start().await.unwrap();
     let mut events = runtime.subscribe();
-    let started =
-        runtime.root().send(vigil_runtime::supervisor::StartChild(faulty(&plan, "late"))).await.unwrap();
+    let started = runtime
+        .root()
+        .send(vigil_runtime::supervisor::StartChild(faulty_child(&plan, "late")))
+        .await
+        .unwrap();
     assert!(started.is_err(), "start_child reports the failed initialize");
     events.wait_for_state("late", State::Active, LIMIT).await.expect("restarted until initialize succeeded");
     assert_eq!(plan.injected(), 2);
@@ -259,7 +260,8 @@ async fn a_panic_in_a_message_handler_restarts_with_fresh_state() {
 #[actix_rt::test]
 async fn a_hung_agent_is_stopped_at_its_shutdown_timeout() {
     let plan = FaultPlan::new().at_cycle("stuck", 1, Fault::Hang);
-    let runtime = Runtime::builder(memory_state().await).child(faulty(&plan, "stuck")).start().await.unwrap();
+    let runtime =
+        Runtime::builder(memory_state().await).child(faulty_child(&plan, "stuck")).start().await.unwrap();
     let mut events = runtime.subscribe();
     // Wait until the hanging cycle has begun (it holds the agent for good).
     while plan.cycles("stuck") == 0 {
@@ -288,7 +290,7 @@ async fn a_restart_storm_stays_consistent() {
             RestartIntensity::new(100_000, Duration::from_secs(60))
                 .with_backoff(Duration::ZERO, Duration::ZERO),
         )
-        .child(faulty(&plan, "storm"))
+        .child(faulty_child(&plan, "storm"))
         .start()
         .await;
     // The very first cycle may already have failed; the runtime started regardless.
@@ -316,8 +318,8 @@ async fn a_seeded_random_run_of_a_thousand_faults_over_three_levels() {
                 RestartIntensity::new(3, Duration::from_millis(200))
                     .with_backoff(Duration::ZERO, Duration::from_millis(2)),
             )
-            .child(faulty(&plan, ids[0]))
-            .child(faulty(&plan, ids[1]))
+            .child(faulty_child(&plan, ids[0]))
+            .child(faulty_child(&plan, ids[1]))
     };
     let middle = SupervisorSpec::new("middle", Strategy::OneForAll)
         .intensity(
@@ -326,7 +328,7 @@ async fn a_seeded_random_run_of_a_thousand_faults_over_three_levels() {
         )
         .child(ChildSpec::supervisor(leaf("leaf-a", Strategy::RestForOne, ["a1", "a2"])))
         .child(ChildSpec::supervisor(leaf("leaf-b", Strategy::OneForOne, ["b1", "b2"])))
-        .child(faulty(&plan, "m1"));
+        .child(faulty_child(&plan, "m1"));
     let events = EventBus::new(1 << 18);
     let mut stream = events.subscribe();
     let state = memory_state().await;
@@ -336,7 +338,7 @@ async fn a_seeded_random_run_of_a_thousand_faults_over_three_levels() {
             RestartIntensity::new(1_000_000, Duration::from_secs(1))
                 .with_backoff(Duration::ZERO, Duration::ZERO),
         )
-        .child(faulty(&plan, "r1"))
+        .child(faulty_child(&plan, "r1"))
         .supervisor(middle)
         .start()
         .await
@@ -381,8 +383,8 @@ async fn the_control_plane_restarts_stops_and_fixes_by_id() {
     let plan = FaultPlan::new();
     let runtime = Runtime::builder(memory_state().await)
         .intensity(generous())
-        .child(faulty(&plan, "a"))
-        .child(faulty(&plan, "b"))
+        .child(faulty_child(&plan, "a"))
+        .child(faulty_child(&plan, "b"))
         .start()
         .await
         .unwrap();
@@ -410,7 +412,7 @@ async fn a_hung_cycle_does_not_block_a_requested_restart() {
     let plan = FaultPlan::new().at_cycle("stuck", 2, Fault::Hang);
     let runtime = Runtime::builder(memory_state().await)
         .intensity(generous())
-        .child(faulty(&plan, "stuck"))
+        .child(faulty_child(&plan, "stuck"))
         .start()
         .await
         .unwrap();
@@ -475,9 +477,9 @@ async fn children_start_in_order_each_active_before_the_next_begins() {
     let mut stream = events.subscribe();
     let runtime = Runtime::builder(memory_state().await)
         .events(events)
-        .child(faulty(&plan, "first"))
-        .child(faulty(&plan, "second"))
-        .child(faulty(&plan, "third"))
+        .child(faulty_child(&plan, "first"))
+        .child(faulty_child(&plan, "second"))
+        .child(faulty_child(&plan, "third"))
         .start()
         .await
         .unwrap();
@@ -518,7 +520,7 @@ async fn seeded_run(
     let mut events = bus.subscribe();
     let mut builder = Runtime::builder(memory_state().await).events(bus).intensity(generous());
     for (id, pace) in ids.iter().zip(paces) {
-        builder = builder.child(faulty(&plan, id).cycle_interval(Duration::from_millis(pace)));
+        builder = builder.child(faulty_child(&plan, id).cycle_interval(Duration::from_millis(pace)));
     }
     let runtime = builder.start().await.unwrap();
     let mut failures: HashMap<String, Vec<String>> = HashMap::new();
@@ -577,7 +579,7 @@ async fn random_hangs_are_caught_at_a_short_cycle_timeout_and_recovered_within_s
     let mut builder = Runtime::builder(memory_state().await).intensity(generous());
     for id in ["x", "y", "z"] {
         builder = builder.child(
-            faulty(&plan, id)
+            faulty_child(&plan, id)
                 .cycle_interval(Duration::from_millis(5))
                 .cycle_timeout(Duration::from_millis(100))
                 .heartbeat_interval(Duration::from_millis(50)),
