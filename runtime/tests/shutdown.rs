@@ -130,3 +130,48 @@ async fn ask_after_shutdown_is_a_typed_stopped_error() {
     let refused = runtime.ask::<Echo, _>("echo", Ping).await.unwrap_err();
     assert!(matches!(refused, AskError::Stopped), "{refused:?}");
 }
+
+/// A platform stopping while its writer's queue is full and nothing commits still
+/// records every agent's `shutdown`: transitions have a lane of their own in the writer
+/// and never wait for room, so no agent is killed for want of it. The writes the writer
+/// could not commit are reported, not lost silently.
+#[actix_rt::test]
+async fn a_full_write_queue_does_not_hold_up_shutdown() {
+    use vigil_persistence::{EnqueueError, PersistenceConfig};
+    use vigil_runtime::testkit::{FaultPlan, fail_next_flushes, faulty_child};
+    const CAPACITY: usize = 16;
+
+    let plan = FaultPlan::new();
+    let config = PersistenceConfig::default()
+        .with_queue_capacity(CAPACITY)
+        .with_shutdown_timeout(Duration::from_millis(300));
+    let mut builder = Runtime::builder(memory_state().await).persistence(config);
+    let ids: Vec<String> = (0..4).map(|i| format!("w{i}")).collect();
+    for id in &ids {
+        builder = builder.child(faulty_child(&plan, id));
+    }
+    let runtime = builder.start().await.unwrap();
+    let shared = runtime.shared_state().clone();
+    shared.flush().await.unwrap();
+    // From now on nothing commits, and the queue fills to its capacity.
+    fail_next_flushes(&shared, u32::MAX);
+    let writer = match shared.writer() {
+        Writer::Actor(writer) => writer.clone(),
+        Writer::Direct => unreachable!("the runtime's own writer"),
+    };
+    loop {
+        match writer.enqueue(Metric::new("filler", 1.0).into_write()) {
+            Ok(()) => {}
+            Err(EnqueueError::Full { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    let report = runtime.shutdown().await;
+    let mut stopped = report.stopped.clone();
+    stopped.sort();
+    assert_eq!(stopped, ids, "every agent stopped cleanly, none killed: {report:?}");
+    let (what, why) = report.failed.last().expect("the writes that could not commit are reported");
+    assert_eq!(what, "persistence", "{report:?}");
+    assert!(why.to_string().contains("writes not written"), "{why}");
+}
