@@ -30,6 +30,12 @@ fn migrate_health_and_status_on_the_embedded_default() {
     let out = vigil(&dir, &["migrate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.join("vigil.db").exists(), "the embedded database is created in the working directory");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap().count();
+    assert!(said.contains(&format!("applied {migrations} migration(s)")), "a fresh database: {said}");
+    let again = vigil(&dir, &["migrate"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no migration was pending"), "{again:?}");
 
     let out = vigil(&dir, &["health", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -223,6 +223,8 @@ pub(crate) struct StoreInner {
     pub(crate) backend: Backend,
     config: DatabaseConfig,
     counters: QueryCounters,
+    /// The migration versions `connect` applied (so `vigil migrate` can say so).
+    applied_at_connect: std::sync::OnceLock<Vec<String>>,
     // Declared last: dropped after the pools, whose tasks live on it.
     runtime: DbRuntime,
 }
@@ -431,8 +433,9 @@ impl Store {
                 // On PostgreSQL, migrate over one direct connection first: an unreachable
                 // or misconfigured server is reported after a few quick retries, instead
                 // of after the pool's whole connection timeout.
+                let mut applied = Vec::new();
                 if let DatabaseConfig::Postgres { url, pool, .. } = &build_config {
-                    retry(&pool.retry, |_| {
+                    applied = retry(&pool.retry, |_| {
                         let url = url.clone();
                         async move {
                             tokio::task::spawn_blocking(move || migrate_pg_blocking(&url))
@@ -442,15 +445,29 @@ impl Store {
                     })
                     .await?;
                 }
-                build_backend(&build_config).await
+                Ok::<_, StoreError>((build_backend(&build_config).await?, applied))
             })
             .await?;
+        let (backend, mut applied) = backend;
         let store = Store {
-            inner: Arc::new(StoreInner { backend, config, counters: QueryCounters::default(), runtime }),
+            inner: Arc::new(StoreInner {
+                backend,
+                config,
+                counters: QueryCounters::default(),
+                applied_at_connect: std::sync::OnceLock::new(),
+                runtime,
+            }),
         };
-        store.migrate().await?;
+        applied.extend(store.migrate().await?);
+        let _ = store.inner.applied_at_connect.set(applied);
         tracing::info!(database = %store.inner.config.describe(), ?execution, "store connected");
         Ok(store)
+    }
+
+    /// The migration versions [`connect`](Self::connect) applied to bring the schema up
+    /// to date (empty when it already was).
+    pub fn migrations_applied_at_connect(&self) -> &[String] {
+        self.inner.applied_at_connect.get().map_or(&[], Vec::as_slice)
     }
 
     /// Applies pending migrations; returns the versions applied (empty when up to date).

@@ -17,8 +17,19 @@ pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> 
 pub(super) async fn migrate(config: DatabaseConfig) -> Result<(), CliError> {
     let description = config.describe();
     let store = Store::connect(config).await?; // applies pending migrations
-    let pending = store.migrate().await?;
-    println!("schema of {description} is up to date ({} migration(s) applied now)", pending.len());
+    // `connect` already applied what was pending; `migrate` catches a race with another
+    // process migrating the same database in between.
+    let mut applied = store.migrations_applied_at_connect().to_vec();
+    applied.extend(store.migrate().await?);
+    if applied.is_empty() {
+        println!("schema of {description} is up to date (no migration was pending)");
+    } else {
+        println!(
+            "schema of {description} is up to date: applied {} migration(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
+    }
     Ok(())
 }
 
