@@ -162,8 +162,8 @@ pub enum Command {
     /// Delete heartbeats, metrics, events (errors kept), communications and
     /// conversations older than N days.
     Cleanup {
-        /// Keep this many days.
-        #[arg(long, value_name = "N")]
+        /// Keep this many days (0 to 36500).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(vigil_persistence::shared_state::MAX_DAYS_TO_KEEP)))]
         days: u32,
         /// Print JSON instead of text.
         #[arg(long)]

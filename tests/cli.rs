@@ -251,3 +251,28 @@ fn import_rejects_bad_sources_and_targets() {
     assert!(stderr.starts_with("error: ") && !stderr.contains("topsecret"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Day counts and durations beyond a hundred years are usage errors that name the
+/// range, from the command line and from vigil.json alike; none of them panics.
+#[test]
+fn out_of_range_days_and_durations_are_usage_errors() {
+    let dir = temp_dir();
+    assert!(vigil(&dir, &["migrate"]).status.success());
+    for args in [
+        &["cleanup", "--days", "100000000"][..],
+        &["cleanup", "--days", "4294967295"],
+        &["metrics", "--since", "99999999d"],
+    ] {
+        let out = vigil(&dir, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("36500"), "{args:?} names the range: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+    std::fs::write(dir.join("vigil.json"), r#"{"retention": {"days": 4294967295}}"#).unwrap();
+    let out = vigil(&dir, &["run", "--for", "1s", "--no-status"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("retention.days: at most 36500"), "{said}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -79,6 +79,10 @@ macro_rules! read {
     };
 }
 
+/// The longest history [`SharedState::cleanup_old_data`] keeps: a hundred years (a
+/// cutoff further back would fall outside the timestamps the backends store).
+pub const MAX_DAYS_TO_KEEP: u32 = 36_500;
+
 /// The default staleness window of the specification: five minutes.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
 
@@ -806,7 +810,11 @@ impl SharedState {
     /// Deletes heartbeats, metrics, events (but not error or critical ones),
     /// communications and conversations older than `days_to_keep` days, in one
     /// transaction, and says how many rows went from each table.
+    /// More than [`MAX_DAYS_TO_KEEP`] is [`StoreError::InvalidInput`].
     pub async fn cleanup_old_data(&self, days_to_keep: u32) -> Result<CleanupReport, StoreError> {
+        if days_to_keep > MAX_DAYS_TO_KEEP {
+            return Err(StoreError::invalid("days_to_keep", format!("at most {MAX_DAYS_TO_KEEP} days")));
+        }
         self.cleanup_before(Ts::from(Utc::now() - chrono::Duration::days(i64::from(days_to_keep)))).await
     }
 

@@ -232,6 +232,9 @@ on_both_backends! {
 on_both_backends! {
     async fn cleanup_counts_and_keeps_errors(db) {
         let state = db.shared_state().await;
+        // Beyond a hundred years is a typed error, not an overflow panic.
+        let too_far = state.cleanup_old_data(u32::MAX).await.unwrap_err();
+        assert!(matches!(too_far, StoreError::InvalidInput { field: "days_to_keep", .. }), "{too_far:?}");
         state.register_agent("a", "A").await.unwrap();
         state.register_agent("b", "B").await.unwrap();
         let old = Ts::from(Utc::now() - chrono::Duration::days(10));

@@ -34,8 +34,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400_000,
         _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
     };
-    Ok(Duration::from_millis(value.saturating_mul(unit_ms)))
+    let millis = value.saturating_mul(unit_ms);
+    if millis > MAX_DURATION_MS {
+        return Err(format!("`{text}` is too long: at most {}d", MAX_DURATION_MS / 86_400_000));
+    }
+    Ok(Duration::from_millis(millis))
 }
+
+/// The longest duration the command line takes: a hundred years, the history Vigil keeps
+/// at most (`vigil_persistence::shared_state::MAX_DAYS_TO_KEEP`).
+const MAX_DURATION_MS: u64 = vigil_persistence::shared_state::MAX_DAYS_TO_KEEP as u64 * 86_400_000;
 
 /// Parses a severity name for `--severity`.
 pub fn parse_severity(text: &str) -> Result<Severity, String> {
@@ -226,8 +234,8 @@ pub(super) async fn metrics(
     limit: i64,
     json: bool,
 ) -> Result<(), CliError> {
-    let since =
-        Ts::from(Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::days(36_500)));
+    // `parse_duration` caps `since` at a hundred years, which chrono takes whole.
+    let since = Ts::from(Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::TimeDelta::MAX));
     let samples = state.recent_metrics(name, agent, since, limit).await?;
     if json {
         return print_json(&samples);

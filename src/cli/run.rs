@@ -85,6 +85,13 @@ impl PlatformConfig {
             std::fs::read_to_string(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
         let config: Self =
             serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        let max = vigil_persistence::shared_state::MAX_DAYS_TO_KEEP;
+        if config.retention.days.is_some_and(|days| days > max) {
+            return Err(CliError::Usage(format!(
+                "{}: retention.days: at most {max} (or null to keep everything)",
+                path.display()
+            )));
+        }
         Ok(config.with_env_secrets(|name| std::env::var(name).ok()))
     }
 
