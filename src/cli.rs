@@ -264,7 +264,34 @@ pub enum CliError {
     /// The arguments are wrong in a way clap cannot see (exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// Whoever read the output stopped reading (`vigil events | head -1`): the command
+    /// ends quietly with success, as coreutils do.
+    #[error("standard output was closed")]
+    ClosedStdout,
 }
+
+impl CliError {
+    /// A failed write to standard output: a closed pipe is [`CliError::ClosedStdout`].
+    pub(crate) fn from_write(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::ClosedStdout
+        } else {
+            CliError::Output(error.to_string())
+        }
+    }
+}
+
+/// `println!` for the commands: a closed standard output ends the command (with
+/// [`CliError::ClosedStdout`]) instead of panicking as `println!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        {
+            use std::io::Write as _;
+            writeln!(std::io::stdout(), $($arg)*).map_err($crate::cli::CliError::from_write)
+        }
+    };
+}
+pub(crate) use out;
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
@@ -273,7 +300,7 @@ pub fn main() -> ExitCode {
     // An actix System: `vigil run` hosts actors; the other commands need only its runtime.
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(CliError::ClosedStdout) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             match e {

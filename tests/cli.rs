@@ -276,3 +276,29 @@ fn out_of_range_days_and_durations_are_usage_errors() {
     assert!(said.contains("retention.days: at most 36500"), "{said}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A reader that stops early (`vigil events | head -1`) ends the command quietly with
+/// success, as coreutils do: no panic, no error.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::process::Stdio;
+    let dir = temp_dir();
+    assert!(vigil(&dir, &["migrate"]).status.success());
+    for args in [&["status"][..], &["events"], &["metrics"], &["health"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("POSTGRES_CONNECTION_STRING")
+            .env_remove("USE_POSTGRESQL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vigil");
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().expect("wait");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {said}", out.status);
+        assert!(said.trim().is_empty(), "{args:?} said nothing: {said}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

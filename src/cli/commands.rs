@@ -7,10 +7,11 @@ use vigil_persistence::import::{ImportProgress, ImportStage, Importer, SqliteSna
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
 use super::CliError;
+use super::out;
 
 pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))?;
-    writeln!(std::io::stdout(), "{text}").map_err(|e| CliError::Output(e.to_string()))
+    out!("{text}")
 }
 
 /// `vigil migrate`.
@@ -22,13 +23,13 @@ pub(super) async fn migrate(config: DatabaseConfig) -> Result<(), CliError> {
     let mut applied = store.migrations_applied_at_connect().to_vec();
     applied.extend(store.migrate().await?);
     if applied.is_empty() {
-        println!("schema of {description} is up to date (no migration was pending)");
+        out!("schema of {description} is up to date (no migration was pending)")?;
     } else {
-        println!(
+        out!(
             "schema of {description} is up to date: applied {} migration(s): {}",
             applied.len(),
             applied.join(", ")
-        );
+        )?;
     }
     Ok(())
 }
@@ -48,7 +49,7 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     }
     if let Some(stats) = &platform {
         let (pool, queries) = (&stats["pool"], &stats["queries"]);
-        println!(
+        out!(
             "platform   pool {} open ({} idle) of {}, {} checkouts, {:.3} ms mean wait | {} queries, {} errors, {:.3} ms average | as of {}",
             pool["size"],
             pool["idle"],
@@ -59,10 +60,10 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
             queries["query_errors"],
             queries["average_query_time"].as_f64().unwrap_or(0.0) * 1e3,
             stats["at"].as_str().unwrap_or("?"),
-        );
+        )?;
     }
     if let Some(stats) = &persistence {
-        println!(
+        out!(
             "writer     queue {} | {} batches, mean {:.1} writes | flush p50 {:.1} ms, p99 {:.1} ms | retries {}, rejected {}, refused {}",
             stats["queue_depth"],
             stats["batches_committed"],
@@ -72,21 +73,21 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
             stats["retries"],
             stats["rejected_writes"],
             stats["refused_writes"],
-        );
+        )?;
     }
-    println!("database   {} ({})", report.database, report.backend);
-    println!("status     {:?} in {:.1} ms", report.status, report.response_time_ms);
+    out!("database   {} ({})", report.database, report.backend)?;
+    out!("status     {:?} in {:.1} ms", report.status, report.response_time_ms)?;
     if let Some(version) = &report.server_version {
-        println!("version    {version}");
+        out!("version    {version}")?;
     }
     if let Some(size) = report.database_size_bytes {
-        println!("size       {:.1} MiB", size as f64 / (1024.0 * 1024.0));
+        out!("size       {:.1} MiB", size as f64 / (1024.0 * 1024.0))?;
     }
     if let Some(connections) = &report.connections {
-        println!("server     {} active, {} idle connections", connections.active, connections.idle);
+        out!("server     {} active, {} idle connections", connections.active, connections.idle)?;
     }
     let pool = &report.pool;
-    println!(
+    out!(
         "this pool  {} open ({} idle), min {}, max {}; {} checkouts, {} waited ({:.3} ms mean wait), {} timed out",
         pool.size,
         pool.idle,
@@ -96,20 +97,20 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
         pool.waited,
         pool.average_wait_ms,
         pool.timed_out
-    );
+    )?;
     let q = &report.queries;
-    println!(
+    out!(
         "its queries {} total, {} errors, {} connection errors, {:.3} ms average",
         q.total_queries,
         q.query_errors,
         q.connection_errors,
         q.average_query_time * 1e3
-    );
+    )?;
     for table in &report.tables {
-        println!("  {:<22} {:>10} rows", table.table, table.rows);
+        out!("  {:<22} {:>10} rows", table.table, table.rows)?;
     }
     if let Some(error) = &report.error {
-        println!("error      {error}");
+        out!("error      {error}")?;
     }
     Ok(())
 }
@@ -139,11 +140,11 @@ pub(super) async fn slow_queries(
         return print_json(&queries);
     }
     if queries.is_empty() {
-        println!("no statement with a mean time of {min_ms} ms or more");
+        out!("no statement with a mean time of {min_ms} ms or more")?;
     }
     for q in &queries {
         let text: String = q.query.split_whitespace().collect::<Vec<_>>().join(" ");
-        println!("{:>10.1} ms mean {:>8} calls  {}", q.mean_ms, q.calls, text);
+        out!("{:>10.1} ms mean {:>8} calls  {}", q.mean_ms, q.calls, text)?;
     }
     Ok(())
 }
@@ -166,20 +167,24 @@ pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Re
     if json {
         return print_json(&report);
     }
-    println!(
+    out!(
         "imported {} rows from {} into {} in {:.2} s{}",
         report.total_rows,
         report.source,
         report.target,
         report.elapsed.as_secs_f64(),
         if report.append { " (appended)" } else { "" }
-    );
-    println!(
+    )?;
+    out!(
         "{:<22} {:>10} {:>10}  {:<16}  {:<16}  OK",
-        "TABLE", "SOURCE", "TARGET", "SOURCE FNV-1a", "TARGET FNV-1a"
-    );
+        "TABLE",
+        "SOURCE",
+        "TARGET",
+        "SOURCE FNV-1a",
+        "TARGET FNV-1a"
+    )?;
     for t in &report.tables {
-        println!(
+        out!(
             "{:<22} {:>10} {:>10}  {}  {}  {}",
             t.table,
             t.rows,
@@ -187,7 +192,7 @@ pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Re
             t.checksum_source,
             t.checksum_target,
             if t.matches { "yes" } else { "NO" }
-        );
+        )?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use vigil_persistence::types::Ts;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity};
 
+use super::out;
 use super::{CliError, print_json};
 
 /// How often a waiting command looks again.
@@ -76,9 +77,10 @@ pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Resu
             print_json(&serde_json::json!({ "agents": agents, "health": health, "summary": summary }))?;
         } else {
             if watch {
-                print!("\x1b[2J\x1b[H");
+                use std::io::Write as _;
+                write!(std::io::stdout(), "\x1b[2J\x1b[H").map_err(CliError::from_write)?;
             }
-            print_agents(&agents, &health);
+            print_agents(&agents, &health)?;
         }
         if !watch {
             return Ok(());
@@ -90,22 +92,23 @@ pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Resu
     }
 }
 
-fn print_agents(agents: &[AgentRecord], health: &HashMap<String, f64>) {
+fn print_agents(agents: &[AgentRecord], health: &HashMap<String, f64>) -> Result<(), CliError> {
     if agents.is_empty() {
-        println!("no agents registered");
-        return;
+        out!("no agents registered")?;
+        return Ok(());
     }
-    println!("{:<32} {:<12} {:>14} {:>7}", "AGENT", "STATE", "HEARTBEAT AGE", "HEALTH");
+    out!("{:<32} {:<12} {:>14} {:>7}", "AGENT", "STATE", "HEARTBEAT AGE", "HEALTH")?;
     for agent in agents {
         let score = health.get(&agent.agent_id).map(|h| format!("{h:.0}")).unwrap_or_else(|| "-".into());
-        println!(
+        out!(
             "{:<32} {:<12} {:>14} {:>7}",
             agent.agent_id,
             agent.status.map_or("-", vigil_persistence::State::as_str),
             age(agent.last_heartbeat),
             score
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// What `vigil events` shows.
@@ -132,12 +135,12 @@ fn about_agent(event: &SystemEventRecord, agent: &str) -> bool {
 fn print_event(event: &SystemEventRecord, json: bool) -> Result<(), CliError> {
     if json {
         let line = serde_json::to_string(event).map_err(|e| CliError::Output(e.to_string()))?;
-        println!("{line}");
+        out!("{line}")?;
         return Ok(());
     }
     let at = event.timestamp.map(|t| t.get().format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
     let data = event.event_data.as_ref().map(|d| d.0.to_string()).unwrap_or_default();
-    println!("{at} {:<8} {:<28} {data}", event.severity.as_deref().unwrap_or("info"), event.event_type);
+    out!("{at} {:<8} {:<28} {data}", event.severity.as_deref().unwrap_or("info"), event.event_type)?;
     Ok(())
 }
 
@@ -203,23 +206,23 @@ pub(super) async fn workflows(
         return print_json(&runs);
     }
     if runs.is_empty() {
-        println!("no workflow runs");
+        out!("no workflow runs")?;
         return Ok(());
     }
-    println!(
-        "{:<28} {:<20} {:<10} {:>5}  {:<20} {:<23}",
-        "RUN", "GRAPH", "STATUS", "STEP", "NEXT", "UPDATED"
-    );
+    out!("{:<28} {:<20} {:<10} {:>5}  {:<20} {:<23}", "RUN", "GRAPH", "STATUS", "STEP", "NEXT", "UPDATED")?;
     for run in &runs {
         let updated =
             run.updated_at.map(|t| t.get().format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
         let next = run.next_node.as_deref().unwrap_or("-");
-        println!(
+        out!(
             "{:<28} {:<20} {:<10} {:>5}  {next:<20} {updated:<23}",
-            run.run_id, run.graph, run.status, run.step
-        );
+            run.run_id,
+            run.graph,
+            run.status,
+            run.step
+        )?;
         if let Some(error) = &run.error {
-            println!("    error: {error}");
+            out!("    error: {error}")?;
         }
     }
     Ok(())
@@ -241,12 +244,12 @@ pub(super) async fn metrics(
         return print_json(&samples);
     }
     if samples.is_empty() {
-        println!("no metrics in that window");
+        out!("no metrics in that window")?;
         return Ok(());
     }
     let names: HashMap<i32, String> =
         state.get_registered_agents().await?.into_iter().map(|a| (a.id, a.agent_id)).collect();
-    println!("{:<23} {:<28} {:<32} {:>14}", "TIME", "AGENT", "METRIC", "VALUE");
+    out!("{:<23} {:<28} {:<32} {:>14}", "TIME", "AGENT", "METRIC", "VALUE")?;
     for sample in samples.iter().rev() {
         let at =
             sample.timestamp.map(|t| t.get().format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
@@ -255,7 +258,7 @@ pub(super) async fn metrics(
             .and_then(|id| names.get(&id).cloned())
             .or_else(|| sample.source_agent.clone())
             .unwrap_or_else(|| "-".into());
-        println!("{at:<23} {who:<28} {:<32} {:>14.3}", sample.metric_name, sample.metric_value);
+        out!("{at:<23} {who:<28} {:<32} {:>14.3}", sample.metric_name, sample.metric_value)?;
     }
     Ok(())
 }
@@ -280,7 +283,7 @@ pub(super) async fn agent_command(
         if command.is_finished() {
             let outcome = command.outcome.unwrap_or_default();
             return if command.status == "done" {
-                println!("{} {agent_id}: {outcome}", action.as_str());
+                out!("{} {agent_id}: {outcome}", action.as_str())?;
                 Ok(())
             } else {
                 Err(CliError::Input(format!("{} {agent_id} failed: {outcome}", action.as_str())))
@@ -315,7 +318,7 @@ pub(super) async fn help_ask(state: &SharedState, question: &str, timeout: Durat
                     response.response
                 )));
             }
-            println!("{}", response.response);
+            out!("{}", response.response)?;
             return Ok(());
         }
         if started.elapsed() > timeout {
@@ -333,7 +336,7 @@ pub(super) async fn cleanup(state: &SharedState, days: u32, json: bool) -> Resul
     if json {
         return print_json(&report);
     }
-    println!(
+    out!(
         "removed {} rows older than {days} days: {} heartbeats, {} metrics, {} events (errors kept), {} communications, {} conversations",
         report.total(),
         report.heartbeats,
@@ -341,6 +344,6 @@ pub(super) async fn cleanup(state: &SharedState, days: u32, json: bool) -> Resul
         report.events,
         report.communications,
         report.conversations
-    );
+    )?;
     Ok(())
 }
