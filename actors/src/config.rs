@@ -53,7 +53,9 @@ pub mod duration {
         s.serialize_str(&format(*d))
     }
 
-    /// Deserializes from text or a number of seconds.
+    /// Deserializes from text or a number of seconds. Every duration of a configuration
+    /// is an interval, a timeout or an age, so zero and negative values are refused: a
+    /// zero pass interval would run a monitor without pause.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -61,10 +63,22 @@ pub mod duration {
             Seconds(f64),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Seconds(seconds) => Duration::try_from_secs_f64(seconds).map_err(D::Error::custom),
-            Raw::Text(text) => parse(&text).map_err(D::Error::custom),
+        let (duration, written) = match Raw::deserialize(d)? {
+            Raw::Seconds(seconds) if seconds < 0.0 => {
+                return Err(D::Error::custom(format!("`{seconds}` must be positive")));
+            }
+            Raw::Seconds(seconds) => {
+                (Duration::try_from_secs_f64(seconds).map_err(D::Error::custom)?, seconds.to_string())
+            }
+            Raw::Text(text) if text.trim_start().starts_with('-') => {
+                return Err(D::Error::custom(format!("`{text}` must be positive")));
+            }
+            Raw::Text(text) => (parse(&text).map_err(D::Error::custom)?, text),
+        };
+        if duration.is_zero() {
+            return Err(D::Error::custom(format!("`{written}` must be positive")));
         }
+        Ok(duration)
     }
 }
 

@@ -83,8 +83,15 @@ impl PlatformConfig {
         }
         let text =
             std::fs::read_to_string(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        // serde would take a JSON array as the struct's fields in order: only an object is
+        // a configuration.
+        if !text.trim_start().starts_with('{') {
+            return Err(CliError::Input(format!("{}: expected a JSON object of sections", path.display())));
+        }
+        // The error names the field (`monitoring.performance.pass_interval: ...`).
         let config: Self =
-            serde_json::from_str(&text).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .map_err(|e| CliError::Input(format!("{}: {}: {}", path.display(), e.path(), e.inner())))?;
         let max = vigil_persistence::shared_state::MAX_DAYS_TO_KEEP;
         if config.retention.days.is_some_and(|days| days > max) {
             return Err(CliError::Usage(format!(
@@ -390,6 +397,40 @@ mod tests {
 
         // No section, no OpenAI: the key alone does not switch the responder on.
         assert!(config("{}").with_env_secrets(env).ai_help.openai.is_none());
+    }
+
+    #[test]
+    fn zero_and_negative_durations_are_refused_with_the_field_named() {
+        for (json, field) in [
+            (r#"{"monitoring": {"performance": {"pass_interval": "0s"}}}"#, "`0s` must be positive"),
+            (r#"{"monitoring": {"performance": {"pass_interval": 0}}}"#, "`0` must be positive"),
+            (r#"{"retention": {"interval": "-5s"}}"#, "`-5s` must be positive"),
+            (r#"{"retention": {"interval": -5}}"#, "`-5` must be positive"),
+        ] {
+            let error = serde_json::from_str::<PlatformConfig>(json).unwrap_err().to_string();
+            assert!(error.contains(field), "{json}: {error}");
+        }
+        // Read from a file, the error names the field.
+        let dir = std::env::temp_dir().join(format!("vigil-zero-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigil.json");
+        std::fs::write(&path, r#"{"monitoring": {"performance": {"pass_interval": "0s"}}}"#).unwrap();
+        let error = PlatformConfig::load(&path, true).unwrap_err().to_string();
+        assert!(error.contains("monitoring.performance.pass_interval: `0s` must be positive"), "{error}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_config_file_must_be_an_object() {
+        let dir = std::env::temp_dir().join(format!("vigil-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigil.json");
+        for text in ["[]", " [1, 2]", "7", "\"x\""] {
+            std::fs::write(&path, text).unwrap();
+            let error = PlatformConfig::load(&path, true).unwrap_err().to_string();
+            assert!(error.contains("expected a JSON object"), "{text}: {error}");
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
