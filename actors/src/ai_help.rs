@@ -127,7 +127,7 @@ impl AiHelpConfig {
 ///
 /// | field           | default                   |
 /// |-----------------|---------------------------|
-/// | `base_url`      | (required) — requests go to `{base_url}/v1/chat/completions` |
+/// | `base_url`      | (required) — the server (`https://api.openai.com`) or, as the SDKs write it, its `/v1` (`https://api.openai.com/v1`); requests go to `.../v1/chat/completions` |
 /// | `api_key`       | (required) — sent as `Authorization: Bearer ...` |
 /// | `model`         | `"gpt-4o-mini"`           |
 /// | `timeout`       | `"30s"` per attempt       |
@@ -850,9 +850,13 @@ impl OpenAiResponder {
         self
     }
 
-    /// The endpoint requests go to.
+    /// The endpoint requests go to: `{base_url}/v1/chat/completions`. A `base_url` that
+    /// already ends in `/v1` (the OpenAI SDKs' convention, `https://api.openai.com/v1`)
+    /// is taken as meant, not doubled.
     pub fn url(&self) -> String {
-        format!("{}/v1/chat/completions", self.config.base_url.trim_end_matches('/'))
+        let base = self.config.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        format!("{base}/v1/chat/completions")
     }
 }
 
@@ -905,5 +909,23 @@ impl Responder for OpenAiResponder {
                 "endpoint": self.url(),
             }),
         ))
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::{OpenAiConfig, OpenAiResponder};
+
+    #[test]
+    fn a_base_url_with_or_without_v1_reaches_the_same_endpoint() {
+        for base in [
+            "https://api.example.com",
+            "https://api.example.com/",
+            "https://api.example.com/v1",
+            "https://api.example.com/v1/",
+        ] {
+            let responder = OpenAiResponder::new(OpenAiConfig::new(base, "sk-test")).unwrap();
+            assert_eq!(responder.url(), "https://api.example.com/v1/chat/completions", "{base}");
+        }
     }
 }
