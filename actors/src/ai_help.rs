@@ -776,7 +776,12 @@ impl PlatformResponder {
                 format!("{} registered agent(s):{lines}", agents.len())
             }
             Intent::Help => {
-                let known: Vec<&str> = agents.iter().take(8).map(|a| a.agent_id.as_str()).collect();
+                // Every built-in agent fits; a large platform is cut short, and says so.
+                const SHOWN: usize = 20;
+                let mut known: Vec<String> = agents.iter().take(SHOWN).map(|a| a.agent_id.clone()).collect();
+                if agents.len() > SHOWN {
+                    known.push(format!("and {} more (\"list all agents\")", agents.len() - SHOWN));
+                }
                 format!(
                     "I answer from the platform's own state. Ask, for example:\n  \
                      - \"what is the status of <agent>?\" (also its recent errors and restarts)\n  \

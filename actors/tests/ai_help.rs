@@ -159,6 +159,11 @@ async fn the_platform_responder_answers_with_the_facts() {
     state.register_agent("old_agent", "Old").await.unwrap();
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
     state.update_agent_heartbeat("old_agent", Heartbeat::new().at(long_ago)).await.unwrap();
+    // As many agents as a platform of ten built-ins and a few of its own: the fallback
+    // answer names them all.
+    for i in 0..10 {
+        state.register_agent(&format!("extra_{i}"), "Extra").await.unwrap();
+    }
 
     let runtime = Runtime::builder(state.clone()).agent(AIHelpAgent::default).start().await.unwrap();
     let questions = [
@@ -198,6 +203,9 @@ async fn the_platform_responder_answers_with_the_facts() {
     }
     let (_, text) = answer_of(&state, "help").await;
     assert!(text.contains("Ask, for example"), "{text}");
+    for agent in state.get_registered_agents().await.unwrap() {
+        assert!(text.contains(&agent.agent_id), "{} in {text}", agent.agent_id);
+    }
 
     // Every exchange is logged, with the responder and the intent.
     let logged = state.llm_conversation("errors").await.unwrap();
