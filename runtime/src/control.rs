@@ -60,12 +60,21 @@ pub enum ControlError {
         "`{0}` is not an operational transition: use standby, activate, maintenance, optimization and their completions"
     )]
     NotOperational(Trigger),
+    /// The runtime is shutting down: its supervisors take no new requests (they are
+    /// busy stopping their children, one at a time).
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
 }
 
 /// Type-erased control of the running tree. Cheap to clone.
 #[derive(Clone)]
 pub struct RuntimeControl {
     registry: Registry,
+    /// Set when the runtime starts shutting down. A request for a restart, stop, fix or
+    /// transition then fails at once: waiting on a supervisor that is itself waiting
+    /// for the asking agent's shutdown would hold that agent's shutdown hook until its
+    /// timeout.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RuntimeControl {
@@ -76,7 +85,19 @@ impl std::fmt::Debug for RuntimeControl {
 
 impl RuntimeControl {
     pub(crate) fn new(registry: Registry) -> Self {
-        Self { registry }
+        Self { registry, stopping: Arc::default() }
+    }
+
+    /// Marks the runtime as shutting down (see [`ControlError::ShuttingDown`]).
+    pub(crate) fn begin_shutdown(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn refuse_while_stopping(&self) -> Result<(), ControlError> {
+        if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ControlError::ShuttingDown);
+        }
+        Ok(())
     }
 
     pub(crate) fn registry(&self) -> &Registry {
@@ -117,6 +138,7 @@ impl RuntimeControl {
     /// [module documentation](self)). Returns once the supervisor has accepted the
     /// request; the restart itself follows.
     pub async fn restart(&self, id: &str, reason: impl Into<String>) -> Result<(), ControlError> {
+        self.refuse_while_stopping()?;
         let request = self.with_entry(id, |e| {
             e.owner.send(RestartRequested { child_id: id.into(), reason: reason.into() })
         })?;
@@ -125,6 +147,7 @@ impl RuntimeControl {
 
     /// Stops an agent through its supervisor (it is not restarted; its spec is kept).
     pub async fn stop(&self, id: &str) -> Result<(), ControlError> {
+        self.refuse_while_stopping()?;
         let request = self.with_entry(id, |e| e.owner.send(TerminateChild(id.into())))?;
         request.await.map_err(|_| ControlError::NotRunning(id.into()))?.map_err(ControlError::from)
     }
@@ -138,6 +161,7 @@ impl RuntimeControl {
         if !trigger.is_operational() {
             return Err(ControlError::NotOperational(trigger));
         }
+        self.refuse_while_stopping()?;
         let request = self.with_entry(id, |e| e.operate.send(Operate(trigger)))?;
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)
     }
@@ -147,6 +171,7 @@ impl RuntimeControl {
     /// ordinary restart. If the fresh instance's `initialize` fails, the agent stays in
     /// `manual` and the error is [`LifecycleError::InitializeFailed`].
     pub async fn fix(&self, id: &str) -> Result<Transition, ControlError> {
+        self.refuse_while_stopping()?;
         let (forget, request) =
             self.with_entry(id, |e| (e.owner.send(ForgetRestarts), e.fix.send(ManualFixed)))?;
         // Before the fix lands: a fault of the fixed agent must find the history gone.

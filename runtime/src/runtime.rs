@@ -316,6 +316,9 @@ impl Runtime {
     /// before the next is asked. Then flushes the persistence writer, so what the
     /// agents wrote — in their shutdown hooks too — is committed when this returns.
     pub async fn shutdown(&self) -> ShutdownReport {
+        // From now on agents asking for restarts get `ShuttingDown` at once, instead of
+        // waiting on a supervisor that is waiting for their own shutdown.
+        self.inner.env.control.begin_shutdown();
         if let Some(processor) = self.inner.commands.lock().expect("commands lock").take() {
             processor.abort();
         }

@@ -175,3 +175,53 @@ async fn a_full_write_queue_does_not_hold_up_shutdown() {
     assert_eq!(what, "persistence", "{report:?}");
     assert!(why.to_string().contains("writes not written"), "{why}");
 }
+
+/// Asks its supervisor to restart another agent when told to, and reports the answer.
+#[derive(vigil_runtime::Agent)]
+#[agent(name = "asker", cycle = "10ms", shutdown_timeout = "2s")]
+struct Asker {
+    go: Arc<tokio::sync::Notify>,
+    answers: tokio::sync::mpsc::UnboundedSender<Result<(), String>>,
+}
+
+impl Agent for Asker {
+    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
+        let _ = self.answers.send(Ok(())); // in a cycle, waiting to be told
+        self.go.notified().await;
+        let answer = ctx.control().restart("other", "asked during shutdown").await.map_err(|e| e.to_string());
+        let _ = self.answers.send(answer);
+        Ok(())
+    }
+}
+
+/// An agent that asks for a restart while the runtime shuts down gets a typed refusal at
+/// once, instead of waiting on a supervisor that is busy stopping children (and holding
+/// its own shutdown hook until the timeout).
+#[actix_rt::test]
+async fn a_restart_asked_for_during_shutdown_is_refused_at_once() {
+    use vigil_runtime::testkit::{FaultPlan, faulty_child};
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let asker = {
+        let (go, answers) = (go.clone(), answers.clone());
+        ChildSpec::agent("asker", move || Asker { go: go.clone(), answers: answers.clone() })
+    };
+    let runtime = Runtime::builder(memory_state().await)
+        .child(faulty_child(&FaultPlan::new(), "other"))
+        .child(asker)
+        .start()
+        .await
+        .unwrap();
+    let in_a_cycle = tokio::time::timeout(Duration::from_secs(30), answered.recv()).await.unwrap().unwrap();
+    assert_eq!(in_a_cycle, Ok(()));
+    let stopping = {
+        let runtime = runtime.clone();
+        actix_rt::spawn(async move { runtime.shutdown().await })
+    };
+    tokio::task::yield_now().await; // the shutdown has begun
+    go.notify_one();
+    let answer = tokio::time::timeout(Duration::from_secs(30), answered.recv()).await.unwrap().unwrap();
+    assert_eq!(answer, Err("the runtime is shutting down".to_owned()));
+    let report = stopping.await.unwrap();
+    assert!(report.failed.is_empty(), "the asker stopped cleanly: {report:?}");
+}
