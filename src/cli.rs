@@ -297,12 +297,17 @@ pub(crate) use out;
 pub fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with code 2 on bad usage
     init_logging(&cli);
+    let json_logs = matches!(cli.command, Command::Run { log_format: LogFormat::Json, .. });
     // An actix System: `vigil run` hosts actors; the other commands need only its runtime.
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
         Ok(()) | Err(CliError::ClosedStdout) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            if json_logs {
+                eprintln!("{}", run::json_line("ERROR", &e.to_string()));
+            } else {
+                eprintln!("error: {e}");
+            }
             match e {
                 CliError::Usage(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
@@ -335,13 +340,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::SlowQueries { min_ms, limit, json } => {
             commands::slow_queries(&connect(resolve(explicit_url)?).await?, min_ms, limit, json).await
         }
-        Command::Run { run_for, config, no_status, log_format: _, force } => {
+        Command::Run { run_for, config, no_status, log_format, force } => {
             let options = run::RunOptions {
                 run_for,
                 force,
                 config_explicit: config.is_some(),
                 config: config.unwrap_or_else(|| "vigil.json".into()),
                 status_line: !no_status && run::status_line_default(),
+                json_logs: log_format == LogFormat::Json,
             };
             run::run_platform(resolve(explicit_url)?, options).await
         }

@@ -218,3 +218,22 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// With `--log-format json`, every line `vigil run` writes on stderr is JSON: its own
+/// notices (start, shutdown, summary) too, not only the log records.
+#[test]
+fn log_format_json_makes_every_stderr_line_json() {
+    let dir = temp_dir();
+    let out = vigil(&dir, &["run", "--for", "2s", "--no-status", "--log-format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    assert!(messages.iter().any(|m| m.contains("10 agents running")), "{stderr}");
+    assert!(messages.iter().any(|m| m.contains("stopped 10 agents in reverse order")), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -145,6 +145,28 @@ pub struct RunOptions {
     pub status_line: bool,
     /// Start even if another platform seems to run on the database.
     pub force: bool,
+    /// Every line on stderr is JSON (`--log-format json`), these notices included.
+    pub json_logs: bool,
+}
+
+/// Tells the operator something on stderr: a `vigil: ...` line, or with JSON logs a
+/// JSON line shaped like the log records (`timestamp`, `level`, `target`, `fields`).
+pub(crate) fn notice(json: bool, message: &str) {
+    if json {
+        eprintln!("{}", json_line("INFO", message));
+    } else {
+        eprintln!("vigil: {message}");
+    }
+}
+
+/// A line of its own on stderr, shaped like the JSON log records.
+pub(crate) fn json_line(level: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": chrono::Utc::now(),
+        "level": level,
+        "target": "vigil",
+        "fields": { "message": message },
+    })
 }
 
 /// How recent a heartbeat of a running agent must be for its platform to count as
@@ -233,7 +255,7 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     let started = Instant::now();
     let runtime = builder.start().await.map_err(|e| CliError::Input(e.to_string()))?;
     let ids = runtime.agent_ids();
-    eprintln!("vigil: {} agents running on {description} (Ctrl-C to stop)", ids.len());
+    notice(options.json_logs, &format!("{} agents running on {description} (Ctrl-C to stop)", ids.len()));
     tracing::info!(database = %description, agents = ids.len(), "platform started");
 
     let stop = shutdown_signal(options.run_for);
@@ -293,12 +315,12 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     if options.status_line {
         eprintln!();
     }
-    eprintln!("vigil: {reason}; shutting down");
+    notice(options.json_logs, &format!("{reason}; shutting down"));
     let report = runtime.shutdown().await;
     let persistence = writer.shutdown().await;
     let stats = writer.stats();
-    eprintln!(
-        "vigil: stopped {} agents in reverse order after {:.1}s; {} writes committed in {} batches{}",
+    let summary = format!(
+        "stopped {} agents in reverse order after {:.1}s; {} writes committed in {} batches{}",
         report.stopped.len(),
         started.elapsed().as_secs_f64(),
         stats.writes_committed,
@@ -309,8 +331,9 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
             format!("; {} NOT written: {:?}", persistence.failed, persistence.reason)
         },
     );
+    notice(options.json_logs, &summary);
     for (agent, why) in &report.failed {
-        eprintln!("vigil: {agent} did not stop cleanly: {why}");
+        notice(options.json_logs, &format!("{agent} did not stop cleanly: {why}"));
     }
     if persistence.failed > 0 || !report.failed.is_empty() {
         return Err(CliError::Input("shutdown was not clean (see above)".into()));
