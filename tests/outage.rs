@@ -3,7 +3,9 @@
 //! own, which is stopped (`pg_ctl stop -m fast`) and started again. Every agent waits
 //! the outage out — the AI agents' cycles are deferred, the monitors' passes fail and
 //! are retried — and is `active` afterwards; nothing failed, so no outage, however
-//! long, can add up to the intensity that parks agents in `manual`.
+//! long, can add up to the intensity that parks agents in `manual`. A monitor may
+//! still ask for the restart of an agent whose heartbeats the outage held back: that is
+//! a requested restart, not a failure, and is allowed.
 //!
 //! The agents run at test pace (cycles every 100 ms, passes every 200 ms) so that an
 //! outage of a few seconds holds dozens of cycles of each.
