@@ -12,8 +12,10 @@
 //!  poll until done / failed       ◀── complete: done|failed + outcome
 //! ```
 //!
-//! Commands bypass the group-commit writer: submitting needs the new row's id, and a
-//! claim needs to know which rows it won — both are single atomic statements.
+//! Submitting, claiming and completing are [`Request`]s to the group-commit writer (see
+//! [`crate::requests`]): the new row's id and the rows a claim won are answered once
+//! the batch has committed; each is one atomic statement, so claims stay exclusive
+//! across runtimes.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -158,9 +160,6 @@ impl SharedState {
         action: CommandAction,
         requested_by: Option<&str>,
     ) -> Result<i32, StoreError> {
-        if agent_id.is_empty() || agent_id.chars().count() > 255 {
-            return Err(StoreError::invalid("agent_id", "must be 1 to 255 characters"));
-        }
         let request = Request::SubmitCommand {
             agent_id: agent_id.to_owned(),
             action,

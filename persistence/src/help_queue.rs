@@ -79,9 +79,6 @@ impl SharedState {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        if claimer.len() > 255 {
-            return Err(StoreError::invalid("claimer", "longer than 255 characters"));
-        }
         let request = Request::ClaimHelpRequests { claimer: claimer.to_owned(), limit, at: Ts::now() };
         expect_reply!(self.request(request).await?, Reply::HelpRequests(claimed) => claimed)
     }

@@ -26,8 +26,8 @@
 //! | [`Request::SubmitWorkflowRun`] | [`Reply::WorkflowRun`] (`None`: id taken) | [`SharedState::submit_workflow_run`](crate::SharedState::submit_workflow_run) |
 //! | [`Request::SaveCheckpoint`]  | [`Reply::Applied`]            | [`SharedState::save_workflow_checkpoint`](crate::SharedState::save_workflow_checkpoint) |
 //!
-//! A request that fails in the database fails its batch like any write; the actor then
-//! splits the batch and the request fails alone with its error.
+//! A request that fails in the database fails its batch like any write; with the
+//! persistence actor the batch is then split and the request fails alone with its error.
 //!
 //! **One thing bypasses the writer: retention cleanup**
 //! ([`SharedState::cleanup_old_data`](crate::SharedState::cleanup_old_data)). It is a
@@ -276,6 +276,10 @@ macro_rules! define_requests {
                             .select(agent_commands::id)
                             .load(conn)
                             .await?;
+                        if pending.is_empty() {
+                            // The common case of an idle poll: one statement, not two.
+                            return Ok(Reply::Commands(Vec::new()));
+                        }
                         let mut claimed: Vec<AgentCommandRecord> = diesel::update(
                             agent_commands::table
                                 .filter(agent_commands::id.eq_any(pending))

@@ -25,9 +25,9 @@
 //! **Fencing.** [`SharedState::save_workflow_checkpoint`] only applies when the row is
 //! still at the step the executor started from and not finished, so two executors that
 //! somehow ran the same step cannot both advance the run: the second is told it lost.
-//! Checkpoints go straight to the store, not through the group-commit
-//! [`Writer`](crate::shared_state::Writer), because the executor needs that answer
-//! before it runs the next node.
+//! Checkpoints are [`Request`](crate::requests::Request)s to the group-commit
+//! [`Writer`](crate::shared_state::Writer): the executor gets that answer once the
+//! checkpoint has committed, before it runs the next node.
 //!
 //! ```no_run
 //! # async fn demo(state: vigil_persistence::SharedState) -> Result<(), vigil_persistence::StoreError> {
@@ -155,11 +155,6 @@ impl SharedState {
         run_id: &str,
         initial_state: serde_json::Value,
     ) -> Result<WorkflowRunRecord, StoreError> {
-        for (field, value) in [("graph", graph), ("run_id", run_id)] {
-            if value.is_empty() || value.len() > 255 {
-                return Err(StoreError::invalid(field, "must be 1 to 255 characters"));
-            }
-        }
         let request = Request::SubmitWorkflowRun {
             graph: graph.to_owned(),
             run_id: run_id.to_owned(),

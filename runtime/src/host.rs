@@ -686,8 +686,10 @@ impl<A: Agent> AgentHost<A> {
                         host.run_shutdown_hook(deadline, timeout, ctx);
                     }
                     Err(refused) => {
+                        // Not recorded, but stopped all the same: a shutdown is not optional.
                         let hook = Err(StopFailure::Refused(refused.clone()));
                         let _ = waiter.send(StopOutcome { transition: Err(refused), hook });
+                        ctx.stop();
                     }
                 }
             });

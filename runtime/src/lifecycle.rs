@@ -56,8 +56,8 @@ pub enum LifecycleError {
     /// The transition could not be persisted, so it was not applied.
     #[error("the transition could not be persisted: {0}")]
     Persistence(String),
-    /// The fresh instance's `initialize` failed (on `ManualFixed`, or on a restart):
-    /// the agent did not come back and stays where it was (`manual` for a fix).
+    /// The fresh instance's `initialize` failed on `ManualFixed` (a fix): the agent did
+    /// not come back and stays in `manual`.
     #[error("the agent did not come back: {0}")]
     InitializeFailed(Failure),
     /// The agent has stopped and no longer takes lifecycle messages.
