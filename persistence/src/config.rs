@@ -12,6 +12,17 @@
 //!
 //! With none of them the store is the SQLite file `./vigil.db`.
 //!
+//! **SQLite durability.** The file runs in WAL mode with `PRAGMA synchronous = FULL`
+//! by default ([`SqliteSynchronous::Full`]): a write is acknowledged once it is on
+//! disk, so it survives a `kill -9`, an OS crash and a power loss.
+//! [`SqliteSynchronous::Normal`] (`VIGIL_SQLITE_SYNCHRONOUS=normal`, or
+//! [`DatabaseConfig::with_sqlite_synchronous`]) skips the sync at each commit: it still
+//! survives the process being killed, but an OS crash or power loss may lose the last
+//! acknowledged writes.
+//!
+//! Every configuration also carries the [`PayloadLimits`] its writes are checked
+//! against ([`DatabaseConfig::with_payload_limits`], see [`crate::limits`]).
+//!
 //! The pool defaults are the specification's: at most 20 connections, at least 5, and
 //! a 30 s command timeout. `POSTGRES_MAX_CONNECTIONS`, `POSTGRES_MIN_CONNECTIONS` and
 //! `POSTGRES_COMMAND_TIMEOUT` (seconds) set them for PostgreSQL from any of the sources
@@ -44,6 +55,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::PayloadLimits;
+
 /// The environment variables that tune the PostgreSQL pool, whatever the URL's source.
 pub const ENV_MAX_CONNECTIONS: &str = "POSTGRES_MAX_CONNECTIONS";
 /// See [`ENV_MAX_CONNECTIONS`].
@@ -55,6 +68,8 @@ pub const ENV_COMMAND_TIMEOUT: &str = "POSTGRES_COMMAND_TIMEOUT";
 pub const ENV_CONNECTION_STRING: &str = "POSTGRES_CONNECTION_STRING";
 /// The environment variable that forces PostgreSQL on (`true`) or off (`false`).
 pub const ENV_USE_POSTGRESQL: &str = "USE_POSTGRESQL";
+/// The environment variable that sets [`SqliteSynchronous`] (`full` or `normal`).
+pub const ENV_SQLITE_SYNCHRONOUS: &str = "VIGIL_SQLITE_SYNCHRONOUS";
 /// The configuration file read from the working directory.
 pub const CONFIG_FILE_NAME: &str = "postgres_config.json";
 /// The specification's default PostgreSQL URL.
@@ -316,6 +331,50 @@ pub enum SqliteLocation {
     Memory(String),
 }
 
+/// How hard SQLite works to keep an acknowledged write (`PRAGMA synchronous`; the
+/// database runs in WAL mode). See the [module documentation](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SqliteSynchronous {
+    /// `FULL` (the default): each commit waits for the disk. Acknowledged writes
+    /// survive a process kill, an OS crash and a power loss.
+    #[default]
+    Full,
+    /// `NORMAL`: commits do not wait for the disk (WAL is synced at checkpoints).
+    /// Acknowledged writes survive a process kill, not an OS crash or power loss.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The pragma's value (`FULL`, `NORMAL`).
+    pub fn as_pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+        }
+    }
+
+    /// What `PRAGMA synchronous` reads back as (2 for `FULL`, 1 for `NORMAL`).
+    pub fn pragma_value(self) -> i32 {
+        match self {
+            SqliteSynchronous::Full => 2,
+            SqliteSynchronous::Normal => 1,
+        }
+    }
+
+    /// Parses `full` or `normal` (any case).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(SqliteSynchronous::Full),
+            "normal" => Ok(SqliteSynchronous::Normal),
+            other => Err(ConfigError::InvalidValue {
+                name: ENV_SQLITE_SYNCHRONOUS,
+                reason: format!("`{other}` is not `full` or `normal`"),
+            }),
+        }
+    }
+}
+
 /// Which database to use, and how.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -328,6 +387,8 @@ pub enum DatabaseConfig {
         source: ConfigSource,
         /// Pool settings.
         pool: PoolConfig,
+        /// What a write may carry.
+        limits: PayloadLimits,
     },
     /// An embedded SQLite database.
     Sqlite {
@@ -335,6 +396,10 @@ pub enum DatabaseConfig {
         location: SqliteLocation,
         /// Pool settings (SQLite has one writer; a small pool serves reads).
         pool: PoolConfig,
+        /// Durability of an acknowledged write (default [`SqliteSynchronous::Full`]).
+        synchronous: SqliteSynchronous,
+        /// What a write may carry.
+        limits: PayloadLimits,
     },
 }
 
@@ -358,6 +423,8 @@ pub struct ConfigInputs {
     pub min_connections: Option<String>,
     /// `POSTGRES_COMMAND_TIMEOUT`, in seconds.
     pub command_timeout: Option<String>,
+    /// `VIGIL_SQLITE_SYNCHRONOUS` (`full` or `normal`), for an SQLite database.
+    pub sqlite_synchronous: Option<String>,
 }
 
 impl ConfigInputs {
@@ -374,6 +441,7 @@ impl ConfigInputs {
             max_connections: env(ENV_MAX_CONNECTIONS),
             min_connections: env(ENV_MIN_CONNECTIONS),
             command_timeout: env(ENV_COMMAND_TIMEOUT),
+            sqlite_synchronous: env(ENV_SQLITE_SYNCHRONOUS),
         }
     }
 
@@ -413,11 +481,15 @@ impl DatabaseConfig {
     }
 
     /// Resolves the configuration from explicit inputs, in the specification's priority,
-    /// then applies the pool variables to a PostgreSQL configuration.
+    /// then applies the pool variables to a PostgreSQL configuration, or
+    /// `VIGIL_SQLITE_SYNCHRONOUS` to an SQLite one.
     pub fn resolve(inputs: &ConfigInputs) -> Result<Self, ConfigError> {
         let config = Self::resolve_source(inputs)?;
         if !config.is_postgres() {
-            return Ok(config);
+            return match &inputs.sqlite_synchronous {
+                Some(raw) => Ok(config.with_sqlite_synchronous(SqliteSynchronous::parse(raw)?)),
+                None => Ok(config),
+            };
         }
         let mut pool = config.pool().clone();
         let number = |name: &'static str, value: &str| {
@@ -519,7 +591,7 @@ impl DatabaseConfig {
     }
 
     fn postgres_with(url: DatabaseUrl, source: ConfigSource, pool: PoolConfig) -> Self {
-        DatabaseConfig::Postgres { url, source, pool }
+        DatabaseConfig::Postgres { url, source, pool, limits: PayloadLimits::default() }
     }
 
     /// An SQLite file (created if missing). `:memory:` gives a private in-memory database.
@@ -528,7 +600,7 @@ impl DatabaseConfig {
         if path.as_os_str() == ":memory:" {
             return Self::sqlite_memory();
         }
-        DatabaseConfig::Sqlite { location: SqliteLocation::File(path.to_owned()), pool: Self::sqlite_pool() }
+        Self::sqlite_at(SqliteLocation::File(path.to_owned()))
     }
 
     /// A private in-memory SQLite database, unique to this call.
@@ -536,7 +608,16 @@ impl DatabaseConfig {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!("vigil-mem-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        DatabaseConfig::Sqlite { location: SqliteLocation::Memory(name), pool: Self::sqlite_pool() }
+        Self::sqlite_at(SqliteLocation::Memory(name))
+    }
+
+    fn sqlite_at(location: SqliteLocation) -> Self {
+        DatabaseConfig::Sqlite {
+            location,
+            pool: Self::sqlite_pool(),
+            synchronous: SqliteSynchronous::default(),
+            limits: PayloadLimits::default(),
+        }
     }
 
     fn sqlite_pool() -> PoolConfig {
@@ -563,6 +644,43 @@ impl DatabaseConfig {
             DatabaseConfig::Postgres { pool, .. } | DatabaseConfig::Sqlite { pool, .. } => *pool = new_pool,
         }
         Ok(self)
+    }
+
+    /// The limits every write is checked against.
+    pub fn payload_limits(&self) -> &PayloadLimits {
+        match self {
+            DatabaseConfig::Postgres { limits, .. } | DatabaseConfig::Sqlite { limits, .. } => limits,
+        }
+    }
+
+    /// Replaces the payload limits; refuses limits that would accept what cannot be
+    /// read back (see [`PayloadLimits::validate`]).
+    pub fn with_payload_limits(mut self, new_limits: PayloadLimits) -> Result<Self, ConfigError> {
+        new_limits.validate()?;
+        match &mut self {
+            DatabaseConfig::Postgres { limits, .. } | DatabaseConfig::Sqlite { limits, .. } => {
+                *limits = new_limits
+            }
+        }
+        Ok(self)
+    }
+
+    /// SQLite's durability setting; `None` for PostgreSQL.
+    pub fn sqlite_synchronous(&self) -> Option<SqliteSynchronous> {
+        match self {
+            DatabaseConfig::Sqlite { synchronous, .. } => Some(*synchronous),
+            DatabaseConfig::Postgres { .. } => None,
+        }
+    }
+
+    /// Sets SQLite's durability setting (ignored for PostgreSQL). An in-memory database
+    /// has no file to sync, so it ignores the setting too.
+    #[must_use]
+    pub fn with_sqlite_synchronous(mut self, value: SqliteSynchronous) -> Self {
+        if let DatabaseConfig::Sqlite { synchronous, .. } = &mut self {
+            *synchronous = value;
+        }
+        self
     }
 
     /// A one-line description safe to log (`postgresql://app:***@db/agents`, `sqlite:vigil.db`).

@@ -13,6 +13,7 @@ use std::time::Duration;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::config::ConfigError;
+use crate::connect::ConnectError;
 
 /// An error from the store, the SharedState API or the persistence actor.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +23,26 @@ pub enum StoreError {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    /// A connection to the database could not be established.
-    #[error("cannot connect to the database: {0}")]
-    Connect(#[source] diesel::ConnectionError),
+    /// A connection to the database could not be established: where, why (refused,
+    /// unreachable, timed out, authentication, missing database, ...) and the cause.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+
+    /// The database did not answer within a client-side deadline (a frozen backend, a
+    /// silent network); the connection was dropped and is not reused.
+    #[error("the database did not answer within {0:?}; the connection was dropped")]
+    DeadlineExceeded(Duration),
+
+    /// The write could not be sent: the connection died every time a transaction
+    /// holding it was sent, even alone (PostgreSQL drops the connection on a message
+    /// over 1 GB, for one). Its neighbours were committed without it.
+    #[error("the write could not be sent to the database ({bytes} bytes): {reason}")]
+    Unsendable {
+        /// The write's estimated size.
+        bytes: usize,
+        /// The last error of the connection.
+        reason: String,
+    },
 
     /// No pooled connection became free within the pool's connection timeout.
     #[error("timed out after {0:?} waiting for a database connection")]
@@ -93,7 +111,10 @@ impl StoreError {
     /// what a genuinely slow statement costs.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Connect(_) | StoreError::PoolTimeout(_) | StoreError::CommandTimeout(_) => true,
+            StoreError::Connect(error) => error.kind.is_transient(),
+            StoreError::PoolTimeout(_) | StoreError::CommandTimeout(_) | StoreError::DeadlineExceeded(_) => {
+                true
+            }
             StoreError::Query(error) => is_transient_diesel(error),
             _ => false,
         }
@@ -102,7 +123,7 @@ impl StoreError {
     /// Whether the error says the connection (rather than a statement) failed.
     pub fn is_connection_error(&self) -> bool {
         match self {
-            StoreError::Connect(_) | StoreError::PoolTimeout(_) => true,
+            StoreError::Connect(_) | StoreError::PoolTimeout(_) | StoreError::DeadlineExceeded(_) => true,
             StoreError::Query(DieselError::DatabaseError(kind, info)) => {
                 matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
                     || is_connection_message(info.message())
@@ -167,7 +188,9 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreEr
             // The pool's own timeout is reported with its configured value by the caller;
             // zero here means "unknown", replaced in `Store::connection`.
             bb8::RunError::TimedOut => StoreError::PoolTimeout(Duration::ZERO),
-            bb8::RunError::User(PoolError::ConnectionError(e)) => StoreError::Connect(e),
+            bb8::RunError::User(PoolError::ConnectionError(e)) => {
+                StoreError::Connect(ConnectError::from_diesel(e, "the pool's database"))
+            }
             bb8::RunError::User(PoolError::QueryError(e)) => StoreError::Query(e),
         }
     }

@@ -1,10 +1,12 @@
 //! Vigil's shared-state database.
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod help_queue;
 pub mod import;
 pub mod lifecycle;
+pub mod limits;
 pub mod models;
 pub mod persistence_actor;
 pub mod requests;
@@ -20,7 +22,7 @@ pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use lifecycle::{State, TransitionRecord};
 pub use persistence_actor::{
-    EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
+    CommitFault, EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
 };
 pub use requests::{Reply, Request};
 pub use shared_state::SharedState;

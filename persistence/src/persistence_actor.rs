@@ -36,12 +36,31 @@
 //! * **Rejected writes.** A batch the database refuses as a whole for a non-transient
 //!   reason (a constraint only it can check) is split in halves, recursively, in order;
 //!   each offending write fails alone with its error and the rest commits.
-//! * **No duplicates, no loss.** On PostgreSQL a batch records its transaction id
-//!   (`txid_current()`) before `COMMIT`. If `COMMIT` fails — the connection died under
-//!   it, so the outcome is unknown — the next attempt first asks `txid_status(xid)` on a
-//!   fresh connection: `committed` means the batch is done (it is not applied twice);
-//!   `aborted` means it is applied again; `in progress` waits and asks again. SQLite
-//!   commits in-process, so an error there means nothing was written.
+//! * **No duplicates, no loss: a marker per transaction.** On PostgreSQL every
+//!   transaction first inserts its key — a random id of this writer and the
+//!   transaction's number — into `vigil_write_batches` (deleting the writer's older
+//!   keys, whose outcomes it knows, in the same statement). When `COMMIT` was sent but
+//!   its answer never came (the connection, the network or the server died under it),
+//!   the outcome is unknown; the next attempt, on a new connection, inserts the same
+//!   key again. If it is already there, the earlier transaction committed: this one
+//!   rolls back and the earlier results are answered. If it is not, nothing of it
+//!   committed and the batch is applied now. While the earlier transaction is still in
+//!   progress, the insert waits for it to end (a unique key does that), so the answer
+//!   is never a guess. (Transaction ids are no substitute: after a crash an id that
+//!   never reached the disk is handed out again, and would answer "committed" for
+//!   somebody else's transaction.) A transaction that failed before `COMMIT` was sent
+//!   did not commit; its retry takes a new key. SQLite commits in-process, so an error
+//!   there means nothing was written.
+//! * **Deadlines.** One transaction on PostgreSQL, from connecting to the answer to
+//!   `COMMIT`, has [`PersistenceConfig::transaction_timeout`]; on expiry the connection
+//!   is dropped and the outcome resolved as above, so a frozen backend or a silent
+//!   network stalls writes for the deadline plus a reconnect, not for as long as it
+//!   lasts. Connections have TCP keepalive (see [`crate::connect`]).
+//! * **Batches that cannot be sent.** A batch holds at most `max_batch` writes and
+//!   [`PersistenceConfig::max_batch_bytes`] bytes. A range whose connection dies every
+//!   time it is sent (twice in a row) is a poison batch:
+//!   it is split like a rejected one, and a single write that still cannot be sent
+//!   fails alone with [`StoreError::Unsendable`].
 //! * **Shutdown.** [`PersistenceHandle::shutdown`] (the [`Shutdown`] message) refuses new
 //!   writes ([`StoreError::Closed`]), flushes everything queued within
 //!   `shutdown_timeout`, then stops the actor and returns a [`ShutdownReport`] with what
@@ -69,7 +88,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -107,6 +126,17 @@ pub struct PersistenceConfig {
     /// Backoff between retries of a transiently failed batch (default 10 ms to 2 s).
     /// The actor retries until it succeeds or shuts down; `max_attempts` is not used.
     pub retry: RetryPolicy,
+    /// Most bytes (estimated, [`Write::approx_bytes`]) in one transaction (default
+    /// 16 MiB). A single larger write goes alone. PostgreSQL drops a connection that
+    /// sends a message over 1 GB, so a batch must stay well under it.
+    pub max_batch_bytes: usize,
+    /// Longest one transaction of the writer may take on PostgreSQL, from opening the
+    /// connection to the answer to `COMMIT` (default 15 s). On expiry the connection is
+    /// dropped (the backend may be frozen, the network silent), a new one is opened and
+    /// the transaction's outcome is resolved before anything is applied again. The
+    /// same value becomes the writer session's `idle_in_transaction_session_timeout`,
+    /// so the server ends an orphaned transaction too.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for PersistenceConfig {
@@ -117,6 +147,8 @@ impl Default for PersistenceConfig {
             queue_capacity: 20_000,
             shutdown_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default().with_backoff(Duration::from_millis(10), Duration::from_secs(2)),
+            max_batch_bytes: 16 << 20,
+            transaction_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -127,6 +159,20 @@ impl PersistenceConfig {
     pub fn with_batch(mut self, max_batch: usize, max_batch_age: Duration) -> Self {
         self.max_batch = max_batch.max(1);
         self.max_batch_age = max_batch_age;
+        self
+    }
+
+    /// Sets the most bytes in one transaction (0 is taken as 1: one write per batch).
+    #[must_use]
+    pub fn with_max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets the deadline of one transaction on PostgreSQL (at least 1 ms).
+    #[must_use]
+    pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -254,6 +300,17 @@ impl From<EnqueueError> for StoreError {
     }
 }
 
+/// How an injected fault ends a transaction whose `COMMIT` answer is then "lost": the
+/// writer sees a connection error at `COMMIT` and must find out what happened.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitFault {
+    /// The transaction commits; its answer is lost.
+    AnswerLost,
+    /// `COMMIT` never reaches the server (the transaction is rolled back).
+    NeverArrived,
+}
+
 /// Asks the actor to commit everything queued so far; answers when it has.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -274,6 +331,8 @@ struct Entry {
     ack: Option<Ack>,
     /// Position in the queue's history, for [`Flush`].
     seq: u64,
+    /// [`Write::approx_bytes`], for `max_batch_bytes`.
+    bytes: usize,
     /// When it was queued, for `max_batch_age`.
     queued: Instant,
 }
@@ -302,6 +361,8 @@ struct Counters {
 /// State shared by the handles and the actor.
 struct Shared {
     config: PersistenceConfig,
+    /// What a write may carry: the store's configuration, checked at the edge.
+    limits: crate::limits::PayloadLimits,
     queue: Mutex<Queue>,
     /// Signalled when a write is queued or the queue closes.
     work: Notify,
@@ -315,7 +376,19 @@ struct Shared {
     /// Flush attempts still to fail on purpose (fault injection).
     fail_next: AtomicU32,
     refused: AtomicU64,
+    /// This writer's key in `vigil_write_batches`: random, so that writers of several
+    /// processes (or restarts of one) never share markers.
+    writer_id: i64,
+    /// The next transaction's number.
+    batch_seq: AtomicI64,
+    /// Injected commit faults, for the next transactions on PostgreSQL.
+    commit_faults: Mutex<VecDeque<CommitFault>>,
+    /// Injected poison: writes that cannot be sent.
+    poison: Mutex<Option<PoisonPredicate>>,
 }
+
+/// Which writes [`PersistenceHandle::poison_writes`] makes unsendable.
+type PoisonPredicate = Arc<dyn Fn(&Write) -> bool + Send + Sync>;
 
 impl Shared {
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -331,11 +404,22 @@ impl Shared {
     fn push(&self, queue: &mut Queue, write: Write, ack: Option<Ack>) {
         let seq = queue.next_seq;
         queue.next_seq += 1;
-        queue.entries.push_back(Entry { write, ack, seq, queued: Instant::now() });
+        let bytes = write.approx_bytes();
+        queue.entries.push_back(Entry { write, ack, seq, bytes, queued: Instant::now() });
+    }
+
+    /// The marker of this writer's next transaction.
+    fn next_marker(&self) -> Marker {
+        Marker { writer_id: self.writer_id, batch_seq: self.batch_seq.fetch_add(1, Ordering::Relaxed) }
     }
 
     fn take_injected_fault(&self) -> bool {
         self.fail_next.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+    }
+
+    fn holds_injected_poison(&self, writes: &[Write]) -> bool {
+        let poison = self.poison.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        poison.is_some_and(|poison| writes.iter().any(|w| poison(w)))
     }
 }
 
@@ -367,7 +451,7 @@ impl PersistenceHandle {
     }
 
     async fn submit(&self, write: Write) -> Result<Reply, StoreError> {
-        write.validate()?;
+        let write = write.validated(&self.shared.limits)?;
         let (tx, rx) = oneshot::channel();
         let mut write = Some(write);
         let mut tx = Some(tx);
@@ -411,7 +495,7 @@ impl PersistenceHandle {
     }
 
     fn enqueue_in(&self, write: Write, lane: Lane) -> Result<(), EnqueueError> {
-        if let Err(error) = write.validate() {
+        if let Err(error) = write.validate(&self.shared.limits) {
             return Err(EnqueueError::Invalid { write: Box::new(write), error });
         }
         {
@@ -454,6 +538,21 @@ impl PersistenceHandle {
     /// the database (fault injection for tests; the batches are retried).
     pub fn fail_next_flushes(&self, n: u32) {
         self.shared.fail_next.store(n, Ordering::Release);
+    }
+
+    /// Makes the next PostgreSQL transactions end with `fault` instead of a plain
+    /// `COMMIT` (fault injection for tests of the commit-outcome resolution).
+    #[doc(hidden)]
+    pub fn inject_commit_fault(&self, fault: CommitFault) {
+        self.shared.commit_faults.lock().unwrap_or_else(|e| e.into_inner()).push_back(fault);
+    }
+
+    /// Makes every attempt whose batch holds a write matching `poison` fail as if the
+    /// connection died while sending it (fault injection for tests of poison batches:
+    /// such a write can never be sent).
+    #[doc(hidden)]
+    pub fn poison_writes(&self, poison: impl Fn(&Write) -> bool + Send + Sync + 'static) {
+        *self.shared.poison.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(poison));
     }
 
     /// The actor's figures now.
@@ -506,9 +605,11 @@ impl PersistenceActor {
     pub fn start(store: Store, config: PersistenceConfig) -> PersistenceHandle {
         let mut config = config;
         config.max_batch = config.max_batch.max(1);
+        config.max_batch_bytes = config.max_batch_bytes.max(1);
         config.queue_capacity = config.queue_capacity.max(1);
         let shared = Arc::new(Shared {
             config,
+            limits: store.config().payload_limits().clone(),
             queue: Mutex::new(Queue { entries: VecDeque::new(), closed: false, deadline: None, next_seq: 1 }),
             work: Notify::new(),
             space: Notify::new(),
@@ -517,6 +618,10 @@ impl PersistenceActor {
             counters: Mutex::new(Counters::default()),
             fail_next: AtomicU32::new(0),
             refused: AtomicU64::new(0),
+            writer_id: rand::random::<i64>(),
+            batch_seq: AtomicI64::new(1),
+            commit_faults: Mutex::new(VecDeque::new()),
+            poison: Mutex::new(None),
         });
         let addr = Actor::start(PersistenceActor { store, shared: shared.clone() });
         PersistenceHandle { shared, addr }
@@ -667,7 +772,19 @@ async fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
     }
     let batch: Vec<Entry> = {
         let mut queue = shared.queue();
-        let n = queue.entries.len().min(config.max_batch);
+        // Up to `max_batch` writes and `max_batch_bytes` bytes, and at least one write.
+        let mut bytes = 0usize;
+        let n = queue
+            .entries
+            .iter()
+            .take(config.max_batch)
+            .take_while(|entry| {
+                let fits = bytes == 0 || bytes.saturating_add(entry.bytes) <= config.max_batch_bytes;
+                bytes = bytes.saturating_add(entry.bytes);
+                fits
+            })
+            .count()
+            .max(1);
         queue.entries.drain(..n).collect()
     };
     shared.space.notify_waiters();
@@ -720,6 +837,20 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
                 pending.push(mid..range.end);
                 pending.push(range.start..mid);
             }
+            Err(Failure::Poisoned(error)) if range.len() == 1 => {
+                let write = &writes[range.start];
+                tracing::error!(kind = ?write.kind(), bytes = write.approx_bytes(), %error, "write could not be sent: the connection dies every time; it fails alone");
+                results[range.start] = Some(Err(StoreError::Unsendable {
+                    bytes: write.approx_bytes(),
+                    reason: error.to_string(),
+                }));
+            }
+            Err(Failure::Poisoned(error)) => {
+                tracing::warn!(writes = range.len(), %error, "the connection dies every time this batch is sent; splitting it");
+                let mid = range.start + range.len() / 2;
+                pending.push(mid..range.end);
+                pending.push(range.start..mid);
+            }
             Err(Failure::GaveUp(reason)) => {
                 for slot in &mut results[range] {
                     *slot = Some(Err(StoreError::Task(reason.clone())));
@@ -767,8 +898,44 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
 enum Failure {
     /// The database refused it for a non-transient reason: split it.
     Rejected(StoreError),
+    /// The connection died every time the range was sent ([`POISON_STRIKES`] times in
+    /// a row, on connections that had just opened): split it; a single write fails
+    /// with [`StoreError::Unsendable`].
+    Poisoned(StoreError),
     /// Shutdown's deadline passed while retrying.
     GaveUp(String),
+}
+
+/// Consecutive connection deaths while sending the same range that make it a poison
+/// batch. A server that restarts under a batch costs one strike; a message the server
+/// can never read (over PostgreSQL's 1 GB) costs one on every attempt.
+const POISON_STRIKES: u32 = 2;
+
+/// The key a transaction of the writer records in `vigil_write_batches` (see the
+/// [module docs](self)): which writer, which of its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marker {
+    writer_id: i64,
+    batch_seq: i64,
+}
+
+/// A transaction whose `COMMIT` was sent but whose answer was lost: it may or may not
+/// have committed. Its marker tells on the next connection.
+struct Unresolved {
+    marker: Marker,
+    /// What the writes' results were, should it have committed.
+    outcome: BatchOutcome,
+}
+
+/// How far an attempt got: decides what a failure means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Opening the connection: nothing was sent.
+    Connecting,
+    /// Inside the transaction, before `COMMIT`: nothing can have committed.
+    Sending,
+    /// `COMMIT` sent: the transaction may have committed.
+    Committing,
 }
 
 /// One failed attempt.
@@ -776,20 +943,26 @@ struct AttemptError {
     error: StoreError,
     /// Whether another attempt may succeed.
     retry: bool,
-    /// Set when `COMMIT` itself failed: the transaction id and the outcome it would
-    /// have had, to check with `txid_status` before trying again.
-    unknown: Option<(i64, BatchOutcome)>,
+    /// Set when the attempt leaves a transaction whose outcome is unknown.
+    unresolved: Option<Unresolved>,
+    /// Whether the connection died while the range was being sent (a poison strike).
+    died_sending: bool,
 }
 
 impl AttemptError {
     fn of(error: StoreError) -> Self {
         let retry = error.is_transient();
-        Self { error, retry, unknown: None }
+        Self { error, retry, unresolved: None, died_sending: false }
+    }
+
+    /// A failure that is not the range's fault (no connection, a deadline): retried.
+    fn transient(error: StoreError, unresolved: Option<Unresolved>) -> Self {
+        Self { error, retry: true, unresolved, died_sending: false }
     }
 }
 
 /// Commits `writes[range]` in one transaction, retrying transient failures with
-/// backoff until it succeeds, is rejected, or shutdown's deadline passes.
+/// backoff until it succeeds, is rejected or poisoned, or shutdown's deadline passes.
 async fn commit_with_retry(
     store: &Store,
     shared: &Arc<Shared>,
@@ -797,8 +970,10 @@ async fn commit_with_retry(
     writes: &Arc<Vec<Write>>,
     range: Range<usize>,
 ) -> Result<BatchOutcome, Failure> {
-    let mut unknown: Option<(i64, BatchOutcome)> = None;
+    let mut marker = shared.next_marker();
+    let mut unresolved: Option<Unresolved> = None;
     let mut retry_number = 0u32;
+    let mut strikes = 0u32;
     loop {
         let attempt = attempt(
             store.inner.clone(),
@@ -806,7 +981,8 @@ async fn commit_with_retry(
             conn.clone(),
             writes.clone(),
             range.clone(),
-            unknown.take(),
+            marker,
+            unresolved.take(),
         );
         let result = match store.spawn(async move { Ok(attempt.await) }).await {
             Ok(result) => result,
@@ -821,9 +997,24 @@ async fn commit_with_retry(
             }
             Err(failure) => failure,
         };
-        unknown = failure.unknown;
+        // A transaction that may have committed keeps its marker until resolved; one
+        // that surely did not (nothing was committed) is retried under a new marker,
+        // so that the retry never waits on the dead attempt's uncommitted marker row.
+        match failure.unresolved {
+            Some(open) => {
+                marker = open.marker;
+                unresolved = Some(open);
+            }
+            None => marker = shared.next_marker(),
+        }
         if !failure.retry {
             return Err(Failure::Rejected(failure.error));
+        }
+        if failure.died_sending {
+            strikes += 1;
+            if strikes >= POISON_STRIKES && unresolved.is_none() {
+                return Err(Failure::Poisoned(failure.error));
+            }
         }
         shared.counters().retries += 1;
         let deadline = shared.queue().deadline;
@@ -852,24 +1043,36 @@ async fn attempt(
     slot: PgSlot,
     writes: Arc<Vec<Write>>,
     range: Range<usize>,
-    unknown: Option<(i64, BatchOutcome)>,
+    marker: Marker,
+    unresolved: Option<Unresolved>,
 ) -> Result<(BatchOutcome, bool), AttemptError> {
     let started = Instant::now();
     let result = if shared.take_injected_fault() {
-        Err(AttemptError {
-            error: StoreError::Query(DieselError::DatabaseError(
+        Err(AttemptError::transient(
+            StoreError::Query(DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection,
                 Box::new(String::from("injected fault: connection closed before the flush")),
             )),
+            unresolved,
+        ))
+    } else if shared.holds_injected_poison(&writes[range.clone()]) {
+        Err(AttemptError {
+            error: StoreError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand,
+                Box::new(String::from("injected fault: the connection died while sending the batch")),
+            )),
             retry: true,
-            unknown,
+            unresolved,
+            died_sending: true,
         })
     } else {
         let writes = &writes[range];
         match &inner.backend {
             Backend::Pg(_) => {
                 let mut slot = slot.lock().await;
-                attempt_pg(&inner, &mut slot, writes, unknown).await
+                let deadline = shared.config.transaction_timeout;
+                let fault = shared.commit_faults.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                attempt_pg(&inner, &mut slot, writes, marker, unresolved, deadline, fault).await
             }
             Backend::Sqlite(pool) => match inner.checkout(pool).await {
                 Ok(mut conn) => {
@@ -884,74 +1087,138 @@ async fn attempt(
     result
 }
 
+/// One attempt on PostgreSQL, on the writer's own connection (opened if need be),
+/// within `deadline` from connecting to the answer to `COMMIT`. On expiry the
+/// connection is dropped — the backend may be frozen or the network silent — and the
+/// phase the attempt reached says whether the transaction may have committed.
 async fn attempt_pg(
     inner: &StoreInner,
     slot: &mut Option<AsyncPgConnection>,
     writes: &[Write],
-    unknown: Option<(i64, BatchOutcome)>,
+    marker: Marker,
+    unresolved: Option<Unresolved>,
+    deadline: Duration,
+    fault: Option<CommitFault>,
 ) -> Result<(BatchOutcome, bool), AttemptError> {
-    if slot.is_none() {
-        match inner.establish_pg().await.expect("a PostgreSQL store") {
-            Ok(conn) => *slot = Some(conn),
-            Err(error) => return Err(AttemptError { retry: error.is_transient(), error, unknown }),
-        }
-    }
-    let conn = slot.as_mut().expect("opened above");
-    if let Some((xid, outcome)) = unknown {
-        match txid_status(conn, xid).await {
-            Ok(Some(status)) if status == "committed" => return Ok((outcome, true)),
-            Ok(Some(status)) if status == "in progress" => {
-                return Err(AttemptError {
-                    error: StoreError::Task(format!(
-                        "transaction {xid} of the previous attempt is still in progress"
-                    )),
-                    retry: true,
-                    unknown: Some((xid, outcome)),
-                });
+    let mut phase = Phase::Connecting;
+    let mut unresolved = unresolved;
+    let attempt = async {
+        if slot.is_none() {
+            let mut conn = match inner.establish_pg().await.expect("a PostgreSQL store") {
+                Ok(conn) => conn,
+                // Whatever the reason, the range is not at fault: wait for the database.
+                Err(error) => return Err(AttemptError::transient(error, unresolved.take())),
+            };
+            // A transaction orphaned by a dropped connection ends on the server too,
+            // releasing its locks, instead of waiting for the server to notice.
+            let idle = format!("SET idle_in_transaction_session_timeout = {}", deadline.as_millis().max(1));
+            if let Err(error) = conn.batch_execute(&idle).await {
+                return Err(AttemptError::transient(error.into(), unresolved.take()));
             }
-            // Aborted (or forgotten, which needs billions of transactions since): redo.
-            Ok(_) => {}
-            Err(error) => {
-                *slot = None;
-                return Err(AttemptError { retry: true, error, unknown: Some((xid, outcome)) });
-            }
+            *slot = Some(conn);
         }
-    }
-    let result = transaction_pg(conn, writes).await;
-    if let Err(e) = &result
-        && e.retry
-    {
-        // The connection may be dead or mid-transaction: open a fresh one next time.
+        let conn = slot.as_mut().expect("opened above");
+        transaction_pg(conn, writes, marker, &mut unresolved, &mut phase, fault).await
+    };
+    let result = match tokio::time::timeout(deadline, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(AttemptError::transient(StoreError::DeadlineExceeded(deadline), None)),
+    };
+    let mut failure = match result {
+        Ok(done) => return Ok(done),
+        Err(failure) => failure,
+    };
+    if failure.retry {
+        // The connection may be dead, frozen or mid-transaction: open a fresh one next.
         *slot = None;
     }
-    result.map(|o| (o, false))
+    // A transaction that may have committed (an earlier one not yet resolved, or this
+    // one, whose COMMIT was sent) stays unresolved, whatever the error.
+    if failure.unresolved.is_none() {
+        failure.unresolved = unresolved;
+    }
+    if phase == Phase::Committing {
+        failure.retry = true;
+    }
+    Err(failure)
 }
 
-/// `BEGIN`, the transaction id, the batch, `COMMIT` — with the outcome of `COMMIT`
-/// kept apart from every other failure.
+/// `BEGIN`, the marker, the batch, `COMMIT` — with the outcome of `COMMIT` kept apart
+/// from every other failure. With `unresolved` set, the marker first tells whether
+/// that earlier transaction committed: its marker row present means it did (this
+/// transaction is rolled back and the earlier outcome returned); absent means it did
+/// not, and the batch is applied now. Inserting a key that an in-progress transaction
+/// inserted waits for that transaction to end, so the answer is never a guess.
 async fn transaction_pg(
     conn: &mut AsyncPgConnection,
     writes: &[Write],
-) -> Result<BatchOutcome, AttemptError> {
-    use diesel::dsl::sql;
+    marker: Marker,
+    unresolved: &mut Option<Unresolved>,
+    phase: &mut Phase,
+    fault: Option<CommitFault>,
+) -> Result<(BatchOutcome, bool), AttemptError> {
     use diesel::sql_types::BigInt;
     use diesel_async::RunQueryDsl;
 
-    conn.batch_execute("BEGIN").await.map_err(|e| AttemptError::of(e.into()))?;
-    let body = async {
-        let xid: i64 = diesel::select(sql::<BigInt>("txid_current()")).get_result(conn).await?;
-        let outcome = apply_batch_pg_in_tx(conn, writes).await?;
-        Ok::<_, StoreError>((xid, outcome))
-    }
-    .await;
+    *phase = Phase::Sending;
+    let sent = |error: StoreError| {
+        let died_sending = error.is_connection_error();
+        let mut failure = AttemptError::of(error);
+        failure.died_sending = died_sending;
+        failure
+    };
+    conn.batch_execute("BEGIN").await.map_err(|e| sent(e.into()))?;
+    let marked: Result<usize, StoreError> = diesel::sql_query(
+        "WITH earlier AS (DELETE FROM vigil_write_batches WHERE writer_id = $1 AND batch_seq < $2) \
+         INSERT INTO vigil_write_batches (writer_id, batch_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind::<BigInt, _>(marker.writer_id)
+    .bind::<BigInt, _>(marker.batch_seq)
+    .execute(conn)
+    .await
+    .map_err(StoreError::from);
+    let body = match marked {
+        Ok(0) => {
+            // The marker is there: the earlier transaction committed.
+            let _ = conn.batch_execute("ROLLBACK").await;
+            return match unresolved.take() {
+                Some(earlier) => Ok((earlier.outcome, true)),
+                None => Err(AttemptError::of(StoreError::Task(format!(
+                    "write batch marker {marker:?} already exists without a transaction of this writer"
+                )))),
+            };
+        }
+        Ok(_) => {
+            // Absent: whatever was unresolved did not commit; this transaction redoes it.
+            *unresolved = None;
+            apply_batch_pg_in_tx(conn, writes).await
+        }
+        Err(error) => Err(error),
+    };
     match body {
-        Ok((xid, outcome)) => match conn.batch_execute("COMMIT").await {
-            Ok(()) => Ok(outcome),
-            // Whatever the error, the server may or may not have committed.
-            Err(e) => Err(AttemptError { error: e.into(), retry: true, unknown: Some((xid, outcome)) }),
-        },
+        Ok(outcome) => {
+            // From here the transaction may commit: its outcome is kept where the caller
+            // finds it even if the deadline drops this future.
+            *phase = Phase::Committing;
+            *unresolved = Some(Unresolved { marker, outcome });
+            let ended = match fault {
+                None => conn.batch_execute("COMMIT").await,
+                Some(fault) => {
+                    let end = if fault == CommitFault::AnswerLost { "COMMIT" } else { "ROLLBACK" };
+                    conn.batch_execute(end).await.and(Err(DieselError::DatabaseError(
+                        DatabaseErrorKind::ClosedConnection,
+                        Box::new(format!("injected fault: the answer to COMMIT was lost ({fault:?})")),
+                    )))
+                }
+            };
+            match ended {
+                Ok(()) => Ok((unresolved.take().expect("set above").outcome, false)),
+                // Whatever the error, the server may or may not have committed.
+                Err(e) => Err(AttemptError::transient(e.into(), None)),
+            }
+        }
         Err(error) => {
-            let mut failure = AttemptError::of(error);
+            let mut failure = sent(error);
             if conn.batch_execute("ROLLBACK").await.is_err() {
                 // The connection is unusable: replace it and try again.
                 failure.retry = true;
@@ -959,14 +1226,4 @@ async fn transaction_pg(
             Err(failure)
         }
     }
-}
-
-async fn txid_status(conn: &mut AsyncPgConnection, xid: i64) -> Result<Option<String>, StoreError> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::{BigInt, Nullable, Text};
-    use diesel_async::RunQueryDsl;
-
-    Ok(diesel::select(sql::<Nullable<Text>>("txid_status(").bind::<BigInt, _>(xid).sql(")"))
-        .get_result(conn)
-        .await?)
 }

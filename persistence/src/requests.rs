@@ -46,6 +46,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction, CommandStatus};
 use crate::error::StoreError;
 use crate::help_queue::{CLAIM_PG, CLAIM_SQLITE};
+use crate::limits::PayloadLimits;
 use crate::models::HelpRequestRecord;
 use crate::schema::{agent_commands, help_requests, system_state, workflow_runs};
 use crate::shared_state::{IncidentClaim, incident_claim_key};
@@ -156,8 +157,9 @@ pub enum Reply {
 }
 
 impl Request {
-    /// Checks what can be checked without the database.
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+    /// Checks what can be checked without the database, documents and free text
+    /// against `limits`.
+    pub(crate) fn validate(&self, limits: &PayloadLimits) -> Result<(), StoreError> {
         let bounded = |field: &'static str, value: &str| {
             if value.is_empty() || value.chars().count() > 255 {
                 Err(StoreError::invalid(field, "must be 1 to 255 characters"))
@@ -172,14 +174,18 @@ impl Request {
             }
             Request::ClaimHelpRequests { claimer, .. } => bounded("claimer", claimer),
             Request::SubmitCommand { agent_id, .. } => bounded("agent_id", agent_id),
-            Request::SubmitWorkflowRun { graph, run_id, .. } => {
+            Request::SubmitWorkflowRun { graph, run_id, state, .. } => {
                 bounded("graph", graph)?;
-                bounded("run_id", run_id)
+                bounded("run_id", run_id)?;
+                limits.check_json("state", state)
             }
-            Request::SaveCheckpoint { run_id, .. } => bounded("run_id", run_id),
-            Request::ReclaimHelpRequests { .. }
-            | Request::ClaimCommands { .. }
-            | Request::CompleteCommand { .. } => Ok(()),
+            Request::SaveCheckpoint { run_id, checkpoint, .. } => {
+                bounded("run_id", run_id)?;
+                limits.check_json("state", &checkpoint.state)?;
+                limits.check_opt_text("error", checkpoint.error.as_deref())
+            }
+            Request::CompleteCommand { outcome, .. } => limits.check_text("outcome", outcome),
+            Request::ReclaimHelpRequests { .. } | Request::ClaimCommands { .. } => Ok(()),
         }
     }
 }

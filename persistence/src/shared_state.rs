@@ -59,6 +59,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::lifecycle::{State, TransitionRecord};
+use crate::persistence_actor::EnqueueError;
 use crate::models::*;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::*;
@@ -260,7 +261,7 @@ impl SharedState {
         match &self.writer {
             // The actor validates on its own way in.
             Writer::Direct => {
-                write.validate()?;
+                let write = write.validated(self.store.config().payload_limits())?;
                 self.store.write(write).await.map(drop)
             }
             Writer::Actor(handle) => handle.persist(write).await,
@@ -274,7 +275,15 @@ impl SharedState {
     pub async fn enqueue(&self, write: Write) -> Result<(), StoreError> {
         match &self.writer {
             Writer::Direct => self.write(write).await,
-            Writer::Actor(handle) => Ok(handle.enqueue(write)?),
+            Writer::Actor(handle) => match handle.enqueue(write) {
+                Ok(()) => Ok(()),
+                // A refused document may be too deep for an ordinary drop.
+                Err(EnqueueError::Invalid { write, error }) => {
+                    write.drop_deep();
+                    Err(error)
+                }
+                Err(error) => Err(error.into()),
+            },
         }
     }
 
@@ -282,8 +291,8 @@ impl SharedState {
     pub async fn request(&self, request: Request) -> Result<Reply, StoreError> {
         match &self.writer {
             Writer::Direct => {
-                request.validate()?;
-                self.store.write(Write::Request(request)).await
+                let write = Write::Request(request).validated(self.store.config().payload_limits())?;
+                self.store.write(write).await
             }
             Writer::Actor(handle) => handle.request(request).await,
         }

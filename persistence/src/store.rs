@@ -75,7 +75,7 @@ use std::time::{Duration, Instant};
 
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::bb8::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -83,6 +83,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 
 use crate::config::{DatabaseConfig, DatabaseUrl, PoolConfig, RetryPolicy, SqliteLocation};
+use crate::connect::{ConnectError, Purpose, connect_pg};
 use crate::error::StoreError;
 use crate::writes::{Write, apply_batch_pg, apply_batch_sqlite};
 
@@ -120,8 +121,20 @@ macro_rules! with_conn {
         match &$inner.backend {
             $crate::store::Backend::Pg(pool) => {
                 let mut pooled = $inner.checkout(pool).await?;
-                let $conn: &mut ::diesel_async::AsyncPgConnection = &mut *pooled;
-                $body
+                let deadline = $inner.read_deadline();
+                let answered = {
+                    let $conn: &mut ::diesel_async::AsyncPgConnection = &mut *pooled;
+                    ::tokio::time::timeout(deadline, async { $body }).await
+                };
+                match answered {
+                    Ok(result) => result,
+                    Err(_) => {
+                        // The backend stopped answering: the pool must not hand this
+                        // connection out again.
+                        $crate::store::mark_broken(&mut pooled);
+                        Err($crate::error::StoreError::DeadlineExceeded(deadline))
+                    }
+                }
             }
             $crate::store::Backend::Sqlite(pool) => {
                 let mut pooled = $inner.checkout(pool).await?;
@@ -132,6 +145,24 @@ macro_rules! with_conn {
     }};
 }
 pub(crate) use with_conn;
+
+/// Grace beyond the server's `statement_timeout` before a reader gives up on a
+/// connection: a slow statement is cancelled by the server first (and reported as
+/// [`StoreError::CommandTimeout`]); only a backend or network that stopped answering
+/// reaches the client-side deadline.
+const READ_DEADLINE_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest the check of a pooled connection before checkout may take (less when the
+/// command timeout is shorter).
+const CHECKOUT_CHECK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Marks a pooled PostgreSQL connection as broken, so that the pool drops it instead
+/// of handing it out again (its transaction manager reports itself in error, which is
+/// what diesel-async's pool checks on return).
+pub(crate) fn mark_broken(conn: &mut AsyncPgConnection) {
+    use diesel_async::TransactionManager;
+    diesel_async::AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+}
 
 /// Where a store runs its database futures; see the [module docs](self#execution-modes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -253,16 +284,13 @@ impl StoreInner {
     /// `None` on SQLite.
     pub(crate) async fn establish_pg(&self) -> Option<Result<AsyncPgConnection, StoreError>> {
         let DatabaseConfig::Postgres { url, pool, .. } = &self.config else { return None };
-        let statement_timeout = pool.command_timeout.as_millis();
-        Some(
-            async {
-                let mut conn =
-                    AsyncPgConnection::establish(url.expose()).await.map_err(StoreError::Connect)?;
-                conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}")).await?;
-                Ok(conn)
-            }
-            .await,
-        )
+        Some(connect_pg(url, pool, Purpose::Writer).await.map_err(StoreError::Connect))
+    }
+
+    /// How long a reader waits for the server's answer before dropping the connection:
+    /// the command timeout plus [`READ_DEADLINE_GRACE`].
+    pub(crate) fn read_deadline(&self) -> Duration {
+        self.config.pool().command_timeout + READ_DEADLINE_GRACE
     }
 
     /// Counts one database attempt in the query statistics.
@@ -435,15 +463,7 @@ impl Store {
                 // of after the pool's whole connection timeout.
                 let mut applied = Vec::new();
                 if let DatabaseConfig::Postgres { url, pool, .. } = &build_config {
-                    applied = retry(&pool.retry, |_| {
-                        let url = url.clone();
-                        async move {
-                            tokio::task::spawn_blocking(move || migrate_pg_blocking(&url))
-                                .await
-                                .map_err(|e| StoreError::Task(e.to_string()))?
-                        }
-                    })
-                    .await?;
+                    applied = retry(&pool.retry, |_| migrate_pg(url, pool)).await?;
                 }
                 Ok::<_, StoreError>((build_backend(&build_config).await?, applied))
             })
@@ -476,13 +496,10 @@ impl Store {
         self.spawn(async move {
             match &inner.backend {
                 Backend::Pg(_) => {
-                    let DatabaseConfig::Postgres { url, .. } = &inner.config else {
+                    let DatabaseConfig::Postgres { url, pool, .. } = &inner.config else {
                         unreachable!("a PostgreSQL pool comes from a PostgreSQL config")
                     };
-                    let url = url.clone();
-                    tokio::task::spawn_blocking(move || migrate_pg_blocking(&url))
-                        .await
-                        .map_err(|e| StoreError::Task(e.to_string()))?
+                    migrate_pg(url, pool).await
                 }
                 Backend::Sqlite(pool) => {
                     let mut conn = inner.checkout(pool).await?;
@@ -507,13 +524,14 @@ impl Store {
     pub fn listen(&self, channel: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
         let DatabaseConfig::Postgres { url, pool, .. } = &self.inner.config else { return None };
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
-        let (url, policy, channel) = (url.clone(), pool.retry.clone(), channel.to_owned());
+        let (url, pool, channel) = (url.clone(), pool.clone(), channel.to_owned());
+        let policy = pool.retry.clone();
         self.inner.runtime.handle().spawn(async move {
             use futures_util::StreamExt;
             let mut failures = 0;
             while !sender.is_closed() {
                 let listened = async {
-                    let mut conn = AsyncPgConnection::establish(url.expose()).await.map_err(StoreError::Connect)?;
+                    let mut conn = connect_pg(&url, &pool, Purpose::Listen).await?;
                     conn.batch_execute(&format!("LISTEN {channel}")).await?;
                     let mut notifications = std::pin::pin!(conn.notifications_stream());
                     while let Some(notification) = notifications.next().await {
@@ -868,14 +886,21 @@ async fn probe(inner: &StoreInner) -> Result<ProbeDetails, StoreError> {
     }
 }
 
+/// Applies the PostgreSQL migrations over a connection of their own.
+async fn migrate_pg(url: &DatabaseUrl, pool: &PoolConfig) -> Result<Vec<String>, StoreError> {
+    let conn = connect_pg(url, pool, Purpose::Migrate).await?;
+    tokio::task::spawn_blocking(move || migrate_pg_blocking(conn))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
 /// Applies the PostgreSQL migrations on a blocking thread, through diesel-async's sync
 /// wrapper (no libpq), under an advisory lock so concurrent starts do not race.
-fn migrate_pg_blocking(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
-    use diesel::{Connection, RunQueryDsl};
+fn migrate_pg_blocking(conn: AsyncPgConnection) -> Result<Vec<String>, StoreError> {
+    use diesel::RunQueryDsl;
     use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 
-    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
-        Connection::establish(url.expose()).map_err(StoreError::Connect)?;
+    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
     // 0x5649_4749 = "VIGI": one lock id for every Vigil migration.
     diesel::sql_query("SELECT pg_advisory_lock(1447642953)").execute(&mut conn)?;
     let outcome = conn
@@ -889,20 +914,31 @@ fn migrate_pg_blocking(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
 async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
     match config {
         DatabaseConfig::Postgres { url, pool, .. } => {
-            let statement_timeout = pool.command_timeout.as_millis();
             let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-            manager_config.custom_setup = Box::new(move |url| {
+            let (setup_url, setup_pool) = (url.clone(), pool.clone());
+            manager_config.custom_setup = Box::new(move |_| {
+                // The command timeout is enforced by the server (set by `connect_pg`), so a
+                // slow statement is cancelled cleanly instead of leaving a half-read
+                // connection behind.
+                let (url, pool) = (setup_url.clone(), setup_pool.clone());
+                async move { connect_pg(&url, &pool, Purpose::Pool).await.map_err(ConnectError::into_diesel) }
+                    .boxed()
+            });
+            // bb8 checks a connection before handing it out; a backend that stopped
+            // answering must fail that check (and be dropped) rather than hang it.
+            let check_deadline = pool.command_timeout.min(CHECKOUT_CHECK_DEADLINE);
+            manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(move |conn| {
                 async move {
-                    let mut conn = AsyncPgConnection::establish(url).await?;
-                    // The command timeout is enforced by the server, so a slow statement is
-                    // cancelled cleanly instead of leaving a half-read connection behind.
-                    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
-                        .await
-                        .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                    Ok(conn)
+                    match tokio::time::timeout(check_deadline, conn.batch_execute("SELECT 1")).await {
+                        Ok(checked) => checked,
+                        Err(_) => {
+                            mark_broken(conn);
+                            Err(diesel::result::Error::BrokenTransactionManager)
+                        }
+                    }
                 }
                 .boxed()
-            });
+            }));
             let manager = AsyncDieselConnectionManager::new_with_config(url.expose(), manager_config);
             let pool = Pool::builder()
                 .max_size(pool.max_connections)
@@ -913,15 +949,16 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
                 .map_err(|e| StoreError::from(bb8::RunError::User(e)))?;
             Ok(Backend::Pg(pool))
         }
-        DatabaseConfig::Sqlite { location, pool } => {
+        DatabaseConfig::Sqlite { location, pool, synchronous, .. } => {
+            let synchronous = synchronous.as_pragma();
             let (target, in_memory) = match location {
                 SqliteLocation::File(path) => {
                     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                         std::fs::create_dir_all(parent).map_err(|e| {
-                            StoreError::Connect(ConnectionError::BadConnection(format!(
-                                "cannot create {}: {e}",
-                                parent.display()
-                            )))
+                            ConnectError::other(
+                                path.display().to_string(),
+                                format!("cannot create {}: {e}", parent.display()),
+                            )
                         })?;
                     }
                     (path.to_string_lossy().into_owned(), false)
@@ -932,10 +969,12 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
             manager_config.custom_setup = Box::new(move |url| {
                 async move {
                     let mut conn = SqliteConn::establish(url).await?;
+                    // FULL by default: an acknowledged write survives a power loss (see
+                    // `SqliteSynchronous`). A memory database has nothing to sync.
                     let journal = if in_memory {
-                        ""
+                        String::new()
                     } else {
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                        format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};")
                     };
                     conn.batch_execute(&format!(
                         "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; {journal}"

@@ -254,6 +254,40 @@ impl PrivateCluster {
         self.pg("pg_ctl", &["stop", "-D", &self.data_dir(), "-m", "fast", "-w"]);
     }
 
+    /// Crashes the server: `pg_ctl stop -m immediate` ends every process at once,
+    /// without a checkpoint, so the next start runs crash recovery — what a power cut
+    /// or an OOM kill does to PostgreSQL (its files survive: this cluster runs
+    /// `fsync=off`, and the machine does not crash).
+    pub fn crash(&self) {
+        self.pg("pg_ctl", &["stop", "-D", &self.data_dir(), "-m", "immediate", "-w"]);
+    }
+
+    /// The process ids of the server's backends whose `application_name` is `name`
+    /// (Vigil names its connections: `vigil-writer`, `vigil-pool`, ...).
+    pub async fn backend_pids(&self, name: &str) -> Vec<i32> {
+        use diesel::sql_types::{Integer, Text};
+        use diesel_async::RunQueryDsl;
+
+        #[derive(diesel::QueryableByName)]
+        struct Backend {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.url()).await.expect("connect to the cluster");
+        let rows: Vec<Backend> =
+            diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+                .bind::<Text, _>(name)
+                .load(&mut conn)
+                .await
+                .expect("list backends");
+        rows.into_iter().map(|b| b.pid).collect()
+    }
+
+    /// Sends `signal` (`STOP` freezes a backend, `CONT` thaws it) to a server process.
+    pub fn signal(&self, pid: i32, signal: &str) {
+        self.command("kill", &[&format!("-{signal}"), &pid.to_string()]);
+    }
+
     /// Starts the server (again), waiting until it accepts connections.
     pub fn start_again(&self) {
         let options = format!(

@@ -14,6 +14,12 @@
 //! so a value reads back equal to what was written on either backend (and a SQLite
 //! database copies into PostgreSQL without loss). SQLite text is written with a fixed
 //! six-digit fraction so that comparing the text compares the instants.
+//!
+//! A document column that cannot be parsed — nested deeper than serde_json reads, or
+//! not JSON at all, written by hand or by an older Vigil — does not fail the read: it
+//! reads as the marker `{"vigil_unreadable": "<reason>"}` ([`Json::unreadable`]) and a
+//! warning is logged (without the document), so one bad row does not hide every other
+//! row of a listing. The write side keeps such documents out (see [`crate::limits`]).
 
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::backend::Backend;
@@ -113,6 +119,41 @@ impl FromSql<TsTz, Sqlite> for Ts {
 #[serde(transparent)]
 pub struct Json(pub serde_json::Value);
 
+impl Json {
+    /// The key of the marker an unreadable stored document reads as.
+    pub const UNREADABLE_KEY: &'static str = "vigil_unreadable";
+
+    /// The marker for a stored document that could not be read: an object with the
+    /// single key [`Json::UNREADABLE_KEY`] whose value says why.
+    pub fn unreadable(reason: impl Into<String>) -> Self {
+        let mut marker = serde_json::Map::new();
+        marker.insert(Self::UNREADABLE_KEY.to_owned(), serde_json::Value::String(reason.into()));
+        Self(serde_json::Value::Object(marker))
+    }
+
+    /// Why the stored document could not be read, if this is the marker.
+    pub fn unreadable_reason(&self) -> Option<&str> {
+        match &self.0 {
+            serde_json::Value::Object(map) if map.len() == 1 => map.get(Self::UNREADABLE_KEY)?.as_str(),
+            _ => None,
+        }
+    }
+
+    /// Parses a stored document; what cannot be parsed becomes the marker.
+    fn parse_stored(bytes: &[u8]) -> Self {
+        // serde_json's default recursion limit stops a deep document at 128 levels,
+        // before the parser's own recursion could overflow the stack.
+        match serde_json::from_slice(bytes) {
+            Ok(value) => Json(value),
+            Err(error) => {
+                // The error names a position, never the content.
+                tracing::warn!(%error, bytes = bytes.len(), "stored JSON document cannot be read; read as a marker");
+                Json::unreadable(format!("stored JSON cannot be read: {error}"))
+            }
+        }
+    }
+}
+
 impl From<serde_json::Value> for Json {
     fn from(value: serde_json::Value) -> Self {
         Self(value)
@@ -127,7 +168,11 @@ impl ToSql<JsonDoc, Pg> for Json {
 
 impl FromSql<JsonDoc, Pg> for Json {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        <serde_json::Value as FromSql<diesel::sql_types::Jsonb, Pg>>::from_sql(value).map(Json)
+        // JSONB's binary format: a version byte (1), then the document as text.
+        match value.as_bytes() {
+            [1, text @ ..] => Ok(Json::parse_stored(text)),
+            _ => Err("unsupported JSONB encoding version".into()),
+        }
     }
 }
 
@@ -139,6 +184,7 @@ impl ToSql<JsonDoc, Sqlite> for Json {
 
 impl FromSql<JsonDoc, Sqlite> for Json {
     fn from_sql(value: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-        <serde_json::Value as FromSql<diesel::sql_types::Json, Sqlite>>::from_sql(value).map(Json)
+        let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
+        Ok(Json::parse_stored(text.as_bytes()))
     }
 }

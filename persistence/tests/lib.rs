@@ -5,8 +5,10 @@ mod common;
 
 mod actor;
 mod config;
+mod harsh_faults;
 mod import;
 mod in_process;
+mod payload_limits;
 mod schema;
 mod shared_state;
 mod store;

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS vigil_write_batches;

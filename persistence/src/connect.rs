@@ -1,0 +1,297 @@
+//! Opening PostgreSQL connections: one place that sets every connection up the same way
+//! and turns a failure into an error that says what happened.
+//!
+//! Every connection Vigil opens — the pool's, the persistence actor's own, a
+//! `LISTEN` connection, the migration connection — comes from [`connect_pg`], which:
+//!
+//! * turns on **TCP keepalive** (first probe after 10 s idle, then every 5 s, 3
+//!   probes) and a **TCP user timeout** of 30 s, so that a half-open connection (the
+//!   server's host vanished, a silent network) is noticed by the kernel instead of
+//!   hanging a read for ever;
+//! * bounds the connect itself by the pool's `connection_timeout`;
+//! * names the connection (`application_name`, unless the URL sets one), so an operator
+//!   sees `vigil-writer`, `vigil-pool` or `vigil-listen` in `pg_stat_activity`;
+//! * sets the server's `statement_timeout` to the pool's `command_timeout`.
+//!
+//! A failure is a [`ConnectError`]: which server (host, port and database — never the
+//! password), what kind of failure ([`ConnectFailure`]: refused, unreachable, timed out,
+//! authentication failed, database missing, server unavailable), and the driver's whole
+//! cause chain. Refused, unreachable, timed out and unavailable are worth retrying;
+//! a wrong password or a missing database is not, and is reported at once.
+//!
+//! Client-side deadlines on queries (a backend that stops answering) are the callers':
+//! the persistence actor bounds each transaction, readers each checkout
+//! (see [`crate::store`]).
+
+use std::error::Error as _;
+use std::str::FromStr;
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel::result::Error as DieselError;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+
+use crate::config::{DatabaseUrl, PoolConfig};
+
+/// Idle time before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Time between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes before the kernel drops the connection.
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest sent data may stay unacknowledged before the kernel drops the connection.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What kind of failure kept a connection from opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// Nothing listens at the address (the server is down, or the port is wrong).
+    Refused,
+    /// The host or its network cannot be reached, or its name does not resolve.
+    Unreachable,
+    /// The server did not answer within the connect timeout.
+    TimedOut,
+    /// The server refused the user or its password.
+    AuthenticationFailed,
+    /// The server has no database of that name.
+    DatabaseMissing,
+    /// The server answered but cannot take the connection now (starting up, shutting
+    /// down, in recovery, or out of connection slots).
+    ServerUnavailable,
+    /// Anything else (a protocol error, a TLS demand the client cannot meet, ...).
+    Other,
+}
+
+impl ConnectFailure {
+    /// Whether trying again later may succeed without anyone changing the
+    /// configuration or the server.
+    pub fn is_transient(self) -> bool {
+        !matches!(self, ConnectFailure::AuthenticationFailed | ConnectFailure::DatabaseMissing)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "connection refused (is the server running, on this port?)",
+            ConnectFailure::Unreachable => "host unreachable (check the host name and the network)",
+            ConnectFailure::TimedOut => "timed out (the server did not answer)",
+            ConnectFailure::AuthenticationFailed => "authentication failed (check the user and password)",
+            ConnectFailure::DatabaseMissing => "the database does not exist",
+            ConnectFailure::ServerUnavailable => "the server cannot take connections now",
+            ConnectFailure::Other => "connection failed",
+        }
+    }
+}
+
+/// A connection that could not be opened: where, what kind of failure, and the cause
+/// chain as the driver reported it. Never holds the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot connect to {target}: {}: {detail}", kind.describe())]
+pub struct ConnectError {
+    /// What kind of failure.
+    pub kind: ConnectFailure,
+    /// `host:port/database` (or the file, on SQLite).
+    pub target: String,
+    /// The driver's error and its causes, joined with `: `.
+    pub detail: String,
+}
+
+impl ConnectError {
+    /// A failure of another kind than the driver's (a directory that cannot be
+    /// created, a pool that could not start).
+    pub(crate) fn other(target: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { kind: ConnectFailure::Other, target: target.into(), detail: detail.into() }
+    }
+
+    /// Wraps the error so that it survives bb8's connection manager, whose errors are
+    /// diesel's: [`ConnectError::from_diesel`] gets it back intact.
+    pub(crate) fn into_diesel(self) -> ConnectionError {
+        ConnectionError::CouldntSetupConfiguration(DieselError::DeserializationError(Box::new(self)))
+    }
+
+    /// The [`ConnectError`] inside a diesel error, or one of kind
+    /// [`ConnectFailure::Other`] made from its message.
+    pub(crate) fn from_diesel(error: ConnectionError, target: &str) -> Self {
+        if let ConnectionError::CouldntSetupConfiguration(DieselError::DeserializationError(inner)) = &error
+            && let Some(ours) = inner.downcast_ref::<ConnectError>()
+        {
+            return ours.clone();
+        }
+        Self::other(target, error.to_string())
+    }
+}
+
+/// What a connection is for; names it in `pg_stat_activity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A pooled connection (reads, the direct writer).
+    Pool,
+    /// The persistence actor's own connection.
+    Writer,
+    /// A `LISTEN` connection.
+    Listen,
+    /// The migration connection.
+    Migrate,
+}
+
+impl Purpose {
+    fn application_name(self) -> &'static str {
+        match self {
+            Purpose::Pool => "vigil-pool",
+            Purpose::Writer => "vigil-writer",
+            Purpose::Listen => "vigil-listen",
+            Purpose::Migrate => "vigil-migrate",
+        }
+    }
+}
+
+/// `host:port/database` of a URL, for messages (no user, no password).
+pub(crate) fn target_of(url: &DatabaseUrl) -> String {
+    let parsed = url::Url::parse(url.expose()).ok();
+    let host = parsed.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let port = parsed.as_ref().and_then(url::Url::port).unwrap_or(5432);
+    format!("{host}:{port}/{}", url.database())
+}
+
+/// Opens a PostgreSQL connection set up as the [module docs](self) say.
+pub(crate) async fn connect_pg(
+    url: &DatabaseUrl,
+    pool: &PoolConfig,
+    purpose: Purpose,
+) -> Result<AsyncPgConnection, ConnectError> {
+    let target = target_of(url);
+    // tokio-postgres's parse errors may quote the offending value; say only that it failed.
+    let mut config = tokio_postgres::Config::from_str(url.expose()).map_err(|_| {
+        ConnectError::other(&target, "the connection URL has a parameter the driver does not accept")
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name(purpose.application_name());
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(pool.connection_timeout);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT);
+    let (client, connection) =
+        config.connect(tokio_postgres::NoTls).await.map_err(|e| classify(&e, &target))?;
+    let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
+        .await
+        .map_err(|e| ConnectError::other(&target, e.to_string()))?;
+    let statement_timeout = pool.command_timeout.as_millis();
+    conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
+        .await
+        .map_err(|e| ConnectError::other(&target, format!("cannot set statement_timeout: {e}")))?;
+    Ok(conn)
+}
+
+/// Sorts a driver error into a [`ConnectFailure`] and keeps its cause chain.
+fn classify(error: &tokio_postgres::Error, target: &str) -> ConnectError {
+    use tokio_postgres::error::SqlState;
+
+    let mut detail = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        detail.push_str(": ");
+        detail.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    let kind = if let Some(db) = error.as_db_error() {
+        match db.code() {
+            c if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                ConnectFailure::AuthenticationFailed
+            }
+            c if *c == SqlState::INVALID_CATALOG_NAME => ConnectFailure::DatabaseMissing,
+            c if *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::ADMIN_SHUTDOWN =>
+            {
+                ConnectFailure::ServerUnavailable
+            }
+            _ => ConnectFailure::Other,
+        }
+    } else if let Some(io) = io_cause(error) {
+        classify_io(io)
+    } else if detail.starts_with("timeout") {
+        // tokio-postgres's own connect timeout.
+        ConnectFailure::TimedOut
+    } else if detail.contains("password") || detail.contains("authentication") {
+        ConnectFailure::AuthenticationFailed
+    } else {
+        ConnectFailure::Other
+    };
+    ConnectError { kind, target: target.to_owned(), detail }
+}
+
+/// The failure an I/O error of the connect stands for.
+fn classify_io(io: &std::io::Error) -> ConnectFailure {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+        ErrorKind::TimedOut => ConnectFailure::TimedOut,
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable | ErrorKind::AddrNotAvailable => {
+            ConnectFailure::Unreachable
+        }
+        // A name that does not resolve comes back as an uncategorised I/O error.
+        _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
+            ConnectFailure::Unreachable
+        }
+        _ => ConnectFailure::Other,
+    }
+}
+
+fn io_cause(error: &tokio_postgres::Error) -> Option<&std::io::Error> {
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = inner.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified() {
+        let cases = [
+            (Error::from(ErrorKind::ConnectionRefused), ConnectFailure::Refused),
+            (Error::from(ErrorKind::TimedOut), ConnectFailure::TimedOut),
+            (Error::from(ErrorKind::HostUnreachable), ConnectFailure::Unreachable),
+            (Error::from(ErrorKind::NetworkUnreachable), ConnectFailure::Unreachable),
+            (
+                Error::other("failed to lookup address information: Name does not resolve"),
+                ConnectFailure::Unreachable,
+            ),
+            (Error::from(ErrorKind::PermissionDenied), ConnectFailure::Other),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(classify_io(&error), expected, "{error}");
+        }
+        assert!(ConnectFailure::Refused.is_transient() && ConnectFailure::TimedOut.is_transient());
+        assert!(
+            !ConnectFailure::AuthenticationFailed.is_transient()
+                && !ConnectFailure::DatabaseMissing.is_transient()
+        );
+    }
+
+    #[test]
+    fn the_target_names_the_server_and_never_the_password() {
+        use crate::config::ConfigSource;
+        let url =
+            DatabaseUrl::parse("postgres://vigil:hunter2@db.example:6543/agents", ConfigSource::Environment)
+                .expect("valid");
+        assert_eq!(target_of(&url), "db.example:6543/agents");
+        let error =
+            ConnectError { kind: ConnectFailure::Refused, target: target_of(&url), detail: "x".into() };
+        assert!(!error.to_string().contains("hunter2"));
+    }
+}
