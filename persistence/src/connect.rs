@@ -121,6 +121,19 @@ impl ConnectError {
     }
 }
 
+impl From<diesel_async::pooled_connection::PoolError> for ConnectError {
+    fn from(error: diesel_async::pooled_connection::PoolError) -> Self {
+        match error {
+            diesel_async::pooled_connection::PoolError::ConnectionError(e) => {
+                ConnectError::from_diesel(e, "the pool's database")
+            }
+            diesel_async::pooled_connection::PoolError::QueryError(e) => {
+                ConnectError::other("the pool's database", format!("the connection check failed: {e}"))
+            }
+        }
+    }
+}
+
 /// What a connection is for; names it in `pg_stat_activity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purpose {

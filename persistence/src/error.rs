@@ -44,9 +44,18 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// No pooled connection became free within the pool's connection timeout.
-    #[error("timed out after {0:?} waiting for a database connection")]
-    PoolTimeout(Duration),
+    /// No pooled connection became free within the pool's connection timeout. When
+    /// the pool could not open connections meanwhile, the last such failure says why.
+    #[error("timed out after {waited:?} waiting for a database connection{}", last_connect_error
+        .as_ref()
+        .map(|e| format!("; the last attempt to open one failed: {e}"))
+        .unwrap_or_default())]
+    PoolTimeout {
+        /// How long the caller waited.
+        waited: Duration,
+        /// Why the pool's last attempt to open a connection failed, if it did recently.
+        last_connect_error: Option<ConnectError>,
+    },
 
     /// The database rejected or failed a statement.
     #[error("database error: {0}")]
@@ -112,9 +121,9 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect(error) => error.kind.is_transient(),
-            StoreError::PoolTimeout(_) | StoreError::CommandTimeout(_) | StoreError::DeadlineExceeded(_) => {
-                true
-            }
+            StoreError::PoolTimeout { .. }
+            | StoreError::CommandTimeout(_)
+            | StoreError::DeadlineExceeded(_) => true,
             StoreError::Query(error) => is_transient_diesel(error),
             _ => false,
         }
@@ -123,7 +132,7 @@ impl StoreError {
     /// Whether the error says the connection (rather than a statement) failed.
     pub fn is_connection_error(&self) -> bool {
         match self {
-            StoreError::Connect(_) | StoreError::PoolTimeout(_) | StoreError::DeadlineExceeded(_) => true,
+            StoreError::Connect(_) | StoreError::PoolTimeout { .. } | StoreError::DeadlineExceeded(_) => true,
             StoreError::Query(DieselError::DatabaseError(kind, info)) => {
                 matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
                     || is_connection_message(info.message())
@@ -187,7 +196,9 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreEr
         match error {
             // The pool's own timeout is reported with its configured value by the caller;
             // zero here means "unknown", replaced in `Store::connection`.
-            bb8::RunError::TimedOut => StoreError::PoolTimeout(Duration::ZERO),
+            bb8::RunError::TimedOut => {
+                StoreError::PoolTimeout { waited: Duration::ZERO, last_connect_error: None }
+            }
             bb8::RunError::User(PoolError::ConnectionError(e)) => {
                 StoreError::Connect(ConnectError::from_diesel(e, "the pool's database"))
             }

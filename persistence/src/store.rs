@@ -256,6 +256,8 @@ pub(crate) struct StoreInner {
     counters: QueryCounters,
     /// The migration versions `connect` applied (so `vigil migrate` can say so).
     applied_at_connect: std::sync::OnceLock<Vec<String>>,
+    /// Why the pool last failed to open a connection (bb8 only logs it to its sink).
+    last_connect_error: LastConnectError,
     // Declared last: dropped after the pools, whose tasks live on it.
     runtime: DbRuntime,
 }
@@ -270,7 +272,10 @@ impl StoreInner {
         M: bb8::ManageConnection<Error = diesel_async::pooled_connection::PoolError>,
     {
         pool.get().await.map_err(|e| match StoreError::from(e) {
-            StoreError::PoolTimeout(_) => StoreError::PoolTimeout(self.config.pool().connection_timeout),
+            StoreError::PoolTimeout { .. } => StoreError::PoolTimeout {
+                waited: self.config.pool().connection_timeout,
+                last_connect_error: self.last_connect_error.recent(2 * self.config.pool().connection_timeout),
+            },
             other => other,
         })
     }
@@ -454,6 +459,8 @@ impl Store {
     pub async fn connect_with(config: DatabaseConfig, execution: Execution) -> Result<Self, StoreError> {
         let runtime = DbRuntime::new(execution)?;
         let build_config = config.clone();
+        let last_connect_error = LastConnectError::default();
+        let sink = last_connect_error.clone();
         // Built on the runtime the futures will run on: bb8 spawns its reaper and
         // connection tasks, and the SQLite wrapper binds its `spawn_blocking`, there.
         let backend = runtime
@@ -465,7 +472,7 @@ impl Store {
                 if let DatabaseConfig::Postgres { url, pool, .. } = &build_config {
                     applied = retry(&pool.retry, |_| migrate_pg(url, pool)).await?;
                 }
-                Ok::<_, StoreError>((build_backend(&build_config).await?, applied))
+                Ok::<_, StoreError>((build_backend(&build_config, &sink).await?, applied))
             })
             .await?;
         let (backend, mut applied) = backend;
@@ -475,6 +482,7 @@ impl Store {
                 config,
                 counters: QueryCounters::default(),
                 applied_at_connect: std::sync::OnceLock::new(),
+                last_connect_error,
                 runtime,
             }),
         };
@@ -911,7 +919,35 @@ fn migrate_pg_blocking(conn: AsyncPgConnection) -> Result<Vec<String>, StoreErro
     outcome
 }
 
-async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
+/// The pool's last failure to open a connection, and when; bb8 hands it to its error
+/// sink and then only reports a timeout to the caller waiting for a connection.
+#[derive(Debug, Clone, Default)]
+struct LastConnectError(Arc<std::sync::Mutex<Option<(Instant, ConnectError)>>>);
+
+impl LastConnectError {
+    /// The failure, if it happened within `window`.
+    fn recent(&self, window: Duration) -> Option<ConnectError> {
+        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().filter(|(at, _)| at.elapsed() <= window).map(|(_, error)| error.clone())
+    }
+}
+
+impl<M: std::fmt::Display + Send + 'static> bb8::ErrorSink<M> for LastConnectError
+where
+    ConnectError: From<M>,
+{
+    fn sink(&self, error: M) {
+        let error = ConnectError::from(error);
+        tracing::warn!(%error, "the pool could not open a database connection");
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), error));
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<M>> {
+        Box::new(self.clone())
+    }
+}
+
+async fn build_backend(config: &DatabaseConfig, sink: &LastConnectError) -> Result<Backend, StoreError> {
     match config {
         DatabaseConfig::Postgres { url, pool, .. } => {
             let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
@@ -944,6 +980,7 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
                 .max_size(pool.max_connections)
                 .min_idle(Some(pool.min_connections.min(pool.max_connections)))
                 .connection_timeout(pool.connection_timeout)
+                .error_sink(Box::new(sink.clone()))
                 .build(manager)
                 .await
                 .map_err(|e| StoreError::from(bb8::RunError::User(e)))?;
@@ -1002,6 +1039,7 @@ async fn build_backend(config: &DatabaseConfig) -> Result<Backend, StoreError> {
                 .idle_timeout(idle_timeout)
                 .max_lifetime(max_lifetime)
                 .connection_timeout(pool.connection_timeout)
+                .error_sink(Box::new(sink.clone()))
                 .build(manager)
                 .await
                 .map_err(|e| StoreError::from(bb8::RunError::User(e)))?;

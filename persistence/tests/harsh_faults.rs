@@ -464,3 +464,22 @@ async fn an_unsendable_write_fails_alone() {
     assert_eq!(copies.get("poison"), None);
     assert_eq!(handle.shutdown().await.failed, 0);
 }
+
+/// A reader that times out waiting for a pooled connection while the server is down
+/// says why the pool could not open one.
+#[actix_rt::test]
+async fn a_pool_timeout_says_why_no_connection_opened() {
+    let Some(cluster) = PrivateCluster::start() else { return };
+    let store = store_on(&cluster).await;
+    store.ping().await.expect("up");
+    cluster.stop();
+    let error = store.ping().await.expect_err("the server is down");
+    cluster.start_again();
+    let StoreError::PoolTimeout { last_connect_error: Some(cause), .. } = &error else {
+        panic!("expected a pool timeout with its cause, got {error:?}")
+    };
+    assert_eq!(cause.kind, ConnectFailure::Refused, "{error}");
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{}/postgres", cluster.port())), "names the server: {text}");
+    store.ping().await.expect("back once the server is");
+}
