@@ -1,5 +1,6 @@
 //! Vigil's shared-state database.
 pub mod commands;
+pub mod commit;
 pub mod config;
 pub mod connect;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod writes;
 pub use config::DatabaseConfig;
 pub use error::StoreError;
 pub use lifecycle::{State, TransitionRecord};
+pub use limits::PayloadLimits;
 pub use persistence_actor::{
     CommitFault, EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
 };

@@ -92,8 +92,11 @@ impl PayloadLimits {
     /// The most any valid configuration allows: what the batch writer checks whatever
     /// the configuration, so that nothing unreadable reaches the database even through
     /// [`Store::write_batch`](crate::Store::write_batch).
-    pub(crate) const CEILING: PayloadLimits =
-        PayloadLimits { max_json_depth: MAX_JSON_DEPTH, max_json_bytes: usize::MAX, max_text_bytes: usize::MAX };
+    pub(crate) const CEILING: PayloadLimits = PayloadLimits {
+        max_json_depth: MAX_JSON_DEPTH,
+        max_json_bytes: usize::MAX,
+        max_text_bytes: usize::MAX,
+    };
 
     /// Sets the deepest nesting of a JSON document.
     #[must_use]
@@ -129,10 +132,16 @@ impl PayloadLimits {
             });
         }
         if self.max_json_bytes == 0 {
-            return Err(ConfigError::InvalidValue { name: "max_json_bytes", reason: "must be positive".into() });
+            return Err(ConfigError::InvalidValue {
+                name: "max_json_bytes",
+                reason: "must be positive".into(),
+            });
         }
         if self.max_text_bytes == 0 {
-            return Err(ConfigError::InvalidValue { name: "max_text_bytes", reason: "must be positive".into() });
+            return Err(ConfigError::InvalidValue {
+                name: "max_text_bytes",
+                reason: "must be positive".into(),
+            });
         }
         Ok(())
     }
@@ -162,7 +171,11 @@ impl PayloadLimits {
     }
 
     /// Checks an optional JSON document.
-    pub(crate) fn check_opt_json(&self, field: &'static str, value: Option<&Value>) -> Result<(), StoreError> {
+    pub(crate) fn check_opt_json(
+        &self,
+        field: &'static str,
+        value: Option<&Value>,
+    ) -> Result<(), StoreError> {
         value.map_or(Ok(()), |v| self.check_json(field, v))
     }
 

@@ -5,6 +5,10 @@
 //! Every model is checked against both backends at compile time
 //! (`check_for_backend(Pg, Sqlite)`), so a column whose Rust type drifts from the
 //! schema is a build error, not a runtime surprise.
+//!
+//! A document column ([`Json`]) never fails a read: a stored document that cannot be
+//! parsed reads as the [`Json::unreadable`] marker (see [`crate::types`]), so one bad
+//! row does not fail a listing.
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -98,11 +98,13 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use serde::Serialize;
 use tokio::sync::{Notify, oneshot, watch};
 
+pub use crate::commit::CommitFault;
+use crate::commit::{AttemptError, Marker, Unresolved, marked_transaction};
 use crate::config::RetryPolicy;
 use crate::error::StoreError;
 use crate::requests::{Reply, Request};
 use crate::store::{Backend, Store, StoreInner};
-use crate::writes::{BatchOutcome, Write, WriteKind, apply_batch_pg_in_tx, apply_batch_sqlite};
+use crate::writes::{BatchOutcome, Write, WriteKind, apply_batch_sqlite};
 
 /// How many recent flush latencies the statistics keep.
 const LATENCY_RING: usize = 1024;
@@ -298,17 +300,6 @@ impl From<EnqueueError> for StoreError {
             EnqueueError::Invalid { error, .. } => error,
         }
     }
-}
-
-/// How an injected fault ends a transaction whose `COMMIT` answer is then "lost": the
-/// writer sees a connection error at `COMMIT` and must find out what happened.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitFault {
-    /// The transaction commits; its answer is lost.
-    AnswerLost,
-    /// `COMMIT` never reaches the server (the transaction is rolled back).
-    NeverArrived,
 }
 
 /// Asks the actor to commit everything queued so far; answers when it has.
@@ -911,56 +902,6 @@ enum Failure {
 /// can never read (over PostgreSQL's 1 GB) costs one on every attempt.
 const POISON_STRIKES: u32 = 2;
 
-/// The key a transaction of the writer records in `vigil_write_batches` (see the
-/// [module docs](self)): which writer, which of its transactions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Marker {
-    writer_id: i64,
-    batch_seq: i64,
-}
-
-/// A transaction whose `COMMIT` was sent but whose answer was lost: it may or may not
-/// have committed. Its marker tells on the next connection.
-struct Unresolved {
-    marker: Marker,
-    /// What the writes' results were, should it have committed.
-    outcome: BatchOutcome,
-}
-
-/// How far an attempt got: decides what a failure means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Opening the connection: nothing was sent.
-    Connecting,
-    /// Inside the transaction, before `COMMIT`: nothing can have committed.
-    Sending,
-    /// `COMMIT` sent: the transaction may have committed.
-    Committing,
-}
-
-/// One failed attempt.
-struct AttemptError {
-    error: StoreError,
-    /// Whether another attempt may succeed.
-    retry: bool,
-    /// Set when the attempt leaves a transaction whose outcome is unknown.
-    unresolved: Option<Unresolved>,
-    /// Whether the connection died while the range was being sent (a poison strike).
-    died_sending: bool,
-}
-
-impl AttemptError {
-    fn of(error: StoreError) -> Self {
-        let retry = error.is_transient();
-        Self { error, retry, unresolved: None, died_sending: false }
-    }
-
-    /// A failure that is not the range's fault (no connection, a deadline): retried.
-    fn transient(error: StoreError, unresolved: Option<Unresolved>) -> Self {
-        Self { error, retry: true, unresolved, died_sending: false }
-    }
-}
-
 /// Commits `writes[range]` in one transaction, retrying transient failures with
 /// backoff until it succeeds, is rejected or poisoned, or shutdown's deadline passes.
 async fn commit_with_retry(
@@ -1087,10 +1028,9 @@ async fn attempt(
     result
 }
 
-/// One attempt on PostgreSQL, on the writer's own connection (opened if need be),
-/// within `deadline` from connecting to the answer to `COMMIT`. On expiry the
-/// connection is dropped — the backend may be frozen or the network silent — and the
-/// phase the attempt reached says whether the transaction may have committed.
+/// One attempt on PostgreSQL, on the writer's own connection (opened if need be, within
+/// `deadline`), as a [`marked_transaction`]. A connection that failed in a way another
+/// attempt may cure — dead, frozen, left mid-transaction — is dropped.
 async fn attempt_pg(
     inner: &StoreInner,
     slot: &mut Option<AsyncPgConnection>,
@@ -1100,130 +1040,29 @@ async fn attempt_pg(
     deadline: Duration,
     fault: Option<CommitFault>,
 ) -> Result<(BatchOutcome, bool), AttemptError> {
-    let mut phase = Phase::Connecting;
-    let mut unresolved = unresolved;
-    let attempt = async {
-        if slot.is_none() {
-            let mut conn = match inner.establish_pg().await.expect("a PostgreSQL store") {
-                Ok(conn) => conn,
-                // Whatever the reason, the range is not at fault: wait for the database.
-                Err(error) => return Err(AttemptError::transient(error, unresolved.take())),
-            };
+    if slot.is_none() {
+        let connect = async {
+            let mut conn = inner.establish_pg().await.expect("a PostgreSQL store")?;
             // A transaction orphaned by a dropped connection ends on the server too,
             // releasing its locks, instead of waiting for the server to notice.
             let idle = format!("SET idle_in_transaction_session_timeout = {}", deadline.as_millis().max(1));
-            if let Err(error) = conn.batch_execute(&idle).await {
-                return Err(AttemptError::transient(error.into(), unresolved.take()));
+            conn.batch_execute(&idle).await?;
+            Ok::<_, StoreError>(conn)
+        };
+        match tokio::time::timeout(deadline, connect).await {
+            Ok(Ok(conn)) => *slot = Some(conn),
+            // Whatever the reason, the range is not at fault: wait for the database.
+            Ok(Err(error)) => return Err(AttemptError::transient(error, unresolved)),
+            Err(_) => {
+                return Err(AttemptError::transient(StoreError::DeadlineExceeded(deadline), unresolved));
             }
-            *slot = Some(conn);
         }
-        let conn = slot.as_mut().expect("opened above");
-        transaction_pg(conn, writes, marker, &mut unresolved, &mut phase, fault).await
-    };
-    let result = match tokio::time::timeout(deadline, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(AttemptError::transient(StoreError::DeadlineExceeded(deadline), None)),
-    };
-    let mut failure = match result {
-        Ok(done) => return Ok(done),
-        Err(failure) => failure,
-    };
-    if failure.retry {
+    }
+    let conn = slot.as_mut().expect("opened above");
+    let result = marked_transaction(conn, writes, marker, unresolved, deadline, fault).await;
+    if result.as_ref().is_err_and(|failure| failure.retry) {
         // The connection may be dead, frozen or mid-transaction: open a fresh one next.
         *slot = None;
     }
-    // A transaction that may have committed (an earlier one not yet resolved, or this
-    // one, whose COMMIT was sent) stays unresolved, whatever the error.
-    if failure.unresolved.is_none() {
-        failure.unresolved = unresolved;
-    }
-    if phase == Phase::Committing {
-        failure.retry = true;
-    }
-    Err(failure)
-}
-
-/// `BEGIN`, the marker, the batch, `COMMIT` — with the outcome of `COMMIT` kept apart
-/// from every other failure. With `unresolved` set, the marker first tells whether
-/// that earlier transaction committed: its marker row present means it did (this
-/// transaction is rolled back and the earlier outcome returned); absent means it did
-/// not, and the batch is applied now. Inserting a key that an in-progress transaction
-/// inserted waits for that transaction to end, so the answer is never a guess.
-async fn transaction_pg(
-    conn: &mut AsyncPgConnection,
-    writes: &[Write],
-    marker: Marker,
-    unresolved: &mut Option<Unresolved>,
-    phase: &mut Phase,
-    fault: Option<CommitFault>,
-) -> Result<(BatchOutcome, bool), AttemptError> {
-    use diesel::sql_types::BigInt;
-    use diesel_async::RunQueryDsl;
-
-    *phase = Phase::Sending;
-    let sent = |error: StoreError| {
-        let died_sending = error.is_connection_error();
-        let mut failure = AttemptError::of(error);
-        failure.died_sending = died_sending;
-        failure
-    };
-    conn.batch_execute("BEGIN").await.map_err(|e| sent(e.into()))?;
-    let marked: Result<usize, StoreError> = diesel::sql_query(
-        "WITH earlier AS (DELETE FROM vigil_write_batches WHERE writer_id = $1 AND batch_seq < $2) \
-         INSERT INTO vigil_write_batches (writer_id, batch_seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind::<BigInt, _>(marker.writer_id)
-    .bind::<BigInt, _>(marker.batch_seq)
-    .execute(conn)
-    .await
-    .map_err(StoreError::from);
-    let body = match marked {
-        Ok(0) => {
-            // The marker is there: the earlier transaction committed.
-            let _ = conn.batch_execute("ROLLBACK").await;
-            return match unresolved.take() {
-                Some(earlier) => Ok((earlier.outcome, true)),
-                None => Err(AttemptError::of(StoreError::Task(format!(
-                    "write batch marker {marker:?} already exists without a transaction of this writer"
-                )))),
-            };
-        }
-        Ok(_) => {
-            // Absent: whatever was unresolved did not commit; this transaction redoes it.
-            *unresolved = None;
-            apply_batch_pg_in_tx(conn, writes).await
-        }
-        Err(error) => Err(error),
-    };
-    match body {
-        Ok(outcome) => {
-            // From here the transaction may commit: its outcome is kept where the caller
-            // finds it even if the deadline drops this future.
-            *phase = Phase::Committing;
-            *unresolved = Some(Unresolved { marker, outcome });
-            let ended = match fault {
-                None => conn.batch_execute("COMMIT").await,
-                Some(fault) => {
-                    let end = if fault == CommitFault::AnswerLost { "COMMIT" } else { "ROLLBACK" };
-                    conn.batch_execute(end).await.and(Err(DieselError::DatabaseError(
-                        DatabaseErrorKind::ClosedConnection,
-                        Box::new(format!("injected fault: the answer to COMMIT was lost ({fault:?})")),
-                    )))
-                }
-            };
-            match ended {
-                Ok(()) => Ok((unresolved.take().expect("set above").outcome, false)),
-                // Whatever the error, the server may or may not have committed.
-                Err(e) => Err(AttemptError::transient(e.into(), None)),
-            }
-        }
-        Err(error) => {
-            let mut failure = sent(error);
-            if conn.batch_execute("ROLLBACK").await.is_err() {
-                // The connection is unusable: replace it and try again.
-                failure.retry = true;
-            }
-            Err(failure)
-        }
-    }
+    result
 }

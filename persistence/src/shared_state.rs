@@ -59,8 +59,8 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::lifecycle::{State, TransitionRecord};
-use crate::persistence_actor::EnqueueError;
 use crate::models::*;
+use crate::persistence_actor::EnqueueError;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::*;
 use crate::store::{DatabaseHealth, PoolStats, QueryStats, Store, with_conn};

@@ -82,10 +82,11 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 use serde::Serialize;
 
+use crate::commit::{Marker, Unresolved, marked_transaction};
 use crate::config::{DatabaseConfig, DatabaseUrl, PoolConfig, RetryPolicy, SqliteLocation};
 use crate::connect::{ConnectError, Purpose, connect_pg};
 use crate::error::StoreError;
-use crate::writes::{Write, apply_batch_pg, apply_batch_sqlite};
+use crate::writes::{Write, apply_batch_sqlite};
 
 /// The PostgreSQL migrations, embedded at build time.
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -618,13 +619,37 @@ impl Store {
         writes: Vec<Write>,
     ) -> Result<Vec<Result<crate::requests::Reply, StoreError>>, StoreError> {
         let writes = Arc::new(writes);
+        // On PostgreSQL the transaction is marked (see `crate::commit`), so a retry after
+        // a lost COMMIT answer neither applies the batch twice nor loses it. The marker
+        // and what is unresolved carry over from one attempt to the next.
+        let progress = Arc::new(std::sync::Mutex::new((Marker::new_writer(), None::<Unresolved>)));
         self.run(move |inner| {
-            let writes = writes.clone();
+            let (writes, progress) = (writes.clone(), progress.clone());
             async move {
                 match &inner.backend {
                     Backend::Pg(pool) => {
                         let mut conn = inner.checkout(pool).await?;
-                        apply_batch_pg(&mut conn, &writes).await
+                        let (marker, unresolved) = {
+                            let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+                            (progress.0, progress.1.take())
+                        };
+                        let deadline = inner.read_deadline();
+                        match marked_transaction(&mut conn, &writes, marker, unresolved, deadline, None).await
+                        {
+                            Ok((outcome, _)) => Ok(outcome),
+                            Err(failure) => {
+                                if failure.retry {
+                                    // Possibly dead, frozen or mid-transaction: not for the pool.
+                                    mark_broken(&mut conn);
+                                }
+                                *progress.lock().unwrap_or_else(|e| e.into_inner()) = match failure.unresolved
+                                {
+                                    Some(open) => (open.marker, Some(open)),
+                                    None => (marker.next(), None),
+                                };
+                                Err(failure.error)
+                            }
+                        }
                     }
                     Backend::Sqlite(pool) => {
                         let mut conn = inner.checkout(pool).await?;

@@ -413,11 +413,17 @@ impl Write {
             + match self {
                 Write::RegisterAgent { agent_id, agent_name, .. } => agent_id.len() + agent_name.len(),
                 Write::Heartbeat { agent_id, message, metadata, uptime, .. } => {
-                    agent_id.len() + text(message.as_deref()) + json(metadata.as_ref()) + json(uptime.as_ref())
+                    agent_id.len()
+                        + text(message.as_deref())
+                        + json(metadata.as_ref())
+                        + json(uptime.as_ref())
                 }
                 Write::StateChange { agent_id, .. } => agent_id.len(),
                 Write::Metric { agent_id, name, source_agent, metadata, .. } => {
-                    text(agent_id.as_deref()) + name.len() + text(source_agent.as_deref()) + json(metadata.as_ref())
+                    text(agent_id.as_deref())
+                        + name.len()
+                        + text(source_agent.as_deref())
+                        + json(metadata.as_ref())
                 }
                 Write::Event { event_type, data, .. } => event_type.len() + json(data.as_ref()),
                 Write::SetState { key, value, .. } => key.len() + json(Some(value)),
@@ -615,16 +621,11 @@ macro_rules! upsert_system_state {
 }
 pub(crate) use upsert_system_state;
 
-/// Applies `writes` in one transaction on either backend. The body is compiled once
-/// per connection type.
+/// The body of a batch — every write of it, in order, as few statements as the backend
+/// allows — on either backend. Compiled once per connection type.
 macro_rules! define_apply {
-    ($name:ident, $in_tx:ident, $conn_ty:ty) => {
-        pub(crate) async fn $name(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
-            conn.transaction(async |conn| $in_tx(conn, writes).await).await
-        }
-
+    ($in_tx:ident, $conn_ty:ty) => {
         /// The body of the batch, to run inside a transaction the caller opened.
-        #[allow(dead_code, reason = "only the PostgreSQL writer opens its own transactions")]
         pub(crate) async fn $in_tx(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
             {
                 let mut outcome: BatchOutcome =
@@ -854,8 +855,17 @@ macro_rules! define_apply {
     };
 }
 
-define_apply!(apply_batch_pg, apply_batch_pg_in_tx, AsyncPgConnection);
-define_apply!(apply_batch_sqlite, apply_batch_sqlite_in_tx, SqliteConn);
+define_apply!(apply_batch_pg_in_tx, AsyncPgConnection);
+define_apply!(apply_batch_sqlite_in_tx, SqliteConn);
+
+/// Applies a batch in one SQLite transaction. (PostgreSQL transactions are marked, so
+/// that a lost COMMIT answer can be resolved: see [`crate::commit`].)
+pub(crate) async fn apply_batch_sqlite(
+    conn: &mut SqliteConn,
+    writes: &[Write],
+) -> Result<BatchOutcome, StoreError> {
+    conn.transaction(async |conn| apply_batch_sqlite_in_tx(conn, writes).await).await
+}
 
 /// Writes the per-agent changes of a batch to `agents`.
 pub(crate) trait UpdateAgents {

@@ -156,6 +156,31 @@ async fn server_crashes_lose_and_duplicate_nothing() {
         })
         .collect();
 
+    // The direct writer (no actor) too: its transactions are marked the same way.
+    let direct_loaders: Vec<_> = (0..2)
+        .map(|n| {
+            let (store, stop) = (store.clone(), stop.clone());
+            actix_rt::spawn(async move {
+                let (mut acknowledged, mut failed) = (HashSet::new(), 0usize);
+                let mut seq = 0u64;
+                while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                    let id = format!("direct{n}:{seq}");
+                    seq += 1;
+                    match store.write(heartbeat(n, &id)).await {
+                        Ok(_) => {
+                            acknowledged.insert(id);
+                        }
+                        Err(_) => {
+                            failed += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await; // pacing retries of a caller
+                        }
+                    }
+                }
+                (acknowledged, failed)
+            })
+        })
+        .collect();
+
     for crash in 0..CRASHES {
         // Crash only once writes committed since the last restart: every crash lands
         // on a working writer.
@@ -187,7 +212,7 @@ async fn server_crashes_lose_and_duplicate_nothing() {
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = HashSet::new();
     let mut failed = 0;
-    for loader in loaders {
+    for loader in loaders.into_iter().chain(direct_loaders) {
         let (acks, fails) = tokio::time::timeout(NET, loader)
             .await
             .expect("no write left waiting (stuck writer)")

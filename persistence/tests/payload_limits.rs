@@ -221,13 +221,13 @@ fn limits_above_what_can_be_read_back_are_refused() {
             other => panic!("depth {depth} accepted: {other:?}"),
         }
     }
-    for limits in [
-        PayloadLimits::default().with_max_json_bytes(0),
-        PayloadLimits::default().with_max_text_bytes(0),
-    ] {
+    for limits in
+        [PayloadLimits::default().with_max_json_bytes(0), PayloadLimits::default().with_max_text_bytes(0)]
+    {
         assert!(DatabaseConfig::sqlite_memory().with_payload_limits(limits).is_err());
     }
-    let config = DatabaseConfig::sqlite_memory().with_payload_limits(PayloadLimits::default().with_max_json_depth(1));
+    let config =
+        DatabaseConfig::sqlite_memory().with_payload_limits(PayloadLimits::default().with_max_json_depth(1));
     assert_eq!(config.unwrap().payload_limits().max_json_depth, 1);
 }
 
@@ -288,7 +288,9 @@ on_both_backends! {
 async fn synchronous_in_effect(store: &Store) -> Value {
     store.execute_raw_for_tests("DELETE FROM system_state WHERE key = 'pragma'").await.unwrap();
     store
-        .execute_raw_for_tests("INSERT INTO system_state (key, value) SELECT 'pragma', synchronous FROM pragma_synchronous")
+        .execute_raw_for_tests(
+            "INSERT INTO system_state (key, value) SELECT 'pragma', synchronous FROM pragma_synchronous",
+        )
         .await
         .unwrap();
     SharedState::direct(store.clone()).get_system_state("pragma").await.unwrap().expect("the row")
@@ -298,7 +300,9 @@ async fn synchronous_in_effect(store: &Store) -> Value {
 async fn sqlite_synchronous_is_what_the_config_says() {
     let db = TestDb::sqlite();
     assert_eq!(db.config().sqlite_synchronous(), Some(SqliteSynchronous::Full));
-    for (setting, expected) in [(None, 2), (Some(SqliteSynchronous::Normal), 1), (Some(SqliteSynchronous::Full), 2)] {
+    for (setting, expected) in
+        [(None, 2), (Some(SqliteSynchronous::Normal), 1), (Some(SqliteSynchronous::Full), 2)]
+    {
         let config = match setting {
             Some(setting) => db.config().with_sqlite_synchronous(setting),
             None => db.config(),
