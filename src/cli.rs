@@ -9,29 +9,42 @@
 //! both databases itself and ignores that resolution (see
 //! [`vigil_persistence::import`]).
 //!
-//! Exit codes: 0 success, 1 a runtime failure (one line on stderr), 2 bad usage.
+//! `vigil help [COMMAND]` prints help, as in cargo and git; `vigil ask` asks the help
+//! agent a question.
+//!
+//! Exit codes: 0 success, 1 a runtime failure (one line on stderr), 2 bad usage — a
+//! flag, a malformed or empty database URL from any source, or the content of the
+//! `--config` file. No message quotes a password (see [`parse`]).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vigil_persistence::commands::CommandAction;
-use vigil_persistence::config::{ConfigInputs, SqliteLocation};
+use vigil_persistence::config::{ConfigError, ConfigInputs, SqliteLocation};
 use vigil_persistence::import::ImportError;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
 mod commands;
 pub mod operate;
+pub mod parse;
 pub mod run;
 
 use commands::print_json;
+#[doc(hidden)]
+pub use parse::{EarlyExit, parse_args};
 
 /// Vigil: supervised background agents over a shared-state database.
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about, long_about = None, disable_help_subcommand = true)]
+#[command(name = "vigil", version, about, long_about = None)]
 pub struct Cli {
-    /// Database URL: postgresql://user:pass@host:port/db or sqlite:PATH
-    /// (default: environment / postgres_config.json / ./vigil.db).
+    /// Database URL: postgresql://user:pass@host:port/db or sqlite:PATH [default:
+    /// POSTGRES_CONNECTION_STRING, postgres_config.json, USE_POSTGRESQL, ./vigil.db]
+    ///
+    /// Without it: the URL in POSTGRES_CONNECTION_STRING, then ./postgres_config.json,
+    /// then with USE_POSTGRESQL=true the default
+    /// postgresql://postgres:postgres@localhost:5432/background_agents; otherwise (and
+    /// whenever USE_POSTGRESQL=false) the SQLite file ./vigil.db.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
@@ -55,24 +68,31 @@ pub enum Command {
     /// Show the slowest statements by mean time (PostgreSQL's pg_stat_statements).
     SlowQueries {
         /// Only statements whose mean time is at least this many milliseconds.
-        #[arg(long, value_name = "MS", default_value_t = 100.0)]
+        #[arg(long, value_name = "MS", default_value = "100", allow_negative_numbers = true, value_parser = parse::parse_min_ms)]
         min_ms: f64,
         /// At most this many statements.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value = "20", allow_negative_numbers = true, value_parser = parse::parse_limit)]
         limit: i64,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Run the platform: the ten built-in agents under a supervisor, until Ctrl-C,
-    /// SIGTERM or --for. On the embedded SQLite file ./vigil.db unless PostgreSQL is
-    /// configured.
+    /// Run the platform: the ten built-in agents under a supervisor.
+    ///
+    /// Runs until Ctrl-C, SIGTERM or --for, then shuts down gracefully (every queued
+    /// write flushed). On the embedded SQLite file ./vigil.db unless PostgreSQL is
+    /// configured (see --database-url).
+    ///
+    /// The configuration file (--config, or ./vigil.json when present) is a JSON object
+    /// of optional sections: monitoring (the seven monitoring agents), ai_help (the help
+    /// agent and its OpenAI-compatible model), langsmith (trace export), langgraph
+    /// (workflow runs) and retention (how long history is kept: days, interval).
     Run {
         /// Stop after this long (e.g. 30s, 10m), then shut down gracefully.
-        #[arg(long = "for", value_name = "DURATION", value_parser = operate::parse_duration)]
+        #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true, value_parser = parse::parse_duration)]
         run_for: Option<std::time::Duration>,
         /// Platform configuration file (JSON; sections monitoring, ai_help, langsmith,
-        /// langgraph) [default: ./vigil.json if present].
+        /// langgraph, retention) [default: ./vigil.json if present].
         #[arg(long, value_name = "PATH")]
         config: Option<std::path::PathBuf>,
         /// Never draw the live status line (default: drawn when stderr is a terminal).
@@ -104,13 +124,13 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         agent: Option<String>,
         /// Only this severity or worse (debug, info, warning, error, critical).
-        #[arg(long, value_name = "S", value_parser = operate::parse_severity)]
+        #[arg(long, value_name = "S", value_parser = parse::parse_severity)]
         severity: Option<vigil_persistence::Severity>,
         /// Only this event type (e.g. state_transition).
         #[arg(long = "type", value_name = "TYPE")]
         event_type: Option<String>,
         /// How many recent events to show first.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value = "50", allow_negative_numbers = true, value_parser = parse::parse_limit)]
         limit: i64,
         /// One JSON object per line.
         #[arg(long)]
@@ -125,10 +145,10 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         name: Option<String>,
         /// Only samples this recent (e.g. 10m, 2h).
-        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = operate::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "1h", allow_hyphen_values = true, value_parser = parse::parse_duration)]
         since: std::time::Duration,
         /// At most this many samples.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value = "100", allow_negative_numbers = true, value_parser = parse::parse_limit)]
         limit: i64,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -137,41 +157,57 @@ pub enum Command {
     /// List LangGraph workflow runs, newest first, with their status and step.
     Workflows {
         /// Only runs in this state: pending, running, completed or failed.
-        #[arg(long, value_parser = operate::parse_workflow_status)]
+        #[arg(long, value_parser = parse::parse_workflow_status)]
         status: Option<WorkflowStatus>,
         /// At most this many runs.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value = "20", allow_negative_numbers = true, value_parser = parse::parse_limit)]
         limit: i64,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Restart, stop, fix or move (maintenance, standby, optimization) an agent of a
-    /// running platform, and wait for the outcome.
+    /// Restart, stop, fix or pause an agent of a running platform, and wait.
+    ///
+    /// The command is filed in the database; the running platform carries it out and
+    /// this waits for the outcome. Besides restart, stop and fix, an agent can be moved
+    /// to maintenance, standby or optimization and back.
     Agent {
         /// What to do.
         #[command(subcommand)]
         action: AgentAction,
     },
     /// Ask the help agent a question and wait for its answer.
-    Help {
-        /// What to do.
-        #[command(subcommand)]
-        action: HelpAction,
+    ///
+    /// The question is the argument, or standard input with `-` (or with no argument
+    /// when standard input is not a terminal): `vigil ask - < question.txt`. It may be
+    /// as long as a help request's text may be (PayloadLimits::max_text_bytes, 16 MiB
+    /// by default).
+    Ask {
+        /// The question ("what is the status of agent_coordinator?"), or `-` to read it
+        /// from standard input.
+        #[arg(allow_hyphen_values = true)]
+        question: Option<String>,
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "30s", allow_hyphen_values = true, value_parser = parse::parse_duration)]
+        timeout: std::time::Duration,
     },
-    /// Delete heartbeats, metrics, events (errors kept), communications and
+    /// Delete history older than N days (error and critical events are kept).
+    ///
+    /// Deletes heartbeats, metrics, events (errors kept), communications and
     /// conversations older than N days.
     Cleanup {
         /// Keep this many days (0 to 36500).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=i64::from(vigil_persistence::shared_state::MAX_DAYS_TO_KEEP)))]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse::parse_days)]
         days: u32,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Copy a Vigil SQLite database into PostgreSQL, keeping ids, in one transaction,
-    /// and verify every table (row counts and checksums). The target must be empty
-    /// unless --append is given; on any failure it is left as it was.
+    /// Copy a Vigil SQLite database into PostgreSQL and verify every table.
+    ///
+    /// Copies keeping ids, in one transaction, and verifies every table (row counts and
+    /// checksums). The target must be empty unless --append is given; on any failure it
+    /// is left as it was.
     Import {
         /// The SQLite database to read: sqlite:PATH (an existing file, only read: the
         /// import works on a snapshot of it, migrated, in TMPDIR).
@@ -220,21 +256,8 @@ pub struct AgentTarget {
     /// The agent's id (see `vigil status`).
     pub id: String,
     /// Give up waiting for the outcome after this long.
-    #[arg(long, default_value = "30s", value_parser = operate::parse_duration)]
+    #[arg(long, default_value = "30s", allow_hyphen_values = true, value_parser = parse::parse_duration)]
     pub timeout: std::time::Duration,
-}
-
-/// `vigil help ...`.
-#[derive(Debug, Subcommand)]
-pub enum HelpAction {
-    /// Ask a question in plain words ("what is the status of agent_coordinator?").
-    Ask {
-        /// The question.
-        question: String,
-        /// Give up waiting after this long.
-        #[arg(long, default_value = "30s", value_parser = operate::parse_duration)]
-        timeout: std::time::Duration,
-    },
 }
 
 /// Log output format.
@@ -261,7 +284,8 @@ pub enum CliError {
     /// An input named on the command line cannot be used (a missing file, ...).
     #[error("{0}")]
     Input(String),
-    /// The arguments are wrong in a way clap cannot see (exit code 2).
+    /// The arguments, a database URL, or the configuration file they name are wrong in
+    /// a way clap cannot see (exit code 2).
     #[error("{0}")]
     Usage(String),
     /// Whoever read the output stopped reading (`vigil events | head -1`): the command
@@ -271,6 +295,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The exit code of the command that failed with this error: 2 for bad usage, 0
+    /// for a closed standard output, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::ClosedStdout => 0,
+            _ => 1,
+        }
+    }
+
     /// A failed write to standard output: a closed pipe is [`CliError::ClosedStdout`].
     pub(crate) fn from_write(error: std::io::Error) -> Self {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
@@ -295,24 +329,68 @@ pub(crate) use out;
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse(); // exits with code 2 on bad usage
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match parse_args(&args) {
+        Ok(cli) => cli,
+        Err(early) => {
+            use std::io::Write as _;
+            // Help and the version go to stdout; a reader that stops early is no error.
+            let _ = if early.stdout {
+                write!(std::io::stdout(), "{}", early.message)
+            } else {
+                write!(std::io::stderr(), "{}", early.message)
+            };
+            return ExitCode::from(early.code);
+        }
+    };
     init_logging(&cli);
     let json_logs = matches!(cli.command, Command::Run { log_format: LogFormat::Json, .. });
     // An actix System: `vigil run` hosts actors; the other commands need only its runtime.
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
-        Ok(()) | Err(CliError::ClosedStdout) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if json_logs {
-                eprintln!("{}", run::json_line("ERROR", &e.to_string()));
-            } else {
-                eprintln!("error: {e}");
+            if !matches!(e, CliError::ClosedStdout) {
+                let message = parse::redact(&e.to_string(), &args);
+                if json_logs {
+                    eprintln!("{}", run::json_line("ERROR", &message));
+                } else {
+                    eprintln!("error: {message}");
+                }
             }
-            match e {
-                CliError::Usage(_) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
+            ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// What `vigil` would say about a command line before touching a database: the early
+/// exit of [`parse_args`] (help, version, bad usage), or the usage errors found in
+/// the parsed arguments (a malformed or empty database URL, a bad `--from`/`--to`), with
+/// `inputs` standing for the environment. For tests of the parser.
+#[doc(hidden)]
+pub fn check_args<I, T>(args: I, mut inputs: ConfigInputs) -> Result<Cli, EarlyExit>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cli = parse_args(&args)?;
+    let checked = match &cli.command {
+        Command::Import { from, to, .. } => {
+            commands::sqlite_source(from).and_then(|_| commands::postgres_target(to)).map(drop)
+        }
+        _ => {
+            inputs.explicit_url.clone_from(&cli.database_url);
+            resolve_from(inputs).map(drop)
+        }
+    };
+    match checked {
+        Ok(()) => Ok(cli),
+        Err(e) => Err(EarlyExit {
+            code: e.exit_code(),
+            message: format!("error: {}\n", parse::redact(&e.to_string(), &args)),
+            stdout: false,
+        }),
     }
 }
 
@@ -380,8 +458,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let state = connect(resolve(explicit_url)?).await?;
             operate::agent_command(&state, action, &target.id, target.timeout).await
         }
-        Command::Help { action: HelpAction::Ask { question, timeout } } => {
-            operate::help_ask(&connect(resolve(explicit_url)?).await?, &question, timeout).await
+        Command::Ask { question, timeout } => {
+            let config = resolve(explicit_url)?;
+            let question = operate::read_question(question, config.payload_limits().max_text_bytes)?;
+            operate::ask(&connect(config).await?, &question, timeout).await
         }
         Command::Cleanup { days, json } => {
             operate::cleanup(&connect(resolve(explicit_url)?).await?, days, json).await
@@ -395,7 +475,32 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 fn resolve(explicit_url: Option<String>) -> Result<DatabaseConfig, CliError> {
     let mut inputs = ConfigInputs::from_env();
     inputs.explicit_url = explicit_url;
-    let config = DatabaseConfig::resolve(&inputs).map_err(StoreError::from)?;
+    resolve_from(inputs)
+}
+
+/// [`resolve`] from given inputs. A malformed URL is bad usage (exit code 2) whichever
+/// source it came from, as are `--from` and `--to` of `vigil import` and a bad value of
+/// an environment variable (`USE_POSTGRESQL=maybe`); an empty URL says so. (An empty
+/// `POSTGRES_CONNECTION_STRING` counts as unset.) A `postgres_config.json` that cannot
+/// be used stays a runtime error (exit code 1).
+fn resolve_from(inputs: ConfigInputs) -> Result<DatabaseConfig, CliError> {
+    if let Some(url) = &inputs.explicit_url {
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+        if url.trim().is_empty() {
+            return Err(CliError::Usage("--database-url: the URL is empty".into()));
+        }
+        if path.is_some_and(|path| path.trim().is_empty()) {
+            return Err(CliError::Usage(
+                "--database-url: the URL is empty: sqlite:PATH names no file".into(),
+            ));
+        }
+    }
+    let config = DatabaseConfig::resolve(&inputs).map_err(|e| match e {
+        e @ (ConfigError::InvalidUrl { .. } | ConfigError::InvalidValue { .. }) => {
+            CliError::Usage(e.to_string())
+        }
+        e => StoreError::from(e).into(),
+    })?;
     tracing::debug!(database = %config.describe(), "resolved database");
     Ok(config)
 }

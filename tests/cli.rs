@@ -302,3 +302,205 @@ fn a_closed_stdout_ends_the_command_quietly() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+// ------------------------------------------------------------------ conventions
+
+/// `vigil help` and `vigil help run` work as in cargo and git; every command's summary
+/// in `vigil --help` is one line.
+#[test]
+fn help_is_the_help_subcommand_and_summaries_are_one_line() {
+    let dir = temp_dir();
+    let top = vigil(&dir, &["help"]);
+    assert_eq!(top.status.code(), Some(0), "{top:?}");
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert_eq!(text, String::from_utf8_lossy(&vigil(&dir, &["--help"]).stdout), "help = --help");
+    let commands: Vec<&str> =
+        text.lines().skip_while(|l| *l != "Commands:").skip(1).take_while(|l| !l.trim().is_empty()).collect();
+    assert!(commands.len() >= 13, "{text}");
+    for line in &commands {
+        // `  name  Summary`: a command on each line, none continued on the next.
+        let mut words = line.split_whitespace();
+        let (name, summary) = (words.next().unwrap(), words.collect::<Vec<_>>().join(" "));
+        assert!(line.starts_with("  ") && !line.starts_with("   "), "a continuation line: {line:?}");
+        assert!(!summary.is_empty() && line.len() <= 100, "{name}: {line:?}");
+    }
+    assert!(commands.iter().any(|l| l.trim_start().starts_with("ask ")), "{text}");
+
+    let run = vigil(&dir, &["help", "run"]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("Usage: vigil run"), "{run:?}");
+    let ask = vigil(&dir, &["help", "ask"]);
+    assert!(String::from_utf8_lossy(&ask.stdout).contains("Usage: vigil ask"), "{ask:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `vigil run --help` names every section of vigil.json, and `--database-url` names
+/// everything that chooses the database when it is absent.
+#[test]
+fn run_help_lists_every_config_section_and_the_database_sources() {
+    let dir = temp_dir();
+    let out = vigil(&dir, &["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    // The sections, from the configuration type itself: serde lists them for an unknown one.
+    let error =
+        serde_json::from_str::<vigil::cli::run::PlatformConfig>(r#"{"?": 1}"#).unwrap_err().to_string();
+    let sections: Vec<&str> = error.split('`').skip(3).step_by(2).collect();
+    assert!(sections.contains(&"retention") && sections.len() >= 5, "{error}");
+    for section in sections {
+        assert!(help.contains(section), "`vigil run --help` does not name `{section}`: {help}");
+    }
+    for name in ["POSTGRES_CONNECTION_STRING", "postgres_config.json", "USE_POSTGRESQL"] {
+        assert!(help.contains(name), "--database-url's help does not name {name}: {help}");
+        let short = String::from_utf8_lossy(&vigil(&dir, &["run", "-h"]).stdout).into_owned();
+        assert!(short.contains(name), "-h does not name {name}: {short}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Negative numbers and durations on the command line say "must be positive".
+#[test]
+fn negative_values_must_be_positive() {
+    let dir = temp_dir();
+    for args in [
+        &["cleanup", "--days", "-5"][..],
+        &["metrics", "--since", "-5m"],
+        &["metrics", "--limit", "-1"],
+        &["events", "--limit", "-1"],
+        &["workflows", "--limit", "0"],
+        &["slow-queries", "--min-ms", "-3"],
+        &["run", "--for", "-5s"],
+        &["agent", "restart", "x", "--timeout", "-1s"],
+        &["ask", "why?", "--timeout", "-1"],
+    ] {
+        let out = vigil(&dir, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("must be positive"), "{args:?}: {said}");
+        assert!(!said.contains("unexpected argument"), "{args:?}: {said}");
+    }
+    assert!(!dir.join("vigil.db").exists());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A malformed URL is bad usage (exit code 2) whichever source it came from, an empty
+/// one says it is empty, and no message shows the password.
+#[test]
+fn malformed_and_empty_urls_are_usage_errors_from_every_source() {
+    let dir = temp_dir();
+    let from = "sqlite:some.db";
+    let with_env = |url: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .current_dir(&dir)
+            .env("POSTGRES_CONNECTION_STRING", url)
+            .env_remove("USE_POSTGRESQL")
+            .output()
+            .expect("run vigil")
+    };
+    let cases: Vec<(Output, &str)> = vec![
+        (
+            vigil(&dir, &["--database-url", "postgresql://app:s3cret@host:99999/x", "status"]),
+            "--database-url",
+        ),
+        (vigil(&dir, &["--database-url", "mysql://app:s3cret@host/x", "status"]), "--database-url"),
+        (vigil(&dir, &["--database-url", "not a url", "health"]), "--database-url"),
+        (vigil(&dir, &["import", "--from", from, "--to", "postgresql://app:s3cret@[::1/x"]), "--to"),
+        (vigil(&dir, &["import", "--from", from, "--to", "http://app:s3cret@host/x"]), "--to"),
+        (
+            vigil(&dir, &["import", "--from", "postgresql://app:s3cret@h/x", "--to", "postgresql://h/x"]),
+            "--from",
+        ),
+        (with_env("postgresql://app:s3cret@host:99999/x", &["status"]), "POSTGRES_CONNECTION_STRING"),
+        (with_env("mysql://app:s3cret@host/x", &["events"]), "POSTGRES_CONNECTION_STRING"),
+    ];
+    for (out, source) in &cases {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{source}: {said}");
+        assert!(said.contains(source), "{source} is named: {said}");
+        assert!(!said.contains("s3cret"), "password leaked: {said}");
+    }
+    for (args, source) in [
+        (&["--database-url", "", "status"][..], "--database-url"),
+        (&["--database-url", "  ", "migrate"], "--database-url"),
+        (&["--database-url", "sqlite:", "migrate"], "--database-url"),
+        (&["import", "--from", "", "--to", "postgresql://h/x"], "--from"),
+        (&["import", "--from", from, "--to", ""], "--to"),
+    ] {
+        let out = vigil(&dir, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains(source) && said.contains("the URL is empty"), "{args:?}: {said}");
+    }
+    // An empty POSTGRES_CONNECTION_STRING counts as unset: the embedded default.
+    let out = with_env("", &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("vigil.db"), "{out:?}");
+    // A URL typed where no value belongs is quoted without its password.
+    let out = vigil(&dir, &["status", "postgresql://app:s3cret@db/x"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("postgresql://app:***@db/x") && !said.contains("s3cret"), "{said}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `vigil ask` with the question on standard input.
+fn ask_with_stdin(dir: &Path, args: &[&str], input: Vec<u8>) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("POSTGRES_CONNECTION_STRING")
+        .env_remove("USE_POSTGRESQL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vigil");
+    let mut stdin = child.stdin.take().unwrap();
+    // vigil stops reading past its limit: a write that finds the pipe closed is expected.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().unwrap();
+    out
+}
+
+/// `vigil ask -` (or no argument, stdin not a terminal) reads the question from
+/// standard input: a 1 MB question is filed whole; one past the 16 MiB limit of a help
+/// request's text is refused with the limit, exit code 2, before any database is read.
+#[test]
+fn ask_reads_the_question_from_stdin_within_the_text_limit() {
+    let dir = temp_dir();
+    assert!(vigil(&dir, &["migrate"]).status.success());
+    let megabyte: String = "why is the sky blue? ".chars().cycle().take(1 << 20).collect();
+    for args in [&["ask", "-", "--timeout", "200ms"][..], &["ask", "--timeout", "200ms"]] {
+        let out = ask_with_stdin(&dir, args, megabyte.clone().into_bytes());
+        let said = String::from_utf8_lossy(&out.stderr);
+        // No platform runs here: the question is filed, and nobody answers it.
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("no answer within"), "{args:?}: {said}");
+    }
+    let asked = block_on(async {
+        let state =
+            SharedState::direct(Store::connect(DatabaseConfig::sqlite(dir.join("vigil.db"))).await.unwrap());
+        state.get_pending_help_requests().await.unwrap()
+    });
+    assert_eq!(asked.len(), 2);
+    assert!(asked.iter().all(|r| r.query == megabyte), "the question arrives whole");
+
+    let too_long = vec![b'?'; (16 << 20) + 1];
+    let out = ask_with_stdin(&dir, &["ask", "-"], too_long);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("longer than 16 MiB"), "{said}");
+    for (input, message) in [(b"  \n".to_vec(), "the question is empty"), (vec![0xff, 0xfe], "not UTF-8")] {
+        let out = ask_with_stdin(&dir, &["ask", "-"], input);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains(message), "{said}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -156,10 +156,17 @@ fn operating_a_running_platform_from_other_processes() {
     let lines = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(lines.lines().any(|l| l.contains("\"to\":\"recovery\"")), "the restart is recorded: {lines}");
 
-    let out = vigil(&dir, &["help", "ask", "what is the status of agent_coordinator?"]);
+    let out = vigil(&dir, &["ask", "what is the status of agent_coordinator?"]);
     let answer = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{answer} {}", String::from_utf8_lossy(&out.stderr));
     assert!(answer.contains("agent_coordinator") && answer.contains("active"), "{answer}");
+    // The platform's own answer names every one of the ten agents.
+    let out = vigil(&dir, &["ask", "what agents are running?"]);
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{answer} {}", String::from_utf8_lossy(&out.stderr));
+    for agent in status["agents"].as_array().unwrap() {
+        assert!(answer.contains(agent["agent_id"].as_str().unwrap()), "{agent} missing from: {answer}");
+    }
 
     let out = vigil(&dir, &["metrics", "--limit", "5", "--json"]);
     assert!(out.status.success());
@@ -198,12 +205,12 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
         (&["cleanup", "--days", "-1"], 2, ""),
         (&["agent", "restart"], 2, ""),
         (&["agent", "restart", "ghost", "--timeout", "1s"], 1, "no agent `ghost` is registered"),
-        (&["--database-url", "mysql://u@h/db", "status"], 1, "not postgres"),
+        (&["--database-url", "mysql://u@h/db", "status"], 2, "not postgres"),
         (&["--database-url", "postgresql://app:s3cret@127.0.0.1:1/x", "status"], 1, "cannot connect"),
         (&["--database-url", &corrupt, "status"], 1, "not a database"),
         (&["run", "--config", "missing.json", "--for", "1s"], 1, "missing.json"),
-        (&["run", "--config", "bad.json", "--for", "1s"], 1, "unknown field `nope`"),
-        (&["help", "ask", "  "], 2, "the question is empty"),
+        (&["run", "--config", "bad.json", "--for", "1s"], 2, "unknown field `nope`"),
+        (&["ask", "  "], 2, "the question is empty"),
     ];
     for (args, code, message) in cases {
         let out = vigil(&dir, args);

@@ -7,7 +7,7 @@
 //! after a crash, an id that never reached the disk is handed out again, and
 //! `txid_status` then answers "committed" for somebody else's transaction.
 //!
-//! So every transaction of a writer first inserts its key, a [`Marker`] (a random id of
+//! So every transaction of a writer first inserts its key, a `Marker` (a random id of
 //! the writer and the transaction's number), into `vigil_write_batches`, deleting the
 //! writer's older keys in the same statement. When a `COMMIT` answer is lost, the next
 //! attempt, on a new connection, inserts the same key again:
@@ -20,7 +20,7 @@
 //!
 //! A transaction that failed before `COMMIT` was sent did not commit; it is retried
 //! under a new key, so the retry never waits on the dead attempt's uncommitted key.
-//! [`marked_transaction`] is one attempt, bounded by a client-side deadline; the
+//! `marked_transaction` is one attempt, bounded by a client-side deadline; the
 //! persistence actor and the direct writer ([`crate::Store::write_batch`]) loop over it.
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! and turns a failure into an error that says what happened.
 //!
 //! Every connection Vigil opens — the pool's, the persistence actor's own, a
-//! `LISTEN` connection, the migration connection — comes from [`connect_pg`], which:
+//! `LISTEN` connection, the migration connection — comes from `connect_pg`, which:
 //!
 //! * turns on **TCP keepalive** (first probe after 10 s idle, then every 5 s, 3
 //!   probes) and a **TCP user timeout** of 30 s, so that a half-open connection (the

@@ -24,7 +24,8 @@ pub use error::StoreError;
 pub use lifecycle::{State, TransitionRecord};
 pub use limits::PayloadLimits;
 pub use persistence_actor::{
-    CommitFault, EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats, ShutdownReport,
+    CommitFault, EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats,
+    ShutdownReport,
 };
 pub use requests::{Reply, Request};
 pub use shared_state::SharedState;

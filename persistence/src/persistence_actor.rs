@@ -36,21 +36,13 @@
 //! * **Rejected writes.** A batch the database refuses as a whole for a non-transient
 //!   reason (a constraint only it can check) is split in halves, recursively, in order;
 //!   each offending write fails alone with its error and the rest commits.
-//! * **No duplicates, no loss: a marker per transaction.** On PostgreSQL every
-//!   transaction first inserts its key — a random id of this writer and the
-//!   transaction's number — into `vigil_write_batches` (deleting the writer's older
-//!   keys, whose outcomes it knows, in the same statement). When `COMMIT` was sent but
-//!   its answer never came (the connection, the network or the server died under it),
-//!   the outcome is unknown; the next attempt, on a new connection, inserts the same
-//!   key again. If it is already there, the earlier transaction committed: this one
-//!   rolls back and the earlier results are answered. If it is not, nothing of it
-//!   committed and the batch is applied now. While the earlier transaction is still in
-//!   progress, the insert waits for it to end (a unique key does that), so the answer
-//!   is never a guess. (Transaction ids are no substitute: after a crash an id that
-//!   never reached the disk is handed out again, and would answer "committed" for
-//!   somebody else's transaction.) A transaction that failed before `COMMIT` was sent
-//!   did not commit; its retry takes a new key. SQLite commits in-process, so an error
-//!   there means nothing was written.
+//! * **No duplicates, no loss.** On PostgreSQL every transaction writes a marker row
+//!   first ([`crate::commit`]). When `COMMIT` was sent but its answer never came (the
+//!   connection, the network or the server died under it), the next attempt, on a new
+//!   connection, looks the marker up — waiting for the old transaction if it is still
+//!   in progress: present means committed (answered with the earlier results, not
+//!   applied again), absent means not (applied now). SQLite commits in-process, so an
+//!   error there means nothing was written.
 //! * **Deadlines.** One transaction on PostgreSQL, from connecting to the answer to
 //!   `COMMIT`, has [`PersistenceConfig::transaction_timeout`]; on expiry the connection
 //!   is dropped and the outcome resolved as above, so a frozen backend or a silent
@@ -106,6 +98,12 @@ use crate::requests::{Reply, Request};
 use crate::store::{Backend, Store, StoreInner};
 use crate::writes::{BatchOutcome, Write, WriteKind, apply_batch_sqlite};
 
+/// The largest `max_batch_bytes`: PostgreSQL drops a connection that sends one
+/// message over 1 GiB (a multi-row `INSERT` is one message), so batches stay well
+/// below it; only a single write larger than that can meet the limit, and it fails
+/// alone ([`StoreError::Unsendable`]).
+pub const MAX_BATCH_BYTES: usize = 256 << 20;
+
 /// How many recent flush latencies the statistics keep.
 const LATENCY_RING: usize = 1024;
 
@@ -129,8 +127,7 @@ pub struct PersistenceConfig {
     /// The actor retries until it succeeds or shuts down; `max_attempts` is not used.
     pub retry: RetryPolicy,
     /// Most bytes (estimated, [`Write::approx_bytes`]) in one transaction (default
-    /// 16 MiB). A single larger write goes alone. PostgreSQL drops a connection that
-    /// sends a message over 1 GB, so a batch must stay well under it.
+    /// 16 MiB, at most [`MAX_BATCH_BYTES`]). A single larger write goes alone.
     pub max_batch_bytes: usize,
     /// Longest one transaction of the writer may take on PostgreSQL, from opening the
     /// connection to the answer to `COMMIT` (default 15 s). On expiry the connection is
@@ -164,10 +161,11 @@ impl PersistenceConfig {
         self
     }
 
-    /// Sets the most bytes in one transaction (0 is taken as 1: one write per batch).
+    /// Sets the most bytes in one transaction (0 is taken as 1: one write per batch;
+    /// more than [`MAX_BATCH_BYTES`] as that).
     #[must_use]
     pub fn with_max_batch_bytes(mut self, bytes: usize) -> Self {
-        self.max_batch_bytes = bytes.max(1);
+        self.max_batch_bytes = bytes.clamp(1, MAX_BATCH_BYTES);
         self
     }
 
@@ -297,7 +295,11 @@ impl From<EnqueueError> for StoreError {
         match error {
             EnqueueError::Full { capacity, .. } => StoreError::QueueFull { capacity },
             EnqueueError::Closed(_) => StoreError::Closed,
-            EnqueueError::Invalid { error, .. } => error,
+            // A refused document may be too deep for an ordinary (recursive) drop.
+            EnqueueError::Invalid { write, error } => {
+                write.drop_deep();
+                error
+            }
         }
     }
 }
@@ -596,7 +598,7 @@ impl PersistenceActor {
     pub fn start(store: Store, config: PersistenceConfig) -> PersistenceHandle {
         let mut config = config;
         config.max_batch = config.max_batch.max(1);
-        config.max_batch_bytes = config.max_batch_bytes.max(1);
+        config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_BATCH_BYTES);
         config.queue_capacity = config.queue_capacity.max(1);
         let shared = Arc::new(Shared {
             config,

@@ -2,7 +2,7 @@
 //! a result — *did I get the claim?*, *which help requests are mine?*, *what id did the
 //! command get?* — and its [`Reply`].
 //!
-//! A request travels the same road as every other [`Write`]: it is queued in the
+//! A request travels the same road as every other [`Write`](crate::Write): it is queued in the
 //! [`PersistenceActor`](crate::PersistenceActor), applied inside the next batch's
 //! transaction (after that batch's plain rows, in the order requests were queued), and
 //! answered only once that transaction has committed. So a claim is never reported

@@ -60,7 +60,6 @@ use serde::Serialize;
 use crate::error::StoreError;
 use crate::lifecycle::{State, TransitionRecord};
 use crate::models::*;
-use crate::persistence_actor::EnqueueError;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::*;
 use crate::store::{DatabaseHealth, PoolStats, QueryStats, Store, with_conn};
@@ -275,15 +274,8 @@ impl SharedState {
     pub async fn enqueue(&self, write: Write) -> Result<(), StoreError> {
         match &self.writer {
             Writer::Direct => self.write(write).await,
-            Writer::Actor(handle) => match handle.enqueue(write) {
-                Ok(()) => Ok(()),
-                // A refused document may be too deep for an ordinary drop.
-                Err(EnqueueError::Invalid { write, error }) => {
-                    write.drop_deep();
-                    Err(error)
-                }
-                Err(error) => Err(error.into()),
-            },
+            // A refused write is dismantled iteratively by the conversion.
+            Writer::Actor(handle) => handle.enqueue(write).map_err(StoreError::from),
         }
     }
 
@@ -866,6 +858,14 @@ impl SharedState {
                         )
                         .execute(conn)
                         .await?;
+                        // Commit markers of writers that are gone (a live writer keeps
+                        // only its latest); never one younger than a day, which a writer
+                        // may still be resolving (see `crate::commit`).
+                        let marker_cutoff = cutoff.min(Ts::from(Utc::now() - chrono::Duration::days(1)));
+                        diesel::sql_query("DELETE FROM vigil_write_batches WHERE committed_at < $1")
+                            .bind::<crate::types::sql_types::TsTz, _>(marker_cutoff)
+                            .execute(conn)
+                            .await?;
                         Ok::<_, StoreError>(CleanupReport {
                             heartbeats,
                             metrics,

@@ -25,7 +25,7 @@
 //! **Fencing.** [`SharedState::save_workflow_checkpoint`] only applies when the row is
 //! still at the step the executor started from and not finished, so two executors that
 //! somehow ran the same step cannot both advance the run: the second is told it lost.
-//! Checkpoints are [`Request`](crate::requests::Request)s to the group-commit
+//! Checkpoints are [`Request`]s to the group-commit
 //! [`Writer`](crate::shared_state::Writer): the executor gets that answer once the
 //! checkpoint has committed, before it runs the next node.
 //!

@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -860,11 +860,35 @@ define_apply!(apply_batch_sqlite_in_tx, SqliteConn);
 
 /// Applies a batch in one SQLite transaction. (PostgreSQL transactions are marked, so
 /// that a lost COMMIT answer can be resolved: see [`crate::commit`].)
+///
+/// The transaction is `BEGIN IMMEDIATE`: it takes the write lock at once, waiting for
+/// it up to the busy timeout. A deferred transaction would start as a reader (the batch
+/// looks agents up first) and, in WAL mode, fail at once with "database is locked" when
+/// another connection committed before its first write.
 pub(crate) async fn apply_batch_sqlite(
     conn: &mut SqliteConn,
     writes: &[Write],
 ) -> Result<BatchOutcome, StoreError> {
-    conn.transaction(async |conn| apply_batch_sqlite_in_tx(conn, writes).await).await
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    use diesel::sqlite::SqliteConnection;
+    // Through diesel's transaction manager, so that diesel's own nested transactions
+    // (its SQLite batch inserts) become savepoints.
+    conn.spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")).await?;
+    let applied = apply_batch_sqlite_in_tx(conn, writes).await;
+    let ended = if applied.is_ok() {
+        conn.spawn_blocking(|c| {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)
+        })
+        .await
+    } else {
+        conn.spawn_blocking(|c| {
+            <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(c)
+        })
+        .await
+    };
+    let outcome = applied?;
+    ended?;
+    Ok(outcome)
 }
 
 /// Writes the per-agent changes of a batch to `agents`.

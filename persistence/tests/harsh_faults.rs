@@ -17,8 +17,8 @@ use vigil_persistence::connect::ConnectFailure;
 use vigil_persistence::testing::{PrivateCluster, admin_url, postgres_required};
 use vigil_persistence::types::Ts;
 use vigil_persistence::{
-    CommitFault, DatabaseConfig, PersistenceActor, PersistenceConfig, PersistenceHandle, Reply, Request,
-    Store, StoreError, Write,
+    CommitFault, DatabaseConfig, PayloadLimits, PersistenceActor, PersistenceConfig, PersistenceHandle,
+    Reply, Request, Store, StoreError, Write,
 };
 
 /// Safety net for anything awaited.
@@ -352,28 +352,35 @@ fn exchange(n: usize, bytes: usize) -> Write {
     }
 }
 
-/// 1,000 exchanges of 1.1 MB (1.1 GB, over PostgreSQL's 1 GB message limit) in one
-/// batch: the connection dies every time it is sent, so the batch is split and
-/// committed in parts; a heartbeat queued behind it is answered.
+/// A write larger than PostgreSQL's 1 GiB message limit (text limit raised to let it
+/// through): the server drops the connection every time it is sent, so it fails alone
+/// with a typed error, and the writes queued around it commit.
 #[actix_rt::test]
-async fn a_batch_too_large_to_send_is_split() {
+async fn a_write_too_large_to_send_fails_alone() {
     let Some(cluster) = PrivateCluster::start() else { return };
-    let store = store_on(&cluster).await;
-    // No byte cap, to reach the server's limit (the default cap keeps batches small).
-    let config = PersistenceConfig::default().with_retry(fast_retry()).with_max_batch_bytes(usize::MAX);
-    let handle = PersistenceActor::start(store.clone(), config);
+    let limits = PayloadLimits::default().with_max_text_bytes(2 << 30);
+    let config = cluster.config().with_payload_limits(limits).expect("limits");
+    let store = Store::connect(config).await.expect("connect");
+    let handle =
+        PersistenceActor::start(store.clone(), PersistenceConfig::default().with_retry(fast_retry()));
     register(&handle, 1).await;
-    for n in 0..1_000 {
-        handle.enqueue(exchange(n, 1_100_000)).expect("queued");
+    let writes = futures_util::future::join3(
+        handle.persist(heartbeat(0, "before")),
+        handle.persist(exchange(0, 1_100_000_000)),
+        handle.persist(heartbeat(0, "after")),
+    );
+    let (before, huge, after) = tokio::time::timeout(NET, writes).await.expect("every write answered");
+    before.expect("a neighbour commits");
+    after.expect("a neighbour commits");
+    match huge {
+        Err(StoreError::Unsendable { bytes, reason }) => {
+            assert!(bytes >= 1_100_000_000, "{bytes}");
+            eprintln!("RESULT unsendable write: {bytes} bytes refused: {reason}");
+        }
+        other => panic!("expected Unsendable, got {other:?}"),
     }
-    let heartbeat = tokio::time::timeout(NET, handle.persist(heartbeat(0, "behind-the-big-batch"))).await;
-    heartbeat.expect("the heartbeat behind the batch is answered").expect("acknowledged");
-    tokio::time::timeout(NET, handle.flush()).await.expect("flushed").expect("flush");
-    let stats = handle.stats();
-    eprintln!("RESULT oversized batch: {stats:?}");
-    assert_eq!(stats.rows_by_kind.values().sum::<u64>(), 1_000 + 1 + 1, "every write committed");
-    assert!(stats.batches_committed >= 3, "split into parts: {stats:?}");
-    assert_eq!(stats.rejected_writes, 0);
+    let copies = heartbeat_copies(&cluster.url()).await;
+    assert_eq!((copies.get("before"), copies.get("after")), (Some(&1), Some(&1)));
     assert_eq!(handle.shutdown().await.failed, 0);
 }
 
@@ -507,4 +514,29 @@ async fn a_pool_timeout_says_why_no_connection_opened() {
     let text = error.to_string();
     assert!(text.contains(&format!("127.0.0.1:{}/postgres", cluster.port())), "names the server: {text}");
     store.ping().await.expect("back once the server is");
+}
+
+/// The retention cleanup removes commit markers of writers that are gone, and keeps
+/// those younger than a day (a writer may still be resolving one).
+#[tokio::test]
+async fn cleanup_removes_old_commit_markers() {
+    use vigil_persistence::testing::TestDb;
+    for db in [TestDb::sqlite()].into_iter().chain(TestDb::postgres().await) {
+        let store = db.store().await;
+        store
+            .execute_raw_for_tests(
+                "INSERT INTO vigil_write_batches (writer_id, batch_seq, committed_at) \
+                 VALUES (1, 1, '2020-01-01 00:00:00.000000+00:00')",
+            )
+            .await
+            .expect("an old marker");
+        store
+            .execute_raw_for_tests("INSERT INTO vigil_write_batches (writer_id, batch_seq) VALUES (2, 1)")
+            .await
+            .expect("a fresh marker");
+        vigil_persistence::SharedState::direct(store.clone()).cleanup_old_data(0).await.expect("cleanup");
+        let delete = |writer: i64| format!("DELETE FROM vigil_write_batches WHERE writer_id = {writer}");
+        assert_eq!(store.execute_raw_for_tests(&delete(1)).await.unwrap(), 0, "the old marker was removed");
+        assert_eq!(store.execute_raw_for_tests(&delete(2)).await.unwrap(), 1, "the fresh marker was kept");
+    }
 }

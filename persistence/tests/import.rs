@@ -1,12 +1,15 @@
 //! The SQLite -> PostgreSQL import: a hand-made SQLite database full of edge cases
-//! round-trips with equal counts and checksums; the target's sequences follow the ids;
-//! a non-empty target, a key collision and a row PostgreSQL rejects all leave the
-//! target exactly as it was.
+//! round-trips with equal counts and checksums; JSON documents arrive exactly as
+//! written (numbers digit for digit); one changed value in the target fails the
+//! verification; the target's sequences follow the ids; a non-empty target, a key
+//! collision and a row PostgreSQL rejects all leave the target exactly as it was; a
+//! source that is missing, a directory, not SQLite or not a Vigil database is refused
+//! by name, and reports name the user's file, not the snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use vigil_persistence::import::{ImportError, ImportProgress, ImportStage, Importer};
+use vigil_persistence::import::{ImportError, ImportProgress, ImportStage, Importer, SqliteSnapshot};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::{Severity, SharedState, Store};
 
@@ -337,7 +340,6 @@ fn old_schema_file(path: &std::path::Path) {
 
 #[tokio::test]
 async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
-    use vigil_persistence::import::SqliteSnapshot;
     let Some(pg) = TestDb::postgres().await else { return };
     let dir = std::env::temp_dir().join(format!("vigil-old-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -346,9 +348,12 @@ async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
     let before = std::fs::read(&path).unwrap();
 
     let snapshot = SqliteSnapshot::take(&path).await.expect("snapshot");
+    assert_eq!(snapshot.path(), path);
     let target = pg.store().await;
-    let report = Importer::new(snapshot.store(), &target).run().await.expect("import");
+    let report = Importer::from_snapshot(&snapshot, &target).run().await.expect("import");
     assert_eq!(report.total_rows, 2);
+    // The report names the file given, not the temporary copy.
+    assert_eq!(report.source, format!("sqlite:{}", path.display()));
     let agent = SharedState::direct(target).get_agent("old_agent").await.unwrap().expect("imported");
     assert_eq!(agent.status, Some(vigil_persistence::State::Active));
 
@@ -361,11 +366,254 @@ async fn an_older_source_is_imported_from_a_snapshot_and_never_written() {
 }
 
 #[tokio::test]
-async fn a_missing_source_is_a_snapshot_error_and_is_not_created() {
-    use vigil_persistence::import::SqliteSnapshot;
+async fn a_missing_source_is_refused_by_name_and_is_not_created() {
     let path = std::env::temp_dir().join(format!("vigil-missing-{:016x}.db", rand::random::<u64>()));
     let error = SqliteSnapshot::take(&path).await.unwrap_err();
-    assert!(matches!(&error, ImportError::Snapshot { path: p, .. } if p == &path), "{error:?}");
+    assert!(matches!(&error, ImportError::SourceMissing { path: p } if p == &path), "{error:?}");
     assert!(error.to_string().contains(&path.display().to_string()), "{error}");
     assert!(!path.exists(), "a read-only open must not create the file");
+}
+
+/// An SQLite file made with plain diesel, not through a Store (which would migrate it).
+fn plain_sqlite(path: &std::path::Path, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, sqlite::SqliteConnection};
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+    conn.batch_execute(sql).unwrap();
+}
+
+#[tokio::test]
+async fn sources_that_are_not_vigil_databases_are_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("vigil-bad-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shown = |error: &ImportError, path: &std::path::Path| {
+        let text = error.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(!text.contains("vigil-import-"), "names the snapshot: {text}");
+        text
+    };
+
+    // A directory.
+    let error = SqliteSnapshot::take(&dir).await.unwrap_err();
+    assert!(matches!(&error, ImportError::SourceIsDirectory { path } if path == &dir), "{error:?}");
+    assert!(shown(&error, &dir).contains("directory"));
+
+    // Not SQLite at all, and an empty file.
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, "not a database at all").unwrap();
+    let error = SqliteSnapshot::take(&junk).await.unwrap_err();
+    assert!(matches!(&error, ImportError::SourceNotSqlite { path } if path == &junk), "{error:?}");
+    assert!(shown(&error, &junk).contains("not an SQLite database"));
+    let empty = dir.join("empty.db");
+    std::fs::write(&empty, "").unwrap();
+    let error = SqliteSnapshot::take(&empty).await.unwrap_err();
+    assert!(matches!(&error, ImportError::SourceNotSqlite { .. }), "{error:?}");
+
+    // An SQLite database of some other program: refused, not "imported 0 rows", and
+    // left exactly as it was (no Vigil tables created in it).
+    let other = dir.join("other.db");
+    plain_sqlite(
+        &other,
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'x');",
+    );
+    let before = std::fs::read(&other).unwrap();
+    let error = SqliteSnapshot::take(&other).await.unwrap_err();
+    assert!(
+        matches!(&error, ImportError::NotVigilDatabase { path, missing } if path == &other && missing.len() == 9),
+        "{error:?}"
+    );
+    assert!(shown(&error, &other).contains("not a Vigil database"));
+    assert_eq!(std::fs::read(&other).unwrap(), before, "the source file changed");
+
+    // Only some of the tables: the missing ones are named.
+    plain_sqlite(&other, "CREATE TABLE agents (id INTEGER PRIMARY KEY)");
+    let error = SqliteSnapshot::take(&other).await.unwrap_err();
+    let ImportError::NotVigilDatabase { missing, .. } = &error else { panic!("{error:?}") };
+    assert!(!missing.contains(&"agents") && missing.contains(&"system_state"), "{missing:?}");
+    assert!(error.to_string().contains("system_state"), "{error}");
+
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 3, "nothing created next to the sources: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every kind of awkward JSON: a float that an `f64` round trip changes, integers
+/// beyond `i64`, `u64` and `f64`, exponents beyond `f64`'s range, trailing zeros,
+/// escapes, nesting, a duplicate key and odd whitespace.
+const AWKWARD_JSON: &str = r#"{ "score": 98.33333333333333, "u64": 12345678901234567890,
+  "beyond": 123456789012345678901234567890.12345678901234567890, "huge": 1e400, "tiny": -1E-400,
+  "exact": 0.1, "trailing": 2.50, "zero": -0.0, "esc": "\u00e9 \ud83d\ude80 \"q\" \\ \/ \n \t",
+  "nested": {"z": [1, {"b": 98.33333333333333, "a": [[], {}]}], "a": null, "ü": true}, "dup": 1, "dup": 2 }"#;
+
+/// The text PostgreSQL returns for `sql` (one column named `t`, one row).
+async fn pg_text(db: &TestDb, sql: &str) -> String {
+    use diesel::QueryableByName;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        t: String,
+    }
+    let TestDb::Postgres { url, .. } = db else { unreachable!("a PostgreSQL database") };
+    let mut conn = AsyncPgConnection::establish(url.expose()).await.unwrap();
+    let row: Text =
+        diesel::sql_query(sql).get_result(&mut conn).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+    row.t
+}
+
+#[tokio::test]
+async fn json_documents_arrive_exactly_as_written() {
+    let Some(pg) = TestDb::postgres().await else { return };
+    let (_sqlite, source) = edge_case_source().await;
+    source
+        .execute_raw_for_tests(&format!(
+            "INSERT INTO performance_metrics (id, agent_id, metric_name, metric_value, metadata) \
+             VALUES (500, 1, 'score', 98.33333333333333, '{AWKWARD_JSON}')"
+        ))
+        .await
+        .unwrap();
+    source
+        .execute_raw_for_tests(&format!(
+            "INSERT INTO system_state (key, value) VALUES ('awkward', '{AWKWARD_JSON}'), ('big', '12345678901234567890')"
+        ))
+        .await
+        .unwrap();
+    let target = pg.store().await;
+    let report = Importer::new(&source, &target).run().await.expect("import");
+    assert!(report.tables.iter().all(|t| t.matches), "{report:?}");
+    assert!(report.verification.contains("exact decimal value"), "{}", report.verification);
+
+    // What PostgreSQL makes of the text as written is what the target holds: the same
+    // JSON value, every number digit for digit (JSONB only orders the keys, drops the
+    // whitespace and the first duplicate, and prints `1e400` in full).
+    let expected = pg_text(&pg, &format!("SELECT '{AWKWARD_JSON}'::jsonb::text AS t")).await;
+    for (sql, what) in [
+        ("SELECT metadata::text AS t FROM performance_metrics WHERE id = 500", "metadata"),
+        ("SELECT value::text AS t FROM system_state WHERE key = 'awkward'", "system_state"),
+    ] {
+        let imported = pg_text(&pg, sql).await;
+        assert_eq!(imported, expected, "{what}");
+        for digits in [
+            "98.33333333333333",
+            "12345678901234567890",
+            "123456789012345678901234567890.12345678901234567890",
+            "2.50",
+        ] {
+            assert!(imported.contains(digits), "{what}: {digits} missing from {imported}");
+        }
+        assert!(!imported.contains("98.33333333333331"), "{imported}");
+        assert!(imported.contains(r#""esc": "é 🚀 \"q\" \\ / \n \t""#), "{imported}");
+        assert!(imported.contains(r#""dup": 2"#) && !imported.contains(r#""dup": 1"#), "{imported}");
+        assert!(imported.contains(&format!(r#""huge": 1{}"#, "0".repeat(400))), "{imported}");
+    }
+    assert_eq!(
+        pg_text(&pg, "SELECT value::text AS t FROM system_state WHERE key = 'big'").await,
+        "12345678901234567890"
+    );
+}
+
+#[tokio::test]
+async fn a_source_document_that_is_not_json_is_refused_by_row_and_column() {
+    let Some(pg) = TestDb::postgres().await else { return };
+    let (_sqlite, source) = edge_case_source().await;
+    source
+        .execute_raw_for_tests(
+            r#"INSERT INTO system_events (id, event_type, event_data) VALUES (77, 'odd', '{"secret": 1,}')"#,
+        )
+        .await
+        .unwrap();
+    let target = pg.store().await;
+    let error = Importer::new(&source, &target).run().await.expect_err("not JSON");
+    assert!(
+        matches!(&error, ImportError::InvalidJson { table: "system_events", key, column: "event_data", .. } if key == "77"),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("secret"), "the content is not shown: {error}");
+    assert!(all_zero(&counts(&SharedState::direct(target)).await), "the target is unchanged");
+}
+
+/// The verification compares what the target holds with what the source held: a
+/// trigger in the target changes one byte of one value on its way in, and the import
+/// fails for that table, at that row, and leaves the target empty.
+#[tokio::test]
+async fn one_changed_byte_in_the_target_fails_the_verification() {
+    let Some(pg) = TestDb::postgres().await else { return };
+    let (_sqlite, source) = edge_case_source().await;
+    source
+        .execute_raw_for_tests(&format!(
+            "INSERT INTO performance_metrics (id, agent_id, metric_name, metric_value, metadata) \
+             VALUES (500, 1, 'score', 1.0, '{AWKWARD_JSON}')"
+        ))
+        .await
+        .unwrap();
+    let target = pg.store().await;
+    let state = SharedState::direct(target.clone());
+    let cases = [
+        // The last digit of one JSON number: the change an `f64` round trip makes.
+        (
+            "performance_metrics",
+            "500",
+            "IF NEW.id = 500 THEN NEW.metadata := \
+             replace(NEW.metadata::text, '98.33333333333333', '98.33333333333331')::jsonb; END IF;",
+        ),
+        // One digit of a number beyond `f64` precision.
+        (
+            "performance_metrics",
+            "500",
+            "IF NEW.id = 500 THEN NEW.metadata := \
+             replace(NEW.metadata::text, '12345678901234567890', '12345678901234567891')::jsonb; END IF;",
+        ),
+        // One character of a JSON string.
+        (
+            "system_state",
+            r#""config""#,
+            r#"IF NEW.key = 'config' THEN NEW.value := replace(NEW.value::text, '"ü"', '"u"')::jsonb; END IF;"#,
+        ),
+        // One character of a text column.
+        ("agents", "5", "IF NEW.id = 5 THEN NEW.agent_name := replace(NEW.agent_name, '監', '鑑'); END IF;"),
+        // One microsecond of a timestamp.
+        (
+            "agent_heartbeats",
+            "20",
+            "IF NEW.id = 20 THEN NEW.timestamp := NEW.timestamp + interval '1 microsecond'; END IF;",
+        ),
+    ];
+    for (table, key, change) in cases {
+        target
+            .execute_raw_for_tests(&format!(
+                "CREATE OR REPLACE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {change} RETURN NEW; END $$"
+            ))
+            .await
+            .unwrap();
+        target
+            .execute_raw_for_tests(&format!(
+                "CREATE TRIGGER tamper BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION tamper()"
+            ))
+            .await
+            .unwrap();
+
+        let error = Importer::new(&source, &target).run().await.expect_err(change);
+        match &error {
+            ImportError::ChecksumMismatch {
+                table: t,
+                rows_source,
+                rows_target,
+                checksum_source,
+                checksum_target,
+                first_difference,
+            } => {
+                assert_eq!((*t, rows_source), (table, rows_target), "{error}");
+                assert_ne!(checksum_source, checksum_target, "{error}");
+                assert_eq!(first_difference.as_deref(), Some(key), "{error}");
+            }
+            other => panic!("{change}: {other:?}"),
+        }
+        assert!(error.to_string().contains(table), "{error}");
+        assert!(all_zero(&counts(&state).await), "{change}: the target is unchanged");
+        target.execute_raw_for_tests(&format!("DROP TRIGGER tamper ON {table}")).await.unwrap();
+    }
+
+    // Without the trigger, the same source imports and verifies.
+    let report = Importer::new(&source, &target).run().await.expect("import");
+    assert!(report.tables.iter().all(|t| t.matches));
 }

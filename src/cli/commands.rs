@@ -1,8 +1,9 @@
 //! The bodies of the `vigil` subcommands.
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
 
+use vigil_persistence::config::ConfigError;
 use vigil_persistence::import::{ImportProgress, ImportStage, Importer, SqliteSnapshot};
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
@@ -153,13 +154,13 @@ pub(super) async fn slow_queries(
 pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Result<(), CliError> {
     let path = sqlite_source(from)?;
     let target = postgres_target(to)?;
-    // Checked before connecting: opening a missing SQLite file would create it.
-    check_sqlite_file(&path)?;
 
-    // From a snapshot: the file named is only read, never migrated or written.
+    // From a snapshot: the file named is only read, never created, migrated or written;
+    // a missing file, a directory, or a file that is not a Vigil database is refused.
     let source = SqliteSnapshot::take(&path).await?;
     let target = Store::connect(target).await?;
-    let mut importer = Importer::new(source.store(), &target).append(append);
+    // Reports name the file given, not the snapshot.
+    let mut importer = Importer::from_snapshot(&source, &target).append(append);
     if std::io::stderr().is_terminal() {
         importer = importer.on_progress(show_progress);
     }
@@ -194,13 +195,17 @@ pub(super) async fn import(from: &str, to: &str, append: bool, json: bool) -> Re
             if t.matches { "yes" } else { "NO" }
         )?;
     }
+    out!("verified: {}", report.verification)?;
     Ok(())
 }
 
 /// The path of `--from`: `sqlite:PATH`, `sqlite://PATH` or a bare path.
-fn sqlite_source(from: &str) -> Result<PathBuf, CliError> {
+pub(super) fn sqlite_source(from: &str) -> Result<PathBuf, CliError> {
     let path = from.strip_prefix("sqlite://").or_else(|| from.strip_prefix("sqlite:")).unwrap_or(from);
-    if path.contains("://") || path.is_empty() || path == ":memory:" {
+    if path.trim().is_empty() {
+        return Err(CliError::Usage("--from: the URL is empty: name an SQLite file, sqlite:PATH".into()));
+    }
+    if path.contains("://") || path == ":memory:" {
         return Err(CliError::Usage("--from must name an SQLite file: sqlite:PATH".into()));
     }
     Ok(PathBuf::from(path))
@@ -208,23 +213,21 @@ fn sqlite_source(from: &str) -> Result<PathBuf, CliError> {
 
 /// The configuration of `--to`, which must be a PostgreSQL URL. The URL itself is never
 /// echoed: it may hold a password.
-fn postgres_target(to: &str) -> Result<DatabaseConfig, CliError> {
+pub(super) fn postgres_target(to: &str) -> Result<DatabaseConfig, CliError> {
+    if to.trim().is_empty() {
+        return Err(CliError::Usage(
+            "--to: the URL is empty: name a PostgreSQL database, postgresql://...".into(),
+        ));
+    }
     if to.starts_with("sqlite:") {
         return Err(CliError::Usage("--to must be a PostgreSQL URL (postgresql://...)".into()));
     }
-    DatabaseConfig::postgres(to).map_err(|e| CliError::Usage(format!("--to: {e}")))
-}
-
-/// An existing file that starts like an SQLite database.
-fn check_sqlite_file(path: &Path) -> Result<(), CliError> {
-    let shown = path.display();
-    let mut file =
-        std::fs::File::open(path).map_err(|e| CliError::Input(format!("cannot open {shown}: {e}")))?;
-    let mut header = [0u8; 16];
-    match file.read_exact(&mut header) {
-        Ok(()) if &header == b"SQLite format 3\0" => Ok(()),
-        _ => Err(CliError::Input(format!("{shown} is not an SQLite database"))),
-    }
+    DatabaseConfig::postgres(to).map_err(|e| match e {
+        ConfigError::InvalidUrl { reason, .. } => {
+            CliError::Usage(format!("invalid database URL from --to: {reason}"))
+        }
+        other => CliError::Usage(format!("--to: {other}")),
+    })
 }
 
 /// One progress line on stderr, rewritten in place; a table's line ends when it is verified.

@@ -21,37 +21,6 @@ use super::{CliError, print_json};
 /// How often a waiting command looks again.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Parses `500ms`, `30s`, `10m`, `2h`, `1d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 10m, 2h"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" | "" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
-    };
-    let millis = value.saturating_mul(unit_ms);
-    if millis > MAX_DURATION_MS {
-        return Err(format!("`{text}` is too long: at most {}d", MAX_DURATION_MS / 86_400_000));
-    }
-    Ok(Duration::from_millis(millis))
-}
-
-/// The longest duration the command line takes: a hundred years, the history Vigil keeps
-/// at most (`vigil_persistence::shared_state::MAX_DAYS_TO_KEEP`).
-const MAX_DURATION_MS: u64 = vigil_persistence::shared_state::MAX_DAYS_TO_KEEP as u64 * 86_400_000;
-
-/// Parses a severity name for `--severity`.
-pub fn parse_severity(text: &str) -> Result<Severity, String> {
-    Severity::parse(&text.to_ascii_lowercase())
-        .ok_or_else(|| format!("`{text}` is not a severity (debug, info, warning, error, critical)"))
-}
-
 fn age(at: Option<Ts>) -> String {
     at.map(|t| format!("{:.1}s", (Utc::now() - t.get()).num_milliseconds() as f64 / 1e3))
         .unwrap_or_else(|| "never".into())
@@ -152,7 +121,7 @@ pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<()
         after_id,
         since: None,
         // Agent filtering happens here, so read more than asked when it applies.
-        limit: Some(if query.agent.is_some() { limit * 20 } else { limit }),
+        limit: Some(if query.agent.is_some() { limit.saturating_mul(20) } else { limit }),
     };
     let keep = |e: &SystemEventRecord| query.agent.as_deref().is_none_or(|a| about_agent(e, a));
     let mut recent: Vec<_> =
@@ -186,12 +155,6 @@ pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<()
             print_event(event, query.json)?;
         }
     }
-}
-
-/// Parses a `--status` of `vigil workflows`.
-pub(super) fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
-    WorkflowStatus::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed or failed"))
 }
 
 /// `vigil workflows`: runs, newest first.
@@ -300,14 +263,61 @@ pub(super) async fn agent_command(
     }
 }
 
-/// `vigil help ask "question"`: files a help request and waits for the answer.
-pub(super) async fn help_ask(state: &SharedState, question: &str, timeout: Duration) -> Result<(), CliError> {
+/// The question of `vigil ask`: the argument, or standard input for `-` (and for no
+/// argument when standard input is not a terminal), at most `max_bytes` long (the
+/// store's `max_text_bytes`, which a help request's text may not exceed).
+pub(super) fn read_question(argument: Option<String>, max_bytes: usize) -> Result<String, CliError> {
+    use std::io::{IsTerminal as _, Read as _};
+    let limit = |len: usize| {
+        if len > max_bytes {
+            Err(CliError::Usage(format!(
+                "the question is longer than {}, the most a help request may hold",
+                human_bytes(max_bytes)
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let question =
+        match argument {
+            Some(question) if question != "-" => question,
+            None if std::io::stdin().is_terminal() => {
+                return Err(CliError::Usage(
+                    "no question: give it as an argument, or `-` to read it from standard input".into(),
+                ));
+            }
+            _ => {
+                let mut bytes = Vec::new();
+                // One byte past the limit tells a question that is too long; no more is read.
+                std::io::stdin().lock().take(max_bytes as u64 + 1).read_to_end(&mut bytes).map_err(|e| {
+                    CliError::Input(format!("cannot read the question from standard input: {e}"))
+                })?;
+                limit(bytes.len())?;
+                String::from_utf8(bytes)
+                    .map_err(|_| CliError::Usage("the question on standard input is not UTF-8 text".into()))?
+            }
+        };
+    limit(question.len())?;
     if question.trim().is_empty() {
         return Err(CliError::Usage("the question is empty".into()));
     }
+    Ok(question)
+}
+
+/// `16 MiB`, `1000 bytes`.
+fn human_bytes(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// `vigil ask "question"`: files a help request and waits for the answer.
+pub(super) async fn ask(state: &SharedState, question: &str, timeout: Duration) -> Result<(), CliError> {
     let request_id = format!("cli-{}-{}", Utc::now().timestamp_micros(), std::process::id());
     state
-        .create_help_request(&request_id, question, Some(serde_json::json!({ "source": "vigil help ask" })))
+        .create_help_request(&request_id, question, Some(serde_json::json!({ "source": "vigil ask" })))
         .await?;
     let started = Instant::now();
     loop {

@@ -59,6 +59,45 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Whether a key of a configuration file holds a secret.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["key", "password", "passwd", "secret", "token", "authorization"].iter().any(|word| key.contains(word))
+}
+
+/// Every secret in a configuration document: each scalar under a secret key (and inside
+/// one), and the password of a URL in any string.
+fn collect_secrets(value: &serde_json::Value, secret: bool, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                collect_secrets(value, secret || is_secret_key(key), out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_secrets(item, secret, out)),
+        Value::String(text) => {
+            if secret {
+                out.push(text.clone());
+            }
+            out.extend(super::parse::url_passwords(text).map(str::to_owned));
+        }
+        Value::Null => {}
+        scalar if secret => out.push(scalar.to_string()),
+        _ => {}
+    }
+}
+
+/// `message` with every secret, as written and as serde quotes it, replaced by `***`.
+fn scrub(message: &str, secrets: &[String]) -> String {
+    let mut message = message.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let quoted = format!("{secret:?}");
+        message = message.replace(&quoted[1..quoted.len() - 1], "***").replace(secret.as_str(), "***");
+    }
+    message
+}
+
 /// One retention pass: deletes what is older than `days` and records what went.
 async fn apply_retention(shared: &SharedState, days: u32) {
     match shared.cleanup_old_data(days).await {
@@ -76,30 +115,49 @@ async fn apply_retention(shared: &SharedState, days: u32) {
 }
 
 impl PlatformConfig {
-    /// Reads `path`; a missing default file is an empty configuration.
+    /// Reads `path`; a missing default file is an empty configuration. A file that
+    /// cannot be read is a runtime error (exit code 1); what is wrong inside it, bad
+    /// usage (exit code 2, see [`PlatformConfig::parse`]).
     pub fn load(path: &Path, explicit: bool) -> Result<Self, CliError> {
         if !explicit && !path.exists() {
             return Ok(Self::default().with_env_secrets(|name| std::env::var(name).ok()));
         }
         let text =
             std::fs::read_to_string(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+        let config = Self::parse(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+        Ok(config.with_env_secrets(|name| std::env::var(name).ok()))
+    }
+
+    /// Parses the text of a configuration file (without the environment's API keys).
+    /// The error names the field (`monitoring.performance.pass_interval: ...`) and never
+    /// holds a secret: nothing of a value under a secret key (`api_key`, `password`,
+    /// `token`, `secret`), and no text of one or of a URL's password anywhere else.
+    pub fn parse(text: &str) -> Result<Self, String> {
         // serde would take a JSON array as the struct's fields in order: only an object is
         // a configuration.
         if !text.trim_start().starts_with('{') {
-            return Err(CliError::Input(format!("{}: expected a JSON object of sections", path.display())));
+            return Err("expected a JSON object of sections".into());
         }
-        // The error names the field (`monitoring.performance.pass_interval: ...`).
-        let config: Self =
-            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
-                .map_err(|e| CliError::Input(format!("{}: {}: {}", path.display(), e.path(), e.inner())))?;
+        // In two steps, so the secrets are known before any error can quote them.
+        // serde_json's syntax errors say where, never what.
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut secrets = Vec::new();
+        collect_secrets(&value, false, &mut secrets);
+        let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let last = path.rsplit('.').next().unwrap_or_default();
+            if is_secret_key(last) {
+                // Even the type named by serde may quote the value: say only where.
+                return format!("{path}: not a valid value (a secret: not shown)");
+            }
+            format!("{path}: {}", scrub(&inner, &secrets))
+        })?;
         let max = vigil_persistence::shared_state::MAX_DAYS_TO_KEEP;
         if config.retention.days.is_some_and(|days| days > max) {
-            return Err(CliError::Usage(format!(
-                "{}: retention.days: at most {max} (or null to keep everything)",
-                path.display()
-            )));
+            return Err(format!("retention.days: at most {max} (or null to keep everything)"));
         }
-        Ok(config.with_env_secrets(|name| std::env::var(name).ok()))
+        Ok(config)
     }
 
     /// Fills the API keys the file leaves out from the environment, so secrets need not
