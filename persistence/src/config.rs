@@ -466,6 +466,41 @@ struct ConfigFile {
     command_timeout: Option<f64>,
 }
 
+/// A parse error of `postgres_config.json` that names the key and the position but no
+/// value: the file holds a password, and serde's messages quote the offending value
+/// ("invalid type: integer `12345`, expected a string"). Only what serde says about
+/// keys (unknown, missing, duplicate) and what it expected is kept.
+fn describe_without_values(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = error.inner();
+    let at = format!("line {} column {}", inner.line(), inner.column());
+    let message = inner.to_string();
+    // serde_json appends " at line L column C" to its messages.
+    let message = message.split(" at line ").next().unwrap_or_default();
+    let path = error.path().to_string();
+    let key = if path == "." { String::new() } else { format!("`{path}`: ") };
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let about_keys = ["unknown field", "missing field", "duplicate field"];
+            if about_keys.iter().any(|prefix| message.starts_with(prefix)) {
+                format!("{key}{message} ({at})")
+            } else {
+                // "invalid type: integer `12345`, expected ..." keeps "invalid type" and
+                // what was expected.
+                let kind =
+                    message.split(':').next().filter(|k| k.starts_with("invalid")).unwrap_or("invalid value");
+                match message.split_once(", expected ") {
+                    Some((_, expected)) => {
+                        format!("{key}{kind}, expected {expected} (the value is not shown) ({at})")
+                    }
+                    None => format!("{key}{kind} (the value is not shown) ({at})"),
+                }
+            }
+        }
+        // Syntax errors and a cut-off file say what was expected, never a value.
+        _ => format!("not valid JSON: {message} ({at})"),
+    }
+}
+
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -548,8 +583,9 @@ impl DatabaseConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let file_error = |reason: String| ConfigError::File { path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-        // serde_json's messages name the key and position, never a value.
-        let file: ConfigFile = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        let file: ConfigFile =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .map_err(|e| file_error(describe_without_values(&e)))?;
         if file.port == Some(0) {
             return Err(file_error("port must be between 1 and 65535".into()));
         }

@@ -233,3 +233,31 @@ fn pool_variables_tune_postgresql_from_any_source_and_win_over_the_file() {
         assert!(matches!(&error, ConfigError::InvalidValue { name: n, .. } if *n == name), "{error:?}");
     }
 }
+
+/// A parse error of `postgres_config.json` never quotes a value: the file holds a
+/// password, which may be the very value that is malformed.
+#[test]
+fn config_file_errors_never_show_a_value() {
+    let cases = [
+        // An unquoted numeric password.
+        (r#"{"user":"app","password":98765432123}"#, "98765432123", "`password`"),
+        // A password string where a number belongs.
+        (r#"{"password":"x","port":"hunter2-secret"}"#, "hunter2-secret", "`port`"),
+        (r#"{"password":"x","max_connections":-777001}"#, "777001", "`max_connections`"),
+        (r#"{"password":"x","command_timeout":"s3cr3t-value"}"#, "s3cr3t-value", "`command_timeout`"),
+        // Broken JSON right after the password.
+        (r#"{"password":"topsecret-pw" "user":"x"}"#, "topsecret-pw", "not valid JSON"),
+    ];
+    for (text, secret, names) in cases {
+        let inputs = ConfigInputs { config_file: Some(temp_file(text)), ..Default::default() };
+        let error = DatabaseConfig::resolve(&inputs).expect_err(text);
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(secret), "{text}: the value leaked: {shown}");
+        assert!(error.to_string().contains(names), "{text}: names the key or the problem: {error}");
+        assert!(error.to_string().contains("line 1"), "{text}: says where: {error}");
+    }
+    // What serde says about keys is kept.
+    let inputs = ConfigInputs { config_file: Some(temp_file(r#"{"pasword":"x"}"#)), ..Default::default() };
+    let error = DatabaseConfig::resolve(&inputs).expect_err("unknown key");
+    assert!(error.to_string().contains("unknown field `pasword`"), "{error}");
+}
