@@ -950,7 +950,10 @@ async fn commit_with_retry(
             }
             None => marker = shared.next_marker(),
         }
-        if !failure.retry {
+        // Splitting a range re-applies its writes under new markers: never while an
+        // earlier transaction of it may have committed. Such a range is retried until
+        // its outcome is known.
+        if !failure.retry && unresolved.is_none() {
             return Err(Failure::Rejected(failure.error));
         }
         if failure.died_sending {
