@@ -112,6 +112,7 @@ fn bad_usage_exits_2_and_runtime_errors_exit_1_on_one_line() {
 
 // ------------------------------------------------------------------ vigil import
 
+use vigil_persistence::presence::Presence;
 use vigil_persistence::shared_state::{Heartbeat, Metric};
 use vigil_persistence::testing::TestDb;
 use vigil_persistence::{DatabaseConfig, HelpStatus, Severity, SharedState, Store};
@@ -475,11 +476,19 @@ fn ask_with_stdin(dir: &Path, args: &[&str], input: Vec<u8>) -> Output {
 fn ask_reads_the_question_from_stdin_within_the_text_limit() {
     let dir = temp_dir();
     assert!(vigil(&dir, &["migrate"]).status.success());
+    // `ask` refuses at once when no platform runs; this test process stands in for one
+    // (its presence is genuine: the process is alive), so the question is filed.
+    block_on(async {
+        let state =
+            SharedState::direct(Store::connect(DatabaseConfig::sqlite(dir.join("vigil.db"))).await.unwrap());
+        let presence = Presence::new(Presence::new_node_id(), 0);
+        state.record_presence(&presence).await.unwrap();
+    });
     let megabyte: String = "why is the sky blue? ".chars().cycle().take(1 << 20).collect();
     for args in [&["ask", "-", "--timeout", "200ms"][..], &["ask", "--timeout", "200ms"]] {
         let out = ask_with_stdin(&dir, args, megabyte.clone().into_bytes());
         let said = String::from_utf8_lossy(&out.stderr);
-        // No platform runs here: the question is filed, and nobody answers it.
+        // The stand-in platform runs no help agent: the question is filed, and nobody answers it.
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
         assert!(said.contains("no answer within"), "{args:?}: {said}");
     }

@@ -41,8 +41,12 @@ fn wait_for_active(dir: &Path, extra: &[&str], n: usize) -> Value {
         let out = vigil(dir, &args);
         if out.status.success() {
             let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
-            let active =
-                status["agents"].as_array().unwrap().iter().filter(|a| a["status"] == "active").count();
+            let active = status["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["recorded_state"] == "active" && a["liveness"] == "running")
+                .count();
             if active >= n {
                 return status;
             }
@@ -65,9 +69,17 @@ fn run_for_on(dir: &Path, extra: &[&str]) {
     let status: Value = serde_json::from_slice(&vigil(dir, &args).stdout).unwrap();
     let agents = status["agents"].as_array().unwrap();
     assert_eq!(agents.len(), 10, "{status}");
-    assert!(agents.iter().all(|a| a["status"] == "shutdown"), "{status}");
-    let health = status["health"].as_object().unwrap();
-    assert!(!health.is_empty(), "the coordinator published health scores: {status}");
+    // Stopped cleanly: the rows say `shutdown`, and nothing claims to run or be healthy.
+    assert!(agents.iter().all(|a| a["recorded_state"] == "shutdown"), "{status}");
+    assert!(agents.iter().all(|a| a["liveness"] == "not_running" && a["health"].is_null()), "{status}");
+    assert_eq!((&status["platform_running"], &status["healthy"]), (&Value::Bool(false), &Value::Bool(false)));
+    assert_eq!(status["platforms"][0]["status"]["verdict"], "stopped", "{status}");
+    let scores = status["last_coordinator_summary"]["agents"].as_object().unwrap();
+    assert!(!scores.is_empty(), "the coordinator published health scores: {status}");
+    let mut args = extra.to_vec();
+    args.push("status");
+    let text = String::from_utf8_lossy(&vigil(dir, &args).stdout).to_string();
+    assert!(text.contains("no platform is running") && text.contains("stopped cleanly"), "{text}");
     let mut args = extra.to_vec();
     args.extend(["health", "--json"]);
     let report: Value = serde_json::from_slice(&vigil(dir, &args).stdout).unwrap();
@@ -176,6 +188,11 @@ fn operating_a_running_platform_from_other_processes() {
     assert_eq!(out.status.code(), Some(1), "fix is refused for an agent that is not parked");
     assert!(String::from_utf8_lossy(&out.stderr).contains("fix shared_state_monitor failed"));
 
+    // While it runs, status says so, with the process that runs it.
+    let out = vigil(&dir, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains(&format!("platform running: pid {}", platform.id())), "{text}");
+
     // SIGTERM: a graceful shutdown that flushes and reports.
     Command::new("kill").args(["-TERM", &platform.id().to_string()]).status().expect("kill");
     let started = Instant::now();
@@ -189,6 +206,67 @@ fn operating_a_running_platform_from_other_processes() {
     let stderr = std::fs::read_to_string(dir.join("run.log")).unwrap();
     assert!(exit.success(), "{stderr}");
     assert!(stderr.contains("SIGTERM; shutting down") && stderr.contains("stopped 10 agents"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// After `kill -9` of `vigil run`, nothing the dead process wrote is replayed as the
+/// present: at the very next read the platform is not running, no agent is running or
+/// healthy, `ask` and `agent` fail at once saying so, and a new `vigil run` starts
+/// without `--force` (the process is looked up, so nobody waits for a lease to expire).
+#[test]
+fn a_killed_platform_is_seen_dead_at_once() {
+    let dir = temp_dir();
+    let mut platform = spawn_run(&dir, &["--for", "300s", "--no-status"]);
+    let running = wait_for_active(&dir, &[], 10);
+    assert_eq!((&running["platform_running"], &running["healthy"]), (&Value::Bool(true), &Value::Bool(true)));
+    // Until it has published its pool figures once (2 s after the start).
+    let started = Instant::now();
+    while serde_json::from_slice::<Value>(&vigil(&dir, &["health", "--json"]).stdout).unwrap()["platform"]
+        .is_null()
+    {
+        assert!(started.elapsed() < DEADLINE, "the platform never published its figures");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    platform.kill().expect("kill -9");
+    platform.wait().expect("reap");
+
+    let out = vigil(&dir, &["status", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&status["platform_running"], &status["healthy"]), (&Value::Bool(false), &Value::Bool(false)));
+    assert_eq!(status["platforms"][0]["status"]["verdict"], "process_gone", "{status}");
+    let agents = status["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 10);
+    for agent in agents {
+        assert_eq!(agent["liveness"], "not_running", "{agent}");
+        assert!(agent["health"].is_null(), "no health score for an agent nothing runs: {agent}");
+        // The row itself still says what the dead process last wrote; it is shown as such.
+        assert_eq!(agent["recorded_state"], "active", "{agent}");
+    }
+    assert_eq!(status["counts"]["running"], 0);
+
+    let text = String::from_utf8_lossy(&vigil(&dir, &["status"]).stdout).to_string();
+    assert!(text.contains("no platform is running") && text.contains("killed or crashed"), "{text}");
+    assert!(text.contains("(active)") && text.contains("not running"), "{text}");
+    let health = String::from_utf8_lossy(&vigil(&dir, &["health"]).stdout).to_string();
+    assert!(health.contains("no platform is running") && health.contains("not the present"), "{health}");
+
+    let started = Instant::now();
+    for args in [&["ask", "how is the system?"][..], &["agent", "restart", "performance_monitor"]] {
+        let out = vigil(&dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no platform is running") && stderr.contains("start `vigil run`"),
+            "{stderr}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "refused at once, not after a timeout");
+
+    // Restarting needs no --force: the killed process is known to be gone.
+    let out = vigil(&dir, &["run", "--for", "2s", "--no-status"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vigil_persistence::lifecycle::{Cause, State, TransitionRecord};
 use vigil_persistence::models::{AgentRecord, HelpRequestRecord};
+use vigil_persistence::presence::Liveness;
 use vigil_persistence::shared_state::{DEFAULT_STALE_AFTER, EventFilter};
 use vigil_persistence::types::Ts;
 use vigil_persistence::{HelpStatus, StoreError};
@@ -652,7 +653,7 @@ impl PlatformResponder {
             .collect()
     }
 
-    async fn agent_report(&self, agent: &AgentRecord, incidents: &[Incident]) -> String {
+    async fn agent_report(&self, agent: &AgentRecord, seen: &LiveStates, incidents: &[Incident]) -> String {
         let mine: Vec<&Incident> = incidents.iter().filter(|i| i.record.agent_id == agent.agent_id).collect();
         let errors: Vec<&Incident> = mine.iter().copied().filter(|i| i.is(IncidentKind::Failed)).collect();
         let restarts = mine.iter().filter(|i| i.is_restart()).count();
@@ -661,10 +662,10 @@ impl PlatformResponder {
             .or(agent.created_at)
             .is_some_and(|t| (chrono::Utc::now() - t.get()).to_std().unwrap_or_default() > self.stale_after);
         let mut text = format!(
-            "Agent {} ({}) is in state {}.\n  last heartbeat: {}{}\n  last state change: {}\n  recent errors: {}, restarts: {}",
+            "Agent {} ({}) is {}.\n  last heartbeat: {}{}\n  last state change: {}\n  recent errors: {}, restarts: {}",
             agent.agent_id,
             agent.agent_name,
-            state_name(agent.status),
+            seen.describe(agent),
             ago(agent.last_heartbeat),
             if stale { " — STALE" } else { "" },
             ago(agent.last_state_change),
@@ -685,6 +686,8 @@ impl PlatformResponder {
     ) -> Result<(Intent, String, Vec<String>), StoreError> {
         let shared = ctx.shared_state();
         let agents = shared.get_registered_agents().await?;
+        // Whether each agent runs, decided now: a row's state is only its last record.
+        let seen = LiveStates::read(shared).await?;
         let text = words(query);
         let mentioned = mentioned_agents(&text, &agents);
         let intent = Intent::classify(&text, !mentioned.is_empty());
@@ -694,7 +697,7 @@ impl PlatformResponder {
                 let incidents = self.incidents(ctx).await?;
                 let mut parts = Vec::new();
                 for agent in &mentioned {
-                    parts.push(self.agent_report(agent, &incidents).await);
+                    parts.push(self.agent_report(agent, &seen, &incidents).await);
                 }
                 parts.join("\n\n")
             }
@@ -742,7 +745,7 @@ impl PlatformResponder {
             Intent::Health => {
                 let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
                 for agent in &agents {
-                    *by_state.entry(state_name(agent.status)).or_default() += 1;
+                    *by_state.entry(seen.label(agent)).or_default() += 1;
                 }
                 let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{s}: {n}")).collect();
                 let stale = shared.get_stale_agents(self.stale_after).await?;
@@ -753,8 +756,9 @@ impl PlatformResponder {
                 let db = shared.get_database_health().await?;
                 let verdict = if stale.is_empty()
                     && failures == 0
-                    && by_state.keys().all(|s| *s != State::Error.as_str() && *s != State::Manual.as_str())
-                {
+                    && by_state.keys().all(|s| {
+                        ![State::Error.as_str(), State::Manual.as_str(), SILENT, NOT_RUNNING].contains(s)
+                    }) {
                     "healthy"
                 } else {
                     "needs attention"
@@ -769,10 +773,8 @@ impl PlatformResponder {
                 )
             }
             Intent::ListAgents => {
-                let lines: String = agents
-                    .iter()
-                    .map(|a| format!("\n  - {}: {}", a.agent_id, state_name(a.status)))
-                    .collect();
+                let lines: String =
+                    agents.iter().map(|a| format!("\n  - {}: {}", a.agent_id, seen.describe(a))).collect();
                 format!("{} registered agent(s):{lines}", agents.len())
             }
             Intent::Help => {
@@ -795,6 +797,40 @@ impl PlatformResponder {
             }
         };
         Ok((intent, answer, ids))
+    }
+}
+
+const SILENT: &str = "silent";
+const NOT_RUNNING: &str = "not running";
+
+/// Each agent's liveness, read once per answer ([`vigil_persistence::presence`]).
+struct LiveStates(std::collections::HashMap<String, Liveness>);
+
+impl LiveStates {
+    async fn read(shared: &vigil_persistence::SharedState) -> Result<Self, StoreError> {
+        let report = shared.liveness().await?;
+        Ok(Self(report.agents.into_iter().map(|a| (a.agent_id, a.liveness)).collect()))
+    }
+
+    fn liveness(&self, agent: &AgentRecord) -> Liveness {
+        self.0.get(&agent.agent_id).copied().unwrap_or(Liveness::NotRunning)
+    }
+
+    /// The state to count it under: its recorded state while it runs.
+    fn label(&self, agent: &AgentRecord) -> &'static str {
+        match self.liveness(agent) {
+            Liveness::Running => state_name(agent.status),
+            Liveness::Silent => SILENT,
+            Liveness::NotRunning => NOT_RUNNING,
+        }
+    }
+
+    /// `active`, or `not running (last recorded active)`.
+    fn describe(&self, agent: &AgentRecord) -> String {
+        match self.liveness(agent) {
+            Liveness::Running => state_name(agent.status).to_owned(),
+            other => format!("{} (last recorded {})", other.as_str(), state_name(agent.status)),
+        }
     }
 }
 

@@ -394,11 +394,21 @@ impl SqliteSnapshot {
             let origin = origin.clone();
             move |reason: String| ImportError::Snapshot { path: origin.clone(), reason }
         };
-        let absolute = std::path::absolute(path).map_err(|e| snapshot_error(e.to_string()))?;
+        // A reader of a WAL database creates `-wal` and `-shm` files beside it, which a
+        // read-only connection cannot remove when it closes. When none exist, nobody has
+        // the database open, so its committed data is all in the file: a byte copy of it
+        // is read instead, and nothing appears beside the user's file.
+        let staged = stage_if_quiescent(path).map_err(|e| snapshot_error(e.to_string()))?;
+        let (source, mode) = match &staged {
+            // Ours alone: `immutable` takes no locks and creates no side files.
+            Some(copy) => (copy.to_path_buf(), "mode=ro&immutable=1"),
+            None => (path.to_owned(), "mode=ro"),
+        };
+        let absolute = std::path::absolute(&source).map_err(|e| snapshot_error(e.to_string()))?;
         // A URI, so SQLite opens the file read-only and never creates it.
         let mut uri =
             url::Url::from_file_path(&absolute).map_err(|()| snapshot_error("not a file path".into()))?;
-        uri.set_query(Some("mode=ro"));
+        uri.set_query(Some(mode));
         let file = tempfile::Builder::new()
             .prefix("vigil-import-")
             .suffix(".db")
@@ -458,6 +468,38 @@ impl SqliteSnapshot {
     pub fn describe(&self) -> String {
         format!("sqlite:{}", self.origin.display())
     }
+}
+
+/// The files SQLite keeps beside a database while it is open (or after a crash).
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+fn has_side_files(path: &std::path::Path) -> bool {
+    SIDE_FILES.iter().any(|suffix| {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        std::path::Path::new(&side).exists()
+    })
+}
+
+/// A byte copy of the database at `path` in the temporary directory when nobody has it
+/// open (no side files before and after the copy, and the file unchanged by it); `None`
+/// when it is in use, and must be read through SQLite's locks.
+fn stage_if_quiescent(path: &std::path::Path) -> std::io::Result<Option<tempfile::TempPath>> {
+    let fingerprint = |path: &std::path::Path| -> std::io::Result<_> {
+        let metadata = std::fs::metadata(path)?;
+        Ok((metadata.len(), metadata.modified()?))
+    };
+    if has_side_files(path) {
+        return Ok(None);
+    }
+    let before = fingerprint(path)?;
+    let copy =
+        tempfile::Builder::new().prefix("vigil-import-source-").suffix(".db").tempfile()?.into_temp_path();
+    std::fs::copy(path, &copy)?;
+    if has_side_files(path) || fingerprint(path)? != before {
+        return Ok(None); // somebody opened it meanwhile: read it properly
+    }
+    Ok(Some(copy))
 }
 
 /// Refuses a source path that is missing, a directory, unreadable or not SQLite, by the

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod models;
 pub mod persistence_actor;
+pub mod presence;
 pub mod requests;
 pub mod schema;
 pub mod shared_state;

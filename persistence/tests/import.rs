@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use vigil_persistence::import::{ImportError, ImportProgress, ImportStage, Importer, SqliteSnapshot};
 use vigil_persistence::shared_state::EventFilter;
-use vigil_persistence::{Severity, SharedState, Store};
+use vigil_persistence::{DatabaseConfig, Severity, SharedState, Store};
 
 use crate::common::TestDb;
 
@@ -616,4 +616,42 @@ async fn one_changed_byte_in_the_target_fails_the_verification() {
     // Without the trigger, the same source imports and verifies.
     let report = Importer::new(&source, &target).run().await.expect("import");
     assert!(report.tables.iter().all(|t| t.matches));
+}
+
+/// A Vigil database is in WAL mode. Read while nobody has it open, its snapshot leaves
+/// no `-wal` or `-shm` files beside it; read while a platform has it open, the snapshot
+/// holds what is committed only in the WAL so far.
+#[tokio::test]
+async fn a_snapshot_leaves_nothing_beside_a_wal_database_and_sees_its_wal() {
+    let dir = std::env::temp_dir().join(format!("vigil-wal-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vigil.db");
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        names.sort();
+        names
+    };
+    {
+        let state = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
+        state.register_agent("closed", "Closed").await.unwrap();
+    } // the last connection closes: SQLite checkpoints and removes its side files
+    assert_eq!(listing(), vec!["vigil.db"], "a closed database has no side files");
+    let snapshot = SqliteSnapshot::take(&path).await.expect("snapshot of a closed database");
+    let copy = SharedState::direct(snapshot.store().clone());
+    assert!(copy.get_agent("closed").await.unwrap().is_some());
+    drop((copy, snapshot));
+    assert_eq!(listing(), vec!["vigil.db"], "nothing created beside the source");
+
+    // Open, with a write still in the WAL: read through SQLite, and the write is there.
+    let live = SharedState::direct(Store::connect(DatabaseConfig::sqlite(&path)).await.unwrap());
+    live.register_agent("in_the_wal", "Live").await.unwrap();
+    assert!(listing().contains(&"vigil.db-wal".to_string()), "{:?}", listing());
+    let snapshot = SqliteSnapshot::take(&path).await.expect("snapshot of an open database");
+    let copy = SharedState::direct(snapshot.store().clone());
+    assert!(copy.get_agent("in_the_wal").await.unwrap().is_some(), "what only the WAL holds is copied");
+    drop((copy, snapshot, live));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -75,6 +75,9 @@ pub struct RuntimeControl {
     /// for the asking agent's shutdown would hold that agent's shutdown hook until its
     /// timeout.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// This runtime's node id (see [`vigil_persistence::presence`]), which every
+    /// heartbeat records so a reader can tell whether the agent's runtime still runs.
+    node: Arc<str>,
 }
 
 impl std::fmt::Debug for RuntimeControl {
@@ -84,8 +87,13 @@ impl std::fmt::Debug for RuntimeControl {
 }
 
 impl RuntimeControl {
-    pub(crate) fn new(registry: Registry) -> Self {
-        Self { registry, stopping: Arc::default() }
+    pub(crate) fn new(registry: Registry, node: String) -> Self {
+        Self { registry, stopping: Arc::default(), node: node.into() }
+    }
+
+    /// This runtime's node id: `host/pid/n`.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Marks the runtime as shutting down (see [`ControlError::ShuttingDown`]).

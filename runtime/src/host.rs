@@ -606,6 +606,9 @@ impl<A: Agent> AgentHost<A> {
             "overruns": self.overruns,
             "busy_secs": self.busy_micros.get() as f64 / 1e6,
             "last_cycle_ms": self.last_cycle_micros.get().map(|us| us as f64 / 1e3),
+            // What a reader needs to judge liveness at read time (`presence`).
+            "node": self.ctx.control().node(),
+            "heartbeat_interval_secs": self.settings.heartbeat_interval.as_secs_f64(),
         })
     }
 

@@ -40,7 +40,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
+use vigil_persistence::presence::{Presence, RENEW_EVERY};
 use vigil_persistence::shared_state::Writer;
+use vigil_persistence::types::Ts;
 use vigil_persistence::{PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState};
 
 use crate::agent::Agent;
@@ -188,12 +190,23 @@ impl RuntimeBuilder {
                 (shared, Some(writer))
             }
         };
-        let control = RuntimeControl::new(Arc::default());
+        let presence = Presence::new(Presence::new_node_id(), seen.len());
+        let control = RuntimeControl::new(Arc::default(), presence.node.clone());
+        // Recorded before any agent starts (the writer keeps order), so a reader that
+        // sees an agent's heartbeat naming this node also finds the node.
+        let renewer = spawn_presence_renewer(shared.clone(), presence);
         let env = Environment { shared, events: self.events, control };
         let (ready, started) = tokio::sync::oneshot::channel();
         let root = Supervisor::new(self.top, env.clone(), None, ready).start();
-        let runtime =
-            Runtime { inner: Arc::new(RuntimeInner { env, root, owned_writer, commands: Mutex::new(None) }) };
+        let runtime = Runtime {
+            inner: Arc::new(RuntimeInner {
+                env,
+                root,
+                owned_writer,
+                commands: Mutex::new(None),
+                presence: Mutex::new(Some(renewer)),
+            }),
+        };
         let failure = match tokio::time::timeout(self.start_timeout, started).await {
             Ok(Ok(failures)) => failures
                 .into_iter()
@@ -226,6 +239,35 @@ struct RuntimeInner {
     owned_writer: Option<PersistenceHandle>,
     /// The operator command processor, when enabled; stopped at shutdown.
     commands: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
+    /// Renews this runtime's presence; at shutdown it is stopped and the presence
+    /// marked stopped.
+    presence: Mutex<Option<PresenceRenewer>>,
+}
+
+/// The task that renews a runtime's presence every [`RENEW_EVERY`], on its own timer.
+struct PresenceRenewer {
+    task: actix_rt::task::JoinHandle<()>,
+    presence: Arc<Mutex<Presence>>,
+}
+
+fn spawn_presence_renewer(shared: SharedState, presence: Presence) -> PresenceRenewer {
+    let presence = Arc::new(Mutex::new(presence));
+    let current = presence.clone();
+    let task = actix_rt::spawn(async move {
+        let mut ticks = tokio::time::interval(RENEW_EVERY);
+        loop {
+            ticks.tick().await; // the first tick is at once: the initial record
+            let renewed = {
+                let mut presence = current.lock().expect("presence lock");
+                presence.renewed_at = Ts::now();
+                presence.clone()
+            };
+            if let Err(e) = shared.record_presence(&renewed).await {
+                tracing::warn!(node = %renewed.node, error = %e, "presence not renewed");
+            }
+        }
+    });
+    PresenceRenewer { task, presence }
 }
 
 /// A handle to a running supervision tree. Cheap to clone.
@@ -323,6 +365,16 @@ impl Runtime {
             processor.abort();
         }
         let mut report = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();
+        // Every agent has stopped: readers now learn that nothing here runs them.
+        let renewer = self.inner.presence.lock().expect("presence lock").take();
+        if let Some(renewer) = renewer {
+            renewer.task.abort();
+            let mut stopped = renewer.presence.lock().expect("presence lock").clone();
+            stopped.stopped_at = Some(Ts::now());
+            if let Err(e) = self.inner.env.shared.record_presence(&stopped).await {
+                tracing::warn!(node = %stopped.node, error = %e, "could not mark the presence stopped");
+            }
+        }
         // Everything the agents wrote, their shutdown hooks included, is committed before
         // the runtime reports done: a writer of the runtime's own is flushed and
         // stopped, a borrowed one flushed.

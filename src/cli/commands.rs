@@ -42,11 +42,35 @@ pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliErr
     let persistence = state.get_system_state(super::run::PERSISTENCE_STATS_KEY).await?;
     // Its pool and query figures; `report.pool` and `report.queries` are this command's.
     let platform = state.get_system_state(super::run::PLATFORM_STATS_KEY).await?;
+    // Whether those figures are the present: only while a platform runs.
+    let liveness = state.liveness().await?;
+    let running = liveness.platform_running();
     if json {
         let mut value = serde_json::to_value(&report).map_err(|e| CliError::Output(e.to_string()))?;
+        value["platform_running"] = running.into();
+        value["platforms"] = serde_json::to_value(&liveness.platforms).unwrap_or_default();
         value["persistence"] = persistence.unwrap_or(serde_json::Value::Null);
         value["platform"] = platform.unwrap_or(serde_json::Value::Null);
         return print_json(&value);
+    }
+    if running {
+        let nodes: Vec<String> = liveness
+            .running()
+            .map(|p| {
+                format!(
+                    "pid {} on {} (node {})",
+                    p.presence.process.pid, p.presence.process.host, p.presence.node
+                )
+            })
+            .collect();
+        out!("running    {}", nodes.join(", "))?;
+    } else {
+        out!("running    {}", liveness.no_platform_message("this database"))?;
+        if platform.is_some() || persistence.is_some() {
+            out!(
+                "           (the platform and writer figures below are the last it published, not the present)"
+            )?;
+        }
     }
     if let Some(stats) = &platform {
         let (pool, queries) = (&stats["pool"], &stats["queries"]);

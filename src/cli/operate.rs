@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use vigil_persistence::SharedState;
 use vigil_persistence::commands::CommandAction;
-use vigil_persistence::models::{AgentRecord, SystemEventRecord};
+use vigil_persistence::models::SystemEventRecord;
+use vigil_persistence::presence::{self, Liveness, LivenessReport};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::types::Ts;
 use vigil_persistence::workflow_runs::WorkflowStatus;
@@ -21,35 +22,25 @@ use super::{CliError, print_json};
 /// How often a waiting command looks again.
 const POLL: Duration = Duration::from_millis(200);
 
-fn age(at: Option<Ts>) -> String {
-    at.map(|t| format!("{:.1}s", (Utc::now() - t.get()).num_milliseconds() as f64 / 1e3))
-        .unwrap_or_else(|| "never".into())
-}
-
-/// `vigil status [--json] [--watch]`.
+/// `vigil status [--json] [--watch]`: every agent with its liveness, decided now (see
+/// [`vigil_persistence::presence`]): a row's state is shown as recorded, but whether
+/// the agent runs comes from its runtime's presence and its heartbeat's age against
+/// its own interval, and a health score only for an agent that runs.
 pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Result<(), CliError> {
+    let database = state.store().config().describe();
     loop {
-        let agents = state.get_registered_agents().await?;
+        let report = state.liveness().await?;
         let summary = state.get_system_state(vigil_actors::coordinator::SUMMARY_KEY).await?;
-        let health: HashMap<String, f64> = summary
-            .as_ref()
-            .and_then(|s| s.get("agents"))
-            .and_then(|a| a.as_object())
-            .map(|agents| {
-                agents
-                    .iter()
-                    .filter_map(|(id, v)| v.get("health").and_then(|h| h.as_f64()).map(|h| (id.clone(), h)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let health = running_health(&report, summary.as_ref());
         if json {
-            print_json(&serde_json::json!({ "agents": agents, "health": health, "summary": summary }))?;
+            print_json(&status_json(&report, &health, summary))?;
         } else {
             if watch {
                 use std::io::Write as _;
                 write!(std::io::stdout(), "\x1b[2J\x1b[H").map_err(CliError::from_write)?;
             }
-            print_agents(&agents, &health)?;
+            print_platforms(&report, &database)?;
+            print_agents(&report, &health)?;
         }
         if !watch {
             return Ok(());
@@ -61,23 +52,126 @@ pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Resu
     }
 }
 
-fn print_agents(agents: &[AgentRecord], health: &HashMap<String, f64>) -> Result<(), CliError> {
-    if agents.is_empty() {
-        out!("no agents registered")?;
+/// The coordinator's last health score of each agent that runs now. A score it wrote
+/// about an agent that no longer runs (or before its own runtime died) is not shown.
+fn running_health(report: &LivenessReport, summary: Option<&serde_json::Value>) -> HashMap<String, f64> {
+    let scores = summary.and_then(|s| s.get("agents")).and_then(|a| a.as_object());
+    report
+        .agents
+        .iter()
+        .filter(|agent| agent.liveness == Liveness::Running)
+        .filter_map(|agent| {
+            let score = scores?.get(&agent.agent_id)?.get("health")?.as_f64()?;
+            Some((agent.agent_id.clone(), score))
+        })
+        .collect()
+}
+
+fn status_json(
+    report: &LivenessReport,
+    health: &HashMap<String, f64>,
+    summary: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let agents: Vec<serde_json::Value> = report
+        .agents
+        .iter()
+        .map(|agent| {
+            let mut value = serde_json::to_value(agent).unwrap_or_default();
+            value["health"] = health.get(&agent.agent_id).copied().into();
+            value
+        })
+        .collect();
+    let count = |liveness: Liveness| report.agents.iter().filter(|a| a.liveness == liveness).count();
+    serde_json::json!({
+        "platform_running": report.platform_running(),
+        "healthy": report.healthy(),
+        "platforms": report.platforms,
+        "agents": agents,
+        "counts": {
+            "running": count(Liveness::Running),
+            "silent": count(Liveness::Silent),
+            "not_running": count(Liveness::NotRunning),
+        },
+        // What the coordinator last wrote, with its own `at`: a record, not the present.
+        "last_coordinator_summary": summary,
+    })
+}
+
+fn print_platforms(report: &LivenessReport, database: &str) -> Result<(), CliError> {
+    if !report.platform_running() {
+        out!("{}", report.no_platform_message(database))?;
         return Ok(());
     }
-    out!("{:<32} {:<12} {:>14} {:>7}", "AGENT", "STATE", "HEARTBEAT AGE", "HEALTH")?;
-    for agent in agents {
-        let score = health.get(&agent.agent_id).map(|h| format!("{h:.0}")).unwrap_or_else(|| "-".into());
+    for platform in report.running() {
+        let p = &platform.presence;
         out!(
-            "{:<32} {:<12} {:>14} {:>7}",
-            agent.agent_id,
-            agent.status.map_or("-", vigil_persistence::State::as_str),
-            age(agent.last_heartbeat),
-            score
+            "platform running: pid {} on {} (node {}), up {}, renewed {} ago, {} agents",
+            p.process.pid,
+            p.process.host,
+            p.node,
+            presence::human_age(since(p.started_at)),
+            presence::human_age(since(p.renewed_at)),
+            p.agents
         )?;
     }
     Ok(())
+}
+
+fn since(at: Ts) -> Duration {
+    (Utc::now() - at.get()).to_std().unwrap_or_default()
+}
+
+fn print_agents(report: &LivenessReport, health: &HashMap<String, f64>) -> Result<(), CliError> {
+    if report.agents.is_empty() {
+        out!("no agents registered")?;
+        return Ok(());
+    }
+    out!(
+        "{:<32} {:<12} {:<12} {:>14} {:>9} {:>7}",
+        "AGENT",
+        "STATE",
+        "LIVENESS",
+        "HEARTBEAT AGE",
+        "INTERVAL",
+        "HEALTH"
+    )?;
+    for agent in &report.agents {
+        let score = health.get(&agent.agent_id).map(|h| format!("{h:.0}")).unwrap_or_else(|| "-".into());
+        // A recorded state is only the present while the agent runs.
+        let recorded = agent.recorded_state.map_or("-", vigil_persistence::State::as_str);
+        let state = if agent.liveness == Liveness::NotRunning {
+            format!("({recorded})")
+        } else {
+            recorded.to_owned()
+        };
+        let age = agent
+            .heartbeat_age_secs
+            .map_or_else(|| "never".into(), |secs| presence::human_age(Duration::from_secs_f64(secs)));
+        out!(
+            "{:<32} {state:<12} {:<12} {age:>14} {:>9} {score:>7}",
+            agent.agent_id,
+            agent.liveness.as_str(),
+            presence::human_age(Duration::from_secs_f64(agent.heartbeat_interval_secs)),
+        )?;
+    }
+    if report.agents.iter().any(|a| a.liveness == Liveness::NotRunning) {
+        out!("(state) is what the row last recorded; nothing runs that agent now")?;
+    }
+    Ok(())
+}
+
+/// Fails at once, saying so, when no platform runs on the database: a command filed
+/// for the platform to carry out would only wait for nobody.
+pub(super) async fn require_platform(state: &SharedState, what: &str) -> Result<(), CliError> {
+    let report = state.liveness().await?;
+    if report.platform_running() {
+        return Ok(());
+    }
+    let database = state.store().config().describe();
+    Err(CliError::Input(format!(
+        "{}; start `vigil run` there before {what}",
+        report.no_platform_message(&database)
+    )))
 }
 
 /// What `vigil events` shows.
@@ -237,6 +331,7 @@ pub(super) async fn agent_command(
     if state.get_agent(agent_id).await?.is_none() {
         return Err(CliError::Input(format!("no agent `{agent_id}` is registered (see `vigil status`)")));
     }
+    require_platform(state, &format!("asking it to {}", action.as_str())).await?;
     let requester = format!("vigil-cli@{}", std::process::id());
     let id = state.submit_agent_command(agent_id, action, Some(&requester)).await?;
     let started = Instant::now();
@@ -315,6 +410,7 @@ fn human_bytes(bytes: usize) -> String {
 
 /// `vigil ask "question"`: files a help request and waits for the answer.
 pub(super) async fn ask(state: &SharedState, question: &str, timeout: Duration) -> Result<(), CliError> {
+    require_platform(state, "asking (its help agent answers)").await?;
     let request_id = format!("cli-{}-{}", Utc::now().timestamp_micros(), std::process::id());
     state
         .create_help_request(&request_id, question, Some(serde_json::json!({ "source": "vigil ask" })))

@@ -11,6 +11,7 @@ use vigil_actors::monitoring_config::MonitoringConfig;
 use vigil_actors::{
     AIHelpAgent, AiHelpConfig, LangGraphConfig, LangGraphExecutor, LangSmithBridge, LangSmithConfig,
 };
+use vigil_persistence::presence::{self, Liveness};
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, Severity, SharedState, Store};
 use vigil_runtime::{ChildSpec, RestartIntensity, Runtime, State};
@@ -227,38 +228,33 @@ pub(crate) fn json_line(level: &str, message: &str) -> serde_json::Value {
     })
 }
 
-/// How recent a heartbeat of a running agent must be for its platform to count as
-/// alive: three of the built-in agents' 30 s intervals.
-const ALIVE_WITHIN: Duration = Duration::from_secs(90);
-
 /// Refuses to start next to a live platform on the same database: the same agent ids
-/// would overwrite each other's rows and repair each other's states. Alive means one of
-/// `ids` is in a running state with a heartbeat within [`ALIVE_WITHIN`]; a platform
-/// stopped cleanly left its agents in `shutdown`.
+/// would overwrite each other's rows and repair each other's states. Live is decided
+/// now, as `vigil status` decides it ([`vigil_persistence::presence`]): one of `ids`
+/// is run by a runtime whose process is alive (looked up by pid on this machine) or,
+/// on another machine, that renewed its presence within the lease. A platform killed
+/// on this machine therefore never blocks a restart; `--force` is for one killed
+/// elsewhere less than a lease ago.
 async fn refuse_if_running(shared: &SharedState, ids: &[String], description: &str) -> Result<(), CliError> {
-    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(ALIVE_WITHIN).unwrap_or_default();
-    let live = shared.get_registered_agents().await?.into_iter().find(|agent| {
-        let running = agent.status.is_some_and(|s| s != State::Shutdown);
-        let fresh = agent.last_heartbeat.is_some_and(|t| t.get() > cutoff);
-        running && fresh && ids.contains(&agent.agent_id)
-    });
-    match live {
-        None => Ok(()),
-        Some(agent) => {
-            let age = agent
-                .last_heartbeat
-                .map(|t| (chrono::Utc::now() - t.get()).num_seconds())
-                .unwrap_or_default();
-            Err(CliError::Input(format!(
-                "another platform is running on {description}: `{}` is {} with a heartbeat {age} s ago; \
-                 stop it first (two would overwrite each other's agents), or pass --force if it was \
-                 killed less than {} s ago",
-                agent.agent_id,
-                agent.status.map_or("in no state", State::as_str),
-                ALIVE_WITHIN.as_secs()
-            )))
-        }
-    }
+    let report = shared.liveness().await?;
+    let live = report
+        .agents
+        .iter()
+        .find(|agent| agent.liveness != Liveness::NotRunning && ids.contains(&agent.agent_id));
+    let Some(agent) = live else { return Ok(()) };
+    let node = agent.node.as_deref().unwrap_or("?");
+    let owner = report.platforms.iter().find(|p| p.presence.node == node);
+    let whom = owner.map_or_else(
+        || format!("node {node}"),
+        |p| format!("pid {} on {} (node {node})", p.presence.process.pid, p.presence.process.host),
+    );
+    Err(CliError::Input(format!(
+        "another platform is running on {description}: `{}` is run by {whom}; stop it first (two would \
+         overwrite each other's agents), or pass --force if that process is gone and it was on another \
+         machine (it counts as gone {} s after its last renewal)",
+        agent.agent_id,
+        presence::LEASE_TIMEOUT.as_secs()
+    )))
 }
 
 /// The restart intensity of the built-in tree's supervisor: **5 restarts within 60 s**,
