@@ -46,7 +46,10 @@ fn migrate_health_and_status_on_the_embedded_default() {
 
     let out = vigil(&dir, &["status"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no agents registered");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no platform is running on sqlite:vigil.db (none has ever run there)\nno agents registered"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
