@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use vigil::prelude::*;
-use vigil::runtime::{AgentMessage, Handles, Runtime, State};
 
 /// Counts words it is sent and reports its total every cycle.
-#[derive(vigil::runtime::Agent, Default)]
+#[derive(Agent, Default)]
 #[agent(name = "word_counter", cycle = "200ms", heartbeat = "1s")]
 struct WordCounter {
     words: usize,

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use vigil::prelude::*;
-use vigil::runtime::Runtime;
 
 /// Reports the process's resident memory as a metric each cycle.
-#[derive(vigil::runtime::Agent, Default)]
+#[derive(Agent, Default)]
 #[agent(name = "memory_probe", cycle = "500ms", heartbeat = "1s")]
 struct MemoryProbe;
 

@@ -13,9 +13,8 @@
 
 use std::time::Duration;
 
-use vigil::runtime::supervisor::{Strategy, SupervisorSpec};
+use vigil::prelude::*;
 use vigil::runtime::testkit::{Fault, FaultPlan, faulty_child, memory_state, wait_until_active};
-use vigil::runtime::{EventKind, RestartIntensity, Runtime};
 
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

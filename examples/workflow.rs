@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 use vigil::actors::langgraph::{END, Graph, LangGraphExecutor, NodeContext, START};
 use vigil::persistence::workflow_runs::{WorkflowRunRecord, WorkflowStatus};
 use vigil::prelude::*;
-use vigil::runtime::Runtime;
 
 /// The workflow's state, checkpointed as JSON after every step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

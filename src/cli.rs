@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vigil_persistence::commands::CommandAction;
-use vigil_persistence::config::{ConfigError, ConfigInputs, SqliteLocation};
+use vigil_persistence::config::{ConfigInputs, DatabaseConfigError, SqliteLocation};
 use vigil_persistence::import::ImportError;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
@@ -414,9 +414,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let explicit_url = cli.database_url;
     match cli.command {
         Command::Migrate => commands::migrate(resolve(explicit_url)?).await,
-        Command::Health { json } => commands::health(&connect(resolve(explicit_url)?).await?, json).await,
+        Command::Health { json } => {
+            commands::health(&connect_read_only(resolve(explicit_url)?).await?, json).await
+        }
         Command::SlowQueries { min_ms, limit, json } => {
-            commands::slow_queries(&connect(resolve(explicit_url)?).await?, min_ms, limit, json).await
+            commands::slow_queries(&connect_read_only(resolve(explicit_url)?).await?, min_ms, limit, json)
+                .await
         }
         Command::Run { run_for, config, no_status, log_format, force } => {
             let options = run::RunOptions {
@@ -430,17 +433,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             run::run_platform(resolve(explicit_url)?, options).await
         }
         Command::Status { json, watch } => {
-            operate::status(&connect(resolve(explicit_url)?).await?, json, watch).await
+            operate::status(&connect_read_only(resolve(explicit_url)?).await?, json, watch).await
         }
         Command::Events { follow, agent, severity, event_type, limit, json } => {
             let query = operate::EventsQuery { follow, agent, severity, event_type, limit, json };
-            operate::events(&connect(resolve(explicit_url)?).await?, query).await
+            operate::events(&connect_read_only(resolve(explicit_url)?).await?, query).await
         }
         Command::Workflows { status, limit, json } => {
-            operate::workflows(&connect(resolve(explicit_url)?).await?, status, limit, json).await
+            operate::workflows(&connect_read_only(resolve(explicit_url)?).await?, status, limit, json).await
         }
         Command::Metrics { agent, name, since, limit, json } => {
-            let state = connect(resolve(explicit_url)?).await?;
+            let state = connect_read_only(resolve(explicit_url)?).await?;
             operate::metrics(&state, agent.as_deref(), name.as_deref(), since, limit, json).await
         }
         Command::Agent { action } => {
@@ -496,11 +499,21 @@ fn resolve_from(inputs: ConfigInputs) -> Result<DatabaseConfig, CliError> {
         }
     }
     let config = DatabaseConfig::resolve(&inputs).map_err(|e| match e {
-        e @ (ConfigError::InvalidUrl { .. } | ConfigError::InvalidValue { .. }) => {
+        e @ (DatabaseConfigError::InvalidUrl { .. } | DatabaseConfigError::InvalidValue { .. }) => {
             CliError::Usage(e.to_string())
         }
         e => StoreError::from(e).into(),
     })?;
+    if let DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } = &config
+        && path.is_dir()
+    {
+        // SQLite would only say "unable to open database file".
+        return Err(CliError::Input(format!(
+            "sqlite:{} is a directory, not a database file (name a file in it, e.g. sqlite:{}/vigil.db)",
+            path.display(),
+            path.display()
+        )));
+    }
     tracing::debug!(database = %config.describe(), "resolved database");
     Ok(config)
 }
@@ -509,7 +522,19 @@ fn resolve_from(inputs: ConfigInputs) -> Result<DatabaseConfig, CliError> {
 /// and `run` create the SQLite file: `vigil status` in the wrong directory says so
 /// instead of leaving an empty `vigil.db` behind.
 async fn connect(config: DatabaseConfig) -> Result<SharedState, CliError> {
-    if let DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } = &config
+    require_existing(&config)?;
+    Ok(SharedState::direct(Store::connect(config).await?))
+}
+
+/// [`connect`] for a command that only reads: an SQLite file is opened read-only and
+/// not migrated, so a read-only file or folder can be inspected.
+async fn connect_read_only(config: DatabaseConfig) -> Result<SharedState, CliError> {
+    require_existing(&config)?;
+    Ok(SharedState::direct(Store::connect_read_only(config).await?))
+}
+
+fn require_existing(config: &DatabaseConfig) -> Result<(), CliError> {
+    if let DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } = config
         && !path.exists()
     {
         return Err(CliError::Input(format!(
@@ -517,5 +542,5 @@ async fn connect(config: DatabaseConfig) -> Result<SharedState, CliError> {
             path.display()
         )));
     }
-    Ok(SharedState::direct(Store::connect(config).await?))
+    Ok(())
 }

@@ -12,7 +12,9 @@
 //! | [`runtime`]          | the [`Agent`] trait and derive, lifecycle, supervision      |
 //! | [`actors`]           | the built-in agents                                        |
 //!
-//! and hosts the `vigil` command (see [`cli`]).
+//! and hosts the `vigil` command (the `cli` feature, on by default; an embedding
+//! application turns it off with `default-features = false` and does not build clap or
+//! install a global tracing subscriber).
 
 pub use vigil_actors as actors;
 pub use vigil_persistence as persistence;
@@ -23,15 +25,18 @@ pub use vigil_runtime::{
     Agent, AgentContext, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart,
 };
 
+#[cfg(feature = "cli")]
 pub mod cli;
 
-/// The names most programs need: `use vigil::prelude::*;`.
+/// The names most programs need: `use vigil::prelude::*;` is the one import an
+/// embedding application or an agent author writes.
 pub mod prelude {
     pub use vigil_persistence::shared_state::{Heartbeat, Metric};
-    pub use vigil_persistence::{DatabaseConfig, Severity, SharedState, State, Store, StoreError};
-    pub use vigil_runtime::{
-        Agent, AgentContext, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart,
+    pub use vigil_persistence::{
+        DatabaseConfig, PersistenceConfig, Severity, SharedState, State, Store, StoreError,
     };
+    pub use vigil_runtime::AgentDescriptor;
+    pub use vigil_runtime::prelude::*;
 }
 
 /// The README's Rust examples, compiled as doctests.

@@ -53,6 +53,73 @@ fn migrate_health_and_status_on_the_embedded_default() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A directory named as the SQLite database is refused at once, saying so (SQLite itself
+/// would only say "unable to open database file").
+#[test]
+fn a_directory_is_not_a_database_file() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for command in ["status", "migrate"] {
+        let out = vigil(&dir, &["--database-url", "sqlite:data", command]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("sqlite:data is a directory, not a database file"), "{command}: {stderr}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `vigil` as a user who cannot write `dir`: this user when it is not root (root
+/// writes anything), else `nobody` through `setpriv`.
+fn vigil_without_write_access(dir: &Path, args: &[&str]) -> Output {
+    let root =
+        std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut command = if root {
+        let mut setpriv = Command::new("setpriv");
+        setpriv.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", env!("CARGO_BIN_EXE_vigil")]);
+        setpriv
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+    };
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("POSTGRES_CONNECTION_STRING")
+        .env_remove("USE_POSTGRESQL")
+        .output()
+        .expect("run vigil (as root this needs setpriv, from util-linux)")
+}
+
+/// A database in a read-only folder, itself read-only: the commands that only read open
+/// it read-only and work; one that writes fails at once (not after retrying for the
+/// pool's timeout) and says why.
+#[test]
+fn a_read_only_database_is_read_and_a_write_fails_at_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir();
+    assert!(vigil(&dir, &["migrate"]).status.success());
+    let db = dir.join("vigil.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    for args in [&["status"][..], &["events"], &["health"], &["metrics"], &["workflows"]] {
+        let out = vigil_without_write_access(&dir, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let status = String::from_utf8_lossy(&vigil_without_write_access(&dir, &["status"]).stdout).to_string();
+    assert!(status.contains("no platform is running"), "{status}");
+
+    let started = std::time::Instant::now();
+    let out = vigil_without_write_access(&dir, &["cleanup", "--days", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("sqlite:vigil.db") && stderr.contains("read-only"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "not retried: {:?}", started.elapsed());
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("vigil.db")], "nothing created in the folder");
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn workflows_lists_runs_by_status() {
     let dir = temp_dir();

@@ -1,52 +1,20 @@
 //! Pieces shared by the agents' configuration structs: durations written as text
-//! (`"250ms"`, `"5s"`, `"2m"`, `"1h"`, or a number of seconds) and the HTTP retry
-//! policy.
+//! (`"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"1d"`, or a number of seconds) and the HTTP
+//! retry policy.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Serde for [`Duration`], the one way every agent config writes a duration: text with
-/// a unit, `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, or a bare number of seconds (`30`,
-/// `0.5`, `"30"`). Written back in the largest unit that is exact.
+/// Serde for [`Duration`], the one way every agent config writes a duration: text in
+/// the grammar of [`vigil_persistence::duration`] (`"250ms"`, `"1.5s"`, `"2m"`, `"1h"`,
+/// `"1d"`), or a bare number of seconds (`30`, `0.5`, `"30"`). Written back in the
+/// largest unit that is exact. Use it as `#[serde(with = "duration")]`.
 pub mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    /// Formats a duration the way [`parse`] reads it.
-    pub fn format(d: Duration) -> String {
-        let ms = d.as_millis();
-        if d.subsec_nanos() % 1_000_000 != 0 {
-            format!("{}s", d.as_secs_f64())
-        } else if ms == 0 {
-            "0s".into()
-        } else if ms % 3_600_000 == 0 {
-            format!("{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 {
-            format!("{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    }
-
-    /// Parses `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, or `"30"` (seconds).
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration like \"5s\""))?;
-        let seconds = match unit.trim() {
-            "ms" => value / 1e3,
-            "" | "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
-        };
-        Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-    }
+    pub use vigil_persistence::duration::{format, parse};
 
     /// Serializes as text.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -108,7 +76,7 @@ pub(crate) use setters;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
-pub struct RetryPolicy {
+pub struct HttpRetryPolicy {
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
     /// Wait after the first failed attempt.
@@ -119,7 +87,7 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for HttpRetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 3,
@@ -129,7 +97,7 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl HttpRetryPolicy {
     /// A policy of `max_attempts` attempts starting at `base_backoff`.
     pub fn new(max_attempts: u32, base_backoff: Duration) -> Self {
         Self { max_attempts, base_backoff, ..Self::default() }
@@ -149,30 +117,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_and_write_back() {
-        let cases = [
-            ("250ms", 250),
-            ("5s", 5000),
-            ("1.5s", 1500),
-            ("2m", 120_000),
-            ("1h", 3_600_000),
-            ("30", 30_000),
-        ];
-        for (text, ms) in cases {
-            assert_eq!(duration::parse(text).unwrap(), Duration::from_millis(ms), "{text}");
-        }
-        for (d, text) in [(1500, "1500ms"), (120_000, "2m"), (5000, "5s"), (0, "0s")] {
-            assert_eq!(duration::format(Duration::from_millis(d)), text);
-            assert_eq!(duration::parse(text).unwrap(), Duration::from_millis(d));
-        }
-        let odd = Duration::from_micros(1_500_250);
-        assert_eq!(duration::parse(&duration::format(odd)).unwrap(), odd);
-        assert!(duration::parse("5 parsecs").is_err());
-        assert!(duration::parse("soon").is_err());
-        assert!(duration::parse("-1s").is_err());
-    }
-
-    #[test]
     fn a_bare_json_number_is_seconds() {
         #[derive(Deserialize)]
         struct Timeout(#[serde(with = "duration")] Duration);
@@ -185,7 +129,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let policy = RetryPolicy {
+        let policy = HttpRetryPolicy {
             max_attempts: 5,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(300),

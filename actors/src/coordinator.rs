@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::{Severity, StoreError};
-use vigil_runtime::{Agent, AgentContext, AgentResult, State};
+use vigil_runtime::{Agent, AgentContext, State};
 
 use crate::monitoring_config::CoordinatorConfig;
-use crate::observe::{self, PassClock, RestartOutcome};
+use crate::observe::{self, RestartOutcome};
 use crate::scoring;
 
 /// The system-state key of the summary.
@@ -34,10 +34,11 @@ pub const SUMMARY_KEY: &str = "system_health_summary";
 /// Scores agents, asks for recoveries and publishes the system health. See the
 /// module docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "agent_coordinator", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "agent_coordinator", cycle = "30s")]
 pub struct AgentCoordinator {
     config: CoordinatorConfig,
-    clock: PassClock,
     /// The last health of every agent (the registry the coordinator holds).
     registry: BTreeMap<String, f64>,
     /// Recovery requests per agent within the window.
@@ -49,18 +50,14 @@ pub struct AgentCoordinator {
 impl AgentCoordinator {
     /// A coordinator with `config`.
     pub fn new(config: CoordinatorConfig) -> Self {
-        Self {
-            config,
-            clock: PassClock::default(),
-            registry: BTreeMap::new(),
-            attempts: BTreeMap::new(),
-            exhausted: BTreeSet::new(),
-        }
+        Self { config, registry: BTreeMap::new(), attempts: BTreeMap::new(), exhausted: BTreeSet::new() }
     }
 
-    /// A factory capturing `config`.
-    pub fn factory(config: CoordinatorConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: CoordinatorConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     /// The last health score of every agent.
@@ -149,7 +146,6 @@ impl AgentCoordinator {
 }
 
 impl Agent for AgentCoordinator {
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }

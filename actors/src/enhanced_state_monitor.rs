@@ -29,10 +29,10 @@ use vigil_persistence::shared_state::Metric;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity, StoreError};
 
-use vigil_runtime::{Agent, AgentContext, AgentResult, State};
+use vigil_runtime::{Agent, AgentContext, State};
 
 use crate::monitoring_config::{EnhancedMonitorConfig, IntervalEstimate};
-use crate::observe::{self, PassClock};
+use crate::observe;
 use crate::scoring::{self, SharedStateFindings};
 
 /// Unfinished runs of each status looked at per pass (newest first; far more than a
@@ -41,10 +41,11 @@ const STALLED_SCAN: i64 = 1_000;
 
 /// Checks and repairs the shared state. See the module docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "enhanced_shared_state_monitor", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "enhanced_shared_state_monitor", cycle = "60s")]
 pub struct EnhancedSharedStateMonitorAgent {
     config: EnhancedMonitorConfig,
-    clock: PassClock,
     /// Mismatches seen at the previous pass: agent -> (DB status, runtime state).
     mismatches: BTreeMap<String, (Option<State>, State)>,
 }
@@ -52,12 +53,14 @@ pub struct EnhancedSharedStateMonitorAgent {
 impl EnhancedSharedStateMonitorAgent {
     /// A monitor with `config`.
     pub fn new(config: EnhancedMonitorConfig) -> Self {
-        Self { config, clock: PassClock::default(), mismatches: BTreeMap::new() }
+        Self { config, mismatches: BTreeMap::new() }
     }
 
-    /// A factory capturing `config`.
-    pub fn factory(config: EnhancedMonitorConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: EnhancedMonitorConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     async fn pass(&mut self, ctx: &AgentContext) -> Result<(), StoreError> {
@@ -169,7 +172,6 @@ impl EnhancedSharedStateMonitorAgent {
 }
 
 impl Agent for EnhancedSharedStateMonitorAgent {
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }

@@ -25,10 +25,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use vigil_persistence::shared_state::Metric;
 use vigil_persistence::{Severity, StoreError};
-use vigil_runtime::{Agent, AgentContext, AgentResult};
+use vigil_runtime::{Agent, AgentContext};
 
 use crate::monitoring_config::HeartbeatHealthConfig;
-use crate::observe::{self, PassClock, RestartOutcome};
+use crate::observe::{self, RestartOutcome};
 use crate::scoring::{self, HealthBand};
 
 /// A claimed incident waiting for the agent's next heartbeat.
@@ -43,10 +43,11 @@ struct Watch {
 /// Scores heartbeat health into bands; restarts unresponsive agents. See the module
 /// docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "heartbeat_health", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "heartbeat_health", cycle = "30s")]
 pub struct HeartbeatHealthAgent {
     config: HeartbeatHealthConfig,
-    clock: PassClock,
     /// Agents in the critical band (alerted once per entry).
     critical: BTreeSet<String>,
     /// Claimed incidents awaiting a heartbeat.
@@ -62,7 +63,6 @@ impl HeartbeatHealthAgent {
     pub fn new(config: HeartbeatHealthConfig) -> Self {
         Self {
             config,
-            clock: PassClock::default(),
             critical: BTreeSet::new(),
             watching: BTreeMap::new(),
             confirmed: BTreeMap::new(),
@@ -70,9 +70,11 @@ impl HeartbeatHealthAgent {
         }
     }
 
-    /// A factory capturing `config`.
-    pub fn factory(config: HeartbeatHealthConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: HeartbeatHealthConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     async fn pass(&mut self, ctx: &AgentContext) -> Result<(), StoreError> {
@@ -164,7 +166,6 @@ impl HeartbeatHealthAgent {
 }
 
 impl Agent for HeartbeatHealthAgent {
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }

@@ -1,5 +1,5 @@
 //! The one HTTP call shape both network agents use: POST a JSON body, retry per a
-//! [`RetryPolicy`], give back the JSON answer or a typed [`HttpError`].
+//! [`HttpRetryPolicy`], give back the JSON answer or a typed [`HttpError`].
 //!
 //! Each attempt is bounded by the client's timeout, so a server that hangs costs at
 //! most `max_attempts × timeout` plus the backoffs — and only to the agent making the
@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::RetryPolicy;
+use crate::config::HttpRetryPolicy;
 
 /// Why an HTTP exchange failed (after its retries).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +83,7 @@ pub(crate) async fn post_json(
     headers: &[(&str, &str)],
     body: &serde_json::Value,
     timeout: Duration,
-    policy: &RetryPolicy,
+    policy: &HttpRetryPolicy,
 ) -> Result<serde_json::Value, HttpFailure> {
     let max = policy.max_attempts.max(1);
     let mut attempt = 0;

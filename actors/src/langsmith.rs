@@ -40,8 +40,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -53,7 +51,7 @@ use vigil_persistence::models::ConversationRecord;
 use vigil_runtime::events::EventStreamError;
 use vigil_runtime::{Agent, AgentContext, AgentError, AgentResult, EventKind, EventStream, LifecycleEvent};
 
-use crate::config::{RetryPolicy, duration, setters};
+use crate::config::{HttpRetryPolicy, duration, setters};
 use crate::http;
 
 /// The `system_state` key holding the export status.
@@ -95,7 +93,7 @@ pub struct LangSmithConfig {
     #[serde(with = "duration")]
     pub timeout: Duration,
     /// Retries of one batch.
-    pub retry: RetryPolicy,
+    pub retry: HttpRetryPolicy,
     /// After a batch failed every attempt, no export before this much time has passed.
     #[serde(with = "duration")]
     pub failure_cooldown: Duration,
@@ -118,7 +116,7 @@ impl Default for LangSmithConfig {
             batch_size: 100,
             buffer_capacity: 10_000,
             timeout: Duration::from_secs(10),
-            retry: RetryPolicy::default(),
+            retry: HttpRetryPolicy::default(),
             failure_cooldown: Duration::from_secs(30),
             max_batches_per_cycle: 10,
             export_lifecycle: true,
@@ -166,7 +164,7 @@ impl LangSmithConfig {
         /// Sets the per-attempt timeout.
         timeout => timeout: Duration;
         /// Sets the retry policy.
-        retry => retry: RetryPolicy;
+        retry => retry: HttpRetryPolicy;
         /// Sets the cooldown after a failed batch.
         failure_cooldown => failure_cooldown: Duration;
     }
@@ -232,8 +230,6 @@ pub struct LangSmithBridge {
     cooldown_until: Option<Instant>,
     /// Cycles run by this instance.
     cycles: u64,
-    /// Fault injection for restart tests: panic at this cycle while the flag is set.
-    panic_at: Option<(u64, Arc<AtomicBool>)>,
 }
 
 impl fmt::Debug for LangSmithBridge {
@@ -264,17 +260,7 @@ impl LangSmithBridge {
             status: ExportStatus::default(),
             cooldown_until: None,
             cycles: 0,
-            panic_at: None,
         }
-    }
-
-    /// Fault injection for tests: panics at this instance's cycle `cycle` if `armed`
-    /// is set, clearing it (so the restarted instance carries on).
-    #[doc(hidden)]
-    #[must_use]
-    pub fn panic_once_at_cycle(mut self, cycle: u64, armed: Arc<AtomicBool>) -> Self {
-        self.panic_at = Some((cycle, armed));
-        self
     }
 
     fn push(&mut self, run: Value) {
@@ -404,12 +390,6 @@ impl Agent for LangSmithBridge {
     #[tracing::instrument(name = "langsmith.cycle", skip_all, fields(agent.id = %ctx.agent_id()))]
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
         self.cycles += 1;
-        if let Some((at, armed)) = &self.panic_at
-            && *at == self.cycles
-            && armed.swap(false, Ordering::SeqCst)
-        {
-            panic!("injected LangSmithBridge failure at cycle {at}");
-        }
         let before = self.status.clone();
         self.drain_events();
         self.read_conversations(ctx).await?;

@@ -54,6 +54,8 @@
 //! Seven agents keep the platform healthy. Each is a plain `#[derive(Agent)]` agent
 //! that reads real data — the shared state and the runtime's own control plane — and
 //! takes its thresholds from one config struct ([`monitoring_config`]) with documented defaults.
+//! A monitor's cycle is one *pass*: its child spec ([`monitoring_agents`], or each
+//! monitor's `child_spec`) sets the cycle interval to the config's `pass_interval`.
 //!
 //! | agent                                | id                              | does                                                     |
 //! |--------------------------------------|---------------------------------|----------------------------------------------------------|
@@ -115,7 +117,7 @@ pub use ai_help::{
     AIHelpAgent, AiHelpConfig, Answer, OpenAiConfig, OpenAiResponder, PlatformResponder, Responder,
     ResponderError,
 };
-pub use config::RetryPolicy;
+pub use config::HttpRetryPolicy;
 pub use coordinator::AgentCoordinator;
 pub use enhanced_state_monitor::EnhancedSharedStateMonitorAgent;
 pub use heartbeat_health::HeartbeatHealthAgent;
@@ -129,22 +131,17 @@ pub use state_monitor::SharedStateMonitorAgent;
 use vigil_runtime::ChildSpec;
 
 /// The seven monitoring agents as child specs, under their default ids, each built
-/// from its section of `config` (every restart gets a fresh instance with the same
-/// config).
+/// from its section of `config` and paced by that section's `pass_interval` (every
+/// cycle is one pass; every restart gets a fresh instance with the same config).
 pub fn monitoring_agents(config: &monitoring_config::MonitoringConfig) -> Vec<ChildSpec> {
-    fn spec<A: vigil_runtime::Agent + vigil_runtime::AgentDescriptor>(
-        factory: impl Fn() -> A + Send + Sync + 'static,
-    ) -> ChildSpec {
-        ChildSpec::agent(A::settings().name, factory)
-    }
     vec![
-        spec(AgentCoordinator::factory(config.coordinator.clone())),
-        spec(HeartbeatHealthAgent::factory(config.heartbeat_health.clone())),
-        spec(PerformanceMonitor::factory(config.performance.clone())),
-        spec(SharedStateMonitorAgent::factory(config.shared_state.clone())),
-        spec(EnhancedSharedStateMonitorAgent::factory(config.enhanced_shared_state.clone())),
-        spec(SelfHealingAgent::factory(config.self_healing.clone())),
-        spec(AgentRestartManager::factory(config.restart_manager.clone())),
+        AgentCoordinator::child_spec(config.coordinator.clone()),
+        HeartbeatHealthAgent::child_spec(config.heartbeat_health.clone()),
+        PerformanceMonitor::child_spec(config.performance.clone()),
+        SharedStateMonitorAgent::child_spec(config.shared_state.clone()),
+        EnhancedSharedStateMonitorAgent::child_spec(config.enhanced_shared_state.clone()),
+        SelfHealingAgent::child_spec(config.self_healing.clone()),
+        AgentRestartManager::child_spec(config.restart_manager.clone()),
     ]
 }
 

@@ -17,9 +17,12 @@
 //! assert_eq!(config.performance.pass_interval, std::time::Duration::from_secs(10));
 //! ```
 //!
-//! **Pass scheduling.** Derive attributes are static, so each monitor cycles every
-//! 100 ms and runs a *pass* when its config's `pass_interval` has elapsed since the
-//! last one (the first pass runs at the first cycle). Tests set short intervals.
+//! **Pass scheduling.** A monitor's cycle *is* its pass: `child_spec(config)` (and
+//! [`crate::monitoring_agents`]) set the child's cycle interval to the config's
+//! `pass_interval`, so the runtime's own timer runs one pass per interval and nothing
+//! ticks in between. The first pass does not wait an interval: it runs 100 ms after the
+//! monitor is active (after a restart too), once the agents started with it have
+//! registered. Tests set short intervals.
 //!
 //! **Heartbeat intervals.** Agents are judged against their *own* heartbeat interval,
 //! estimated as the median gap between their recent heartbeats
@@ -38,7 +41,7 @@ use crate::config::duration;
 /// Why a config could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum MonitoringConfigError {
     /// The JSON is malformed or a field has the wrong type or an unknown name.
     #[error("invalid monitoring config: {0}")]
     Json(#[from] serde_json::Error),
@@ -396,13 +399,13 @@ pub struct MonitoringConfig {
 
 impl MonitoringConfig {
     /// Reads the section from JSON; absent fields keep their defaults.
-    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+    pub fn from_json(text: &str) -> Result<Self, MonitoringConfigError> {
         Ok(serde_json::from_str(text)?)
     }
 
     /// Reads the section from a parsed JSON value (e.g. the `monitoring` member of a
     /// larger file).
-    pub fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+    pub fn from_value(value: serde_json::Value) -> Result<Self, MonitoringConfigError> {
         Ok(serde_json::from_value(value)?)
     }
 }

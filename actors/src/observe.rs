@@ -2,7 +2,8 @@
 //! state, its state in *this* runtime (from [`vigil_runtime::RuntimeControl`]), its
 //! heartbeat history and interval, and its recent failures.
 //!
-//! Also the pass clock ([`PassClock`]) and the restart helper ([`request_restart`]):
+//! Also how a monitor is paced (`monitor_child`: one cycle is one pass) and the
+//! restart helper ([`request_restart`]):
 //! every restart a monitor makes goes through the incident claim
 //! ([`vigil_persistence::SharedState::claim_incident`]) and then through
 //! [`vigil_runtime::RuntimeControl::restart`] — the owning supervisor's strategy and
@@ -17,7 +18,7 @@ use serde::Serialize;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{Severity, StoreError, Write};
-use vigil_runtime::{AgentContext, AgentStatus, State};
+use vigil_runtime::{AgentContext, AgentStatus, ChildSpec, State};
 
 use crate::monitoring_config::IntervalEstimate;
 use crate::scoring;
@@ -44,7 +45,7 @@ pub struct Observation {
     /// Gaps between its recent heartbeats (seconds, oldest first) plus the open gap
     /// since the last one.
     pub gaps: Vec<f64>,
-    /// Failures within the window ([`TransitionRecord::is_failure`]): requested and
+    /// Failures within the window ([`TransitionRecord::is_failure`](vigil_persistence::lifecycle::TransitionRecord::is_failure)): requested and
     /// sibling restarts are not counted.
     pub failures: u32,
 }
@@ -171,22 +172,17 @@ pub async fn failures_since(
     Ok(counts)
 }
 
-/// Decides when a monitor's pass is due. The first pass is due at once.
-#[derive(Debug, Clone, Default)]
-pub struct PassClock {
-    last: Option<Instant>,
-}
-
-impl PassClock {
-    /// Whether a pass is due; if so, counts it as started now.
-    pub fn due(&mut self, interval: Duration) -> bool {
-        let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < interval) {
-            return false;
-        }
-        self.last = Some(now);
-        true
-    }
+/// A monitor as a supervisor's child, under its type's name: its cycle interval is
+/// `pass_interval`, so the runtime's cycle timer *is* the pass schedule — no fast tick
+/// checking a clock. A pass that overruns the interval delays the next one (the
+/// runtime skips a tick rather than running two cycles at once). The cycle timeout
+/// and heartbeat interval stay the type's (5 min, 30 s). The first pass does not wait
+/// for the first tick: [`pass_hooks`] runs it just after the instance becomes active.
+pub(crate) fn monitor_child<A: vigil_runtime::Agent>(
+    pass_interval: Duration,
+    factory: impl Fn() -> A + Send + Sync + 'static,
+) -> ChildSpec {
+    ChildSpec::agent(A::settings().name, factory).cycle_interval(pass_interval)
 }
 
 /// What came of a restart request.
@@ -282,25 +278,51 @@ pub async fn request_restart(
     outcome
 }
 
-/// Logs a pass failure; monitors never fail because a pass did (see the crate docs).
-/// The body of every monitor's `cycle`: when the monitor's `pass_interval` has
-/// elapsed, run its `pass`, log a failed pass (a pass that fails is not a failure of
-/// the monitor) and record how long it took.
-macro_rules! scheduled_pass {
-    ($monitor:ident, $ctx:ident) => {{
-        if !$monitor.clock.due($monitor.config.pass_interval) {
-            return Ok(());
+/// The hooks every monitor's `impl Agent` holds: `cycle` runs one pass (the cycle
+/// interval is the pass interval, see [`monitor_child`]), and `on_transition` runs the
+/// first pass [`FIRST_PASS_DELAY`] after a fresh instance is active ([`comes_up`])
+/// rather than a whole interval later. Each pass logs its failure, if any (a pass that fails is not a
+/// failure of the monitor, see the crate docs), and records how long it took.
+macro_rules! pass_hooks {
+    () => {
+        async fn cycle(&mut self, ctx: &vigil_runtime::AgentContext) -> vigil_runtime::AgentResult {
+            let started = std::time::Instant::now();
+            if let Err(e) = self.pass(ctx).await {
+                $crate::observe::pass_failed(ctx, &e);
+            }
+            $crate::observe::record_pass(ctx, started).await;
+            Ok(())
         }
-        let started = std::time::Instant::now();
-        if let Err(e) = $monitor.pass($ctx).await {
-            $crate::observe::pass_failed($ctx, &e);
-        }
-        $crate::observe::record_pass($ctx, started).await;
-        Ok(())
-    }};
-}
-pub(crate) use scheduled_pass;
 
+        async fn on_transition(
+            &mut self,
+            transition: &vigil_runtime::lifecycle::Transition,
+            ctx: &vigil_runtime::AgentContext,
+        ) {
+            if $crate::observe::comes_up(transition) {
+                tokio::time::sleep($crate::observe::FIRST_PASS_DELAY).await;
+                let _ = vigil_runtime::Agent::cycle(self, ctx).await;
+            }
+        }
+    };
+}
+pub(crate) use pass_hooks;
+
+/// How long after a fresh monitor becomes active its first pass runs. A supervisor
+/// starts its children one after the other, each in milliseconds: by then the agents
+/// started along with the monitor have registered, so the first pass sees the platform
+/// rather than the part of it that started before the monitor.
+pub(crate) const FIRST_PASS_DELAY: Duration = Duration::from_millis(100);
+
+/// Whether `transition` puts a fresh instance into service — its start, the end of a
+/// restart, a manual fix — so that its first pass is due now.
+pub(crate) fn comes_up(transition: &vigil_runtime::lifecycle::Transition) -> bool {
+    use vigil_runtime::lifecycle::Trigger;
+    transition.to == State::Active
+        && matches!(transition.trigger, Trigger::Start | Trigger::RecoveryComplete | Trigger::ManualFixed)
+}
+
+/// Logs a pass failure; monitors never fail because a pass did (see the crate docs).
 pub(crate) fn pass_failed(ctx: &AgentContext, error: &StoreError) {
     tracing::warn!(agent.id = %ctx.agent_id(), %error, "monitoring pass failed; retrying next pass");
 }

@@ -30,10 +30,10 @@ use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::shared_state::{Metric, Writer};
 use vigil_persistence::{Severity, StoreError};
-use vigil_runtime::{Agent, AgentContext, AgentResult};
+use vigil_runtime::{Agent, AgentContext};
 
 use crate::monitoring_config::PerformanceConfig;
-use crate::observe::{self, PassClock};
+use crate::observe;
 use crate::scoring::{self, AnomalyLevel};
 
 /// Linux's USER_HZ: the unit of utime and stime in `/proc/self/stat`.
@@ -67,10 +67,11 @@ pub fn parse_rss_bytes(status: &str) -> Option<f64> {
 
 /// Collects runtime figures and flags anomalies. See the module docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "performance_monitor", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "performance_monitor", cycle = "30s")]
 pub struct PerformanceMonitor {
     config: PerformanceConfig,
-    clock: PassClock,
     /// CPU seconds and wall time at the previous pass.
     last_cpu: Option<(f64, Instant)>,
     /// Cycle counts and busy time per agent at the previous pass.
@@ -82,18 +83,14 @@ pub struct PerformanceMonitor {
 impl PerformanceMonitor {
     /// A monitor with `config`.
     pub fn new(config: PerformanceConfig) -> Self {
-        Self {
-            config,
-            clock: PassClock::default(),
-            last_cpu: None,
-            last_cycles: HashMap::new(),
-            judged: HashMap::new(),
-        }
+        Self { config, last_cpu: None, last_cycles: HashMap::new(), judged: HashMap::new() }
     }
 
-    /// A factory capturing `config`.
-    pub fn factory(config: PerformanceConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: PerformanceConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     /// The samples of this pass: (metric, agent, value).
@@ -206,9 +203,8 @@ impl PerformanceMonitor {
 }
 
 impl Agent for PerformanceMonitor {
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }
 
 #[cfg(test)]

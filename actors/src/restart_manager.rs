@@ -30,17 +30,18 @@ use vigil_persistence::{Severity, StoreError};
 use vigil_runtime::{Agent, AgentContext, AgentResult};
 
 use crate::monitoring_config::RestartManagerConfig;
-use crate::observe::{self, PassClock, RestartOutcome};
+use crate::observe::{self, RestartOutcome};
 use crate::scoring::scaled_threshold;
 
 const HISTORY_KEY: &str = "agent_restart_manager:attempts";
 
 /// Restarts stale agents with a cooldown and an attempt cap. See the module docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "agent_restart_manager", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "agent_restart_manager", cycle = "30s")]
 pub struct AgentRestartManager {
     config: RestartManagerConfig,
-    clock: PassClock,
     /// Restart attempts per agent, oldest first, within the window.
     attempts: observe::Attempts,
     /// Agents given up on (until their attempts leave the window).
@@ -50,12 +51,14 @@ pub struct AgentRestartManager {
 impl AgentRestartManager {
     /// A manager with `config`.
     pub fn new(config: RestartManagerConfig) -> Self {
-        Self { config, clock: PassClock::default(), attempts: BTreeMap::new(), abandoned: BTreeSet::new() }
+        Self { config, attempts: BTreeMap::new(), abandoned: BTreeSet::new() }
     }
 
-    /// A factory for [`vigil_runtime::ChildSpec::agent`] capturing `config`.
-    pub fn factory(config: RestartManagerConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: RestartManagerConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     async fn pass(&mut self, ctx: &AgentContext) -> Result<(), StoreError> {
@@ -142,7 +145,6 @@ impl Agent for AgentRestartManager {
         Ok(())
     }
 
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }

@@ -28,10 +28,10 @@ use serde::Serialize;
 use serde_json::json;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::{Severity, StoreError};
-use vigil_runtime::{Agent, AgentContext, AgentResult, State};
+use vigil_runtime::{Agent, AgentContext, State};
 
 use crate::monitoring_config::SelfHealingConfig;
-use crate::observe::{self, PassClock, RestartOutcome};
+use crate::observe::{self, RestartOutcome};
 use crate::scoring::scaled_threshold;
 
 /// What self-healing found.
@@ -84,10 +84,11 @@ pub enum Issue {
 
 /// Detects failures and acts. See the module docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "self_healing", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "self_healing", cycle = "30s")]
 pub struct SelfHealingAgent {
     config: SelfHealingConfig,
-    clock: PassClock,
     /// `connection_errors` at the previous pass.
     connection_errors: Option<u64>,
     /// Events after this id are new to us.
@@ -107,7 +108,6 @@ impl SelfHealingAgent {
     pub fn new(config: SelfHealingConfig) -> Self {
         Self {
             config,
-            clock: PassClock::default(),
             connection_errors: None,
             last_event_id: None,
             mismatches: BTreeMap::new(),
@@ -117,9 +117,11 @@ impl SelfHealingAgent {
         }
     }
 
-    /// A factory capturing `config`.
-    pub fn factory(config: SelfHealingConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: SelfHealingConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     async fn detect(&mut self, ctx: &AgentContext) -> Result<Vec<Issue>, StoreError> {
@@ -309,7 +311,6 @@ fn issue_agent(issue: &Issue) -> Option<&str> {
 }
 
 impl Agent for SelfHealingAgent {
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }

@@ -24,10 +24,10 @@ use chrono::Utc;
 use serde_json::json;
 use vigil_persistence::store::HealthStatus;
 use vigil_persistence::{Severity, StoreError};
-use vigil_runtime::{Agent, AgentContext, AgentResult, State};
+use vigil_runtime::{Agent, AgentContext, State};
 
 use crate::monitoring_config::SharedStateMonitorConfig;
-use crate::observe::{self, PassClock};
+use crate::observe;
 use crate::scoring::{self, HeartbeatClass};
 
 /// The system-state key of the last summary.
@@ -35,10 +35,11 @@ pub const SUMMARY_KEY: &str = "shared_state_summary";
 
 /// Classifies agents by heartbeat age and watches the database. See the module docs.
 #[derive(vigil_runtime::Agent, Debug)]
-#[agent(name = "shared_state_monitor", cycle = "100ms")]
+// One cycle is one pass: the cycle is the default `pass_interval`, and
+// [`Self::child_spec`] sets the configured one.
+#[agent(name = "shared_state_monitor", cycle = "60s")]
 pub struct SharedStateMonitorAgent {
     config: SharedStateMonitorConfig,
-    clock: PassClock,
     /// Rows per table at the previous pass, and when.
     last_counts: Option<(BTreeMap<String, i64>, Instant)>,
     /// Whether the size warning was given (reset when the size drops below).
@@ -48,12 +49,14 @@ pub struct SharedStateMonitorAgent {
 impl SharedStateMonitorAgent {
     /// A monitor with `config`.
     pub fn new(config: SharedStateMonitorConfig) -> Self {
-        Self { config, clock: PassClock::default(), last_counts: None, size_warned: false }
+        Self { config, last_counts: None, size_warned: false }
     }
 
-    /// A factory capturing `config`.
-    pub fn factory(config: SharedStateMonitorConfig) -> impl Fn() -> Self + Send + Sync + Clone + 'static {
-        move || Self::new(config.clone())
+    /// The monitor as a child of a supervisor, under its default id, paced by
+    /// `config.pass_interval`: every cycle is a pass (each restart gets a fresh
+    /// instance with the same config).
+    pub fn child_spec(config: SharedStateMonitorConfig) -> vigil_runtime::ChildSpec {
+        observe::monitor_child(config.pass_interval, move || Self::new(config.clone()))
     }
 
     async fn pass(&mut self, ctx: &AgentContext) -> Result<(), StoreError> {
@@ -127,7 +130,6 @@ impl SharedStateMonitorAgent {
 }
 
 impl Agent for SharedStateMonitorAgent {
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        crate::observe::scheduled_pass!(self, ctx)
-    }
+    // One cycle is one pass; the first runs just after the instance is active.
+    crate::observe::pass_hooks!();
 }

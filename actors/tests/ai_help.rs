@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use vigil_actors::ai_help::{AIHelpAgent, AiHelpConfig, Answer, OpenAiConfig, Responder, ResponderError};
-use vigil_actors::config::RetryPolicy;
+use vigil_actors::config::HttpRetryPolicy;
 use vigil_persistence::models::HelpRequestRecord;
+use vigil_persistence::presence::Presence;
 use vigil_persistence::shared_state::Heartbeat;
 use vigil_persistence::testing::TestDb;
 use vigil_persistence::types::Ts;
@@ -131,16 +132,21 @@ async fn two_runtimes_on_sqlite_answer_each_request_exactly_once() {
 async fn the_platform_responder_answers_with_the_facts() {
     let db = TestDb::sqlite();
     let state = db.shared_state().await;
-    // The platform as the responder will find it.
+    // The platform as the responder will find it: agents of a node that runs (this test
+    // process records its presence, and their heartbeats name it)...
+    let node = Presence::new(Presence::new_node_id(), 2);
+    state.record_presence(&node).await.unwrap();
+    let beat = || Heartbeat::new().uptime(json!({ "node": node.node, "heartbeat_interval_secs": 30 }));
     state.register_agent("worker_1", "Worker").await.unwrap();
     state.update_agent_state("worker_1", vigil_persistence::State::Active).await.unwrap();
-    state
-        .update_agent_heartbeat("worker_1", Heartbeat::new().status(vigil_persistence::State::Active))
-        .await
-        .unwrap();
+    state.update_agent_heartbeat("worker_1", beat().status(vigil_persistence::State::Active)).await.unwrap();
     state.register_agent("billing-sync", "BillingSync").await.unwrap();
     state.update_agent_state("billing-sync", vigil_persistence::State::Error).await.unwrap();
-    state.update_agent_heartbeat("billing-sync", Heartbeat::new()).await.unwrap();
+    state.update_agent_heartbeat("billing-sync", beat()).await.unwrap();
+    // ... and one whose row says `active` but that nothing runs.
+    state.register_agent("orphan", "Orphan").await.unwrap();
+    state.update_agent_state("orphan", vigil_persistence::State::Active).await.unwrap();
+    state.update_agent_heartbeat("orphan", Heartbeat::new()).await.unwrap();
     use vigil_persistence::lifecycle::{Cause, Failure, Stage, State::*, TransitionRecord, Trigger};
     let failed = |failure| Cause::Failure { failure };
     for (from, trigger, cause) in [
@@ -189,12 +195,17 @@ async fn the_platform_responder_answers_with_the_facts() {
     assert!(text.contains("ledger database timed out") && text.contains("invoice 7 is malformed"), "{text}");
     assert!(!text.contains("worker_1"), "only the agent asked about: {text}");
 
+    state.create_help_request("orphan", "status of orphan?", None).await.unwrap();
+    let (_, text) = answer_of(&state, "orphan").await;
+    assert!(text.contains("orphan") && text.contains("not running (last recorded active)"), "{text}");
+
     let (_, text) = answer_of(&state, "stale").await;
     assert!(text.contains("old_agent") && !text.contains("worker_1"), "{text}");
 
     let (_, text) = answer_of(&state, "health").await;
     assert!(text.contains("needs attention"), "{text}");
     assert!(text.contains("error: 1") && text.contains("old_agent"), "{text}");
+    assert!(text.contains("not running: "), "agents nothing runs are not counted by their rows: {text}");
     assert!(text.contains("recent failures: 2"), "{text}");
 
     let (_, text) = answer_of(&state, "list").await;
@@ -273,7 +284,7 @@ async fn a_failing_or_hanging_endpoint_fails_the_request_with_a_clear_error() {
     let mut failing =
         FakeServer::start(|_| Reply::Json(500, json!({"error": {"message": "overloaded"}}))).await;
     let hanging = FakeServer::start(|_| Reply::Hang).await;
-    let retry = RetryPolicy::new(2, Duration::from_millis(10));
+    let retry = HttpRetryPolicy::new(2, Duration::from_millis(10));
     for (id, url) in [("down", &failing.url), ("hung", &hanging.url)] {
         let config = AiHelpConfig::default().openai(
             OpenAiConfig::new(url, "sk-test").timeout(Duration::from_millis(300)).retry(retry.clone()),

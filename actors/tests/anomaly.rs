@@ -36,7 +36,7 @@ async fn a_known_spike_is_critical_and_a_flat_noisy_series_is_quiet() {
 
     let mut config = fast_config().performance;
     config.anomaly_metrics.push("synthetic_latency_ms".into());
-    let runtime = builder(&shared).agent(PerformanceMonitor::factory(config)).start().await.unwrap();
+    let runtime = builder(&shared).child(PerformanceMonitor::child_spec(config)).start().await.unwrap();
     let alert = wait_for_event(&shared, "performance_anomaly_alert", "spiky").await;
     assert_eq!(alert["metric"], "synthetic_latency_ms");
     assert_eq!(alert["level"], "critical");

@@ -61,7 +61,7 @@ async fn the_enhanced_monitor_reports_faults_and_syncs_states_to_the_runtime() {
     let wedge = Wedge::first_instance();
     let runtime = builder(&shared)
         .agent(wedge.factory())
-        .agent(EnhancedSharedStateMonitorAgent::factory(config))
+        .child(EnhancedSharedStateMonitorAgent::child_spec(config))
         .start()
         .await
         .unwrap();
@@ -118,7 +118,7 @@ async fn the_state_monitor_classifies_agents_and_warns_on_size() {
     config.size_warning_bytes = 1; // any database
     config.active_within = Duration::from_secs(1);
     config.stale_within = Duration::from_secs(30);
-    let runtime = builder(&shared).agent(SharedStateMonitorAgent::factory(config)).start().await.unwrap();
+    let runtime = builder(&shared).child(SharedStateMonitorAgent::child_spec(config)).start().await.unwrap();
     wait_until("two summaries (growth needs a previous pass)", || async {
         events(&shared, "shared_state_summary").await.len() >= 2
     })
@@ -146,7 +146,7 @@ async fn self_healing_spends_at_most_its_budget_per_pass() {
     let runtime = builder(&shared)
         .agent_with_id("one", a.factory())
         .agent_with_id("two", b.factory())
-        .agent(SelfHealingAgent::factory(config.clone()))
+        .child(SelfHealingAgent::child_spec(config.clone()))
         .start()
         .await
         .unwrap();

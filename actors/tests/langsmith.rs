@@ -1,19 +1,60 @@
 //! LangSmithBridge: local traces, remote batches, retries, a hanging endpoint, restarts.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use vigil_actors::config::RetryPolicy;
+use vigil_actors::config::HttpRetryPolicy;
 use vigil_actors::langsmith::{ExportStatus, LangSmithBridge, LangSmithConfig, STATUS_KEY, TRACE_EVENT};
 use vigil_persistence::SharedState;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::testing::TestDb;
-use vigil_runtime::{EventKind, RestartIntensity, Runtime};
+use vigil_runtime::testkit::{Fault, FaultPlan, act_out};
+use vigil_runtime::{
+    Agent, AgentContext, AgentDescriptor, AgentResult, AgentSettings, EventKind, RestartIntensity, Runtime,
+};
 
 use crate::common::{FakeServer, LIMIT, Reply, Ticker, eventually};
+
+/// A real agent behind the testkit's [`FaultPlan`]: before each hook of `inner`, the
+/// plan decides whether that hook panics, fails or hangs instead ([`act_out`]). The
+/// wrapper takes `inner`'s settings, so the runtime paces it exactly like the real
+/// agent. (The testkit's own `FaultyAgent` follows a plan but wraps no agent.)
+#[derive(Debug)]
+struct WithFaults<A> {
+    inner: A,
+    plan: FaultPlan,
+}
+
+impl<A: AgentDescriptor> AgentDescriptor for WithFaults<A> {
+    fn settings() -> AgentSettings {
+        A::settings()
+    }
+}
+
+impl<A: Agent> Agent for WithFaults<A> {
+    async fn initialize(&mut self, ctx: &AgentContext) -> AgentResult {
+        act_out(self.plan.next_initialize_fault(ctx.agent_id()), ctx.agent_id(), "initialize").await?;
+        self.inner.initialize(ctx).await
+    }
+
+    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
+        act_out(self.plan.next_cycle_fault(ctx.agent_id()), ctx.agent_id(), "cycle").await?;
+        self.inner.cycle(ctx).await
+    }
+
+    async fn on_transition(&mut self, transition: &vigil_runtime::lifecycle::Transition, ctx: &AgentContext) {
+        self.inner.on_transition(transition, ctx).await;
+    }
+
+    fn heartbeat_payload(&self) -> Option<Value> {
+        self.inner.heartbeat_payload()
+    }
+
+    async fn shutdown(&mut self, ctx: &AgentContext) -> AgentResult {
+        self.inner.shutdown(ctx).await
+    }
+}
 
 async fn export_status(state: &SharedState) -> Option<ExportStatus> {
     let value = state.get_system_state(STATUS_KEY).await.unwrap()?;
@@ -143,7 +184,7 @@ async fn a_500_is_retried_with_the_same_runs_until_it_succeeds() {
     let config = LangSmithConfig::default()
         .endpoint(&server.url, "ls-key")
         .export(false, true)
-        .retry(RetryPolicy::new(3, Duration::from_millis(20)));
+        .retry(HttpRetryPolicy::new(3, Duration::from_millis(20)));
     let runtime = Runtime::builder(state.clone())
         .agent(move || LangSmithBridge::new(config.clone()))
         .start()
@@ -173,7 +214,7 @@ async fn a_hanging_endpoint_records_the_error_and_blocks_no_agent() {
     let config = LangSmithConfig::default()
         .endpoint(&server.url, "ls-key")
         .timeout(Duration::from_millis(300))
-        .retry(RetryPolicy::new(2, Duration::from_millis(10)))
+        .retry(HttpRetryPolicy::new(2, Duration::from_millis(10)))
         .buffer_capacity(5);
     let (tick, mut ticks) = mpsc::unbounded_channel();
     let runtime = Runtime::builder(state.clone())
@@ -210,10 +251,12 @@ async fn a_hanging_endpoint_records_the_error_and_blocks_no_agent() {
 async fn the_bridge_survives_a_panic_restart_and_keeps_exporting() {
     let db = TestDb::sqlite();
     let state = db.shared_state().await;
-    let armed = Arc::new(AtomicBool::new(true));
+    // The testkit counts the bridge's cycles across restarts and injects the panic
+    // once: the restarted bridge runs undisturbed.
+    let plan = FaultPlan::new().at_cycle("langsmith", 2, Fault::Panic);
     let factory = {
-        let armed = armed.clone();
-        move || LangSmithBridge::default().panic_once_at_cycle(2, armed.clone())
+        let plan = plan.clone();
+        move || WithFaults { inner: LangSmithBridge::default(), plan: plan.clone() }
     };
     let runtime = Runtime::builder(state.clone())
         .intensity(RestartIntensity::new(5, Duration::from_secs(60)))
@@ -236,5 +279,6 @@ async fn the_bridge_survives_a_panic_restart_and_keeps_exporting() {
     .await;
     let status = export_status(&state).await.unwrap();
     assert!(status.conversation_cursor >= 1, "the cursor is kept across the restart");
+    assert_eq!(plan.cycle_faults("langsmith"), [(2, Fault::Panic)]);
     runtime.shutdown().await;
 }

@@ -12,14 +12,11 @@ use vigil_runtime::{EventKind, Runtime, State};
 use crate::monitor_common::*;
 
 /// A runtime with `monitor` and a worker whose heartbeats are about to stop.
-async fn setup<A: vigil_runtime::Agent>(
-    monitor: impl Fn() -> A + Send + Sync + 'static,
-    wedge: &Wedge,
-) -> (TestDb, SharedState, Runtime) {
+async fn setup(monitor: vigil_runtime::ChildSpec, wedge: &Wedge) -> (TestDb, SharedState, Runtime) {
     let db = TestDb::sqlite();
     let shared = db.shared_state().await;
     install_heartbeat_blackhole(&shared).await;
-    let runtime = builder(&shared).agent(wedge.factory()).agent(monitor).start().await.unwrap();
+    let runtime = builder(&shared).agent(wedge.factory()).child(monitor).start().await.unwrap();
     // Enough heartbeats on record for the worker's interval to be known.
     wait_for_heartbeats(&shared, "worker", 4).await;
     (db, shared, runtime)
@@ -45,7 +42,7 @@ async fn the_restart_manager_restarts_a_stalled_agent_after_its_stale_threshold(
     // stale (not critical) agent.
     config.critical_after = Duration::from_secs(10);
     let wedge = Wedge::first_instance();
-    let (_db, shared, runtime) = setup(AgentRestartManager::factory(config.clone()), &wedge).await;
+    let (_db, shared, runtime) = setup(AgentRestartManager::child_spec(config.clone()), &wedge).await;
     let wedged_at = Instant::now();
     stop_heartbeats(&runtime, &wedge).await;
     let attempt = wait_for_event(&shared, "agent_restart_attempt", "worker").await;
@@ -83,7 +80,7 @@ async fn the_restart_manager_keeps_its_cooldown_and_gives_up_at_the_cap() {
     config.max_attempts = 2;
     config.cooldown = Duration::from_millis(1500);
     let wedge = Wedge::every_instance();
-    let (_db, shared, runtime) = setup(AgentRestartManager::factory(config.clone()), &wedge).await;
+    let (_db, shared, runtime) = setup(AgentRestartManager::child_spec(config.clone()), &wedge).await;
     stop_heartbeats(&runtime, &wedge).await;
     let abandoned = wait_for_event(&shared, "agent_restart_abandoned", "worker").await;
     assert_eq!(abandoned["attempts"], 2);
@@ -113,7 +110,7 @@ async fn the_restart_manager_keeps_its_cooldown_and_gives_up_at_the_cap() {
 async fn self_healing_restarts_an_agent_whose_heartbeats_stopped() {
     let config = fast_config().self_healing;
     let wedge = Wedge::first_instance();
-    let (_db, shared, runtime) = setup(SelfHealingAgent::factory(config), &wedge).await;
+    let (_db, shared, runtime) = setup(SelfHealingAgent::child_spec(config), &wedge).await;
     stop_heartbeats(&runtime, &wedge).await;
     let action = wait_for_event(&shared, "recovery_action_executed", "worker").await;
     assert_eq!(action["action"], "restart");
@@ -130,7 +127,7 @@ async fn self_healing_restarts_an_agent_whose_heartbeats_stopped() {
 async fn heartbeat_health_alerts_restarts_and_confirms_the_recovery() {
     let config = fast_config().heartbeat_health;
     let wedge = Wedge::first_instance();
-    let (_db, shared, runtime) = setup(HeartbeatHealthAgent::factory(config), &wedge).await;
+    let (_db, shared, runtime) = setup(HeartbeatHealthAgent::child_spec(config), &wedge).await;
     // Healthy first: scores recorded, in a good band.
     wait_until("a health score of the worker", || async {
         let since = (chrono::Utc::now() - chrono::Duration::minutes(1)).into();
@@ -153,7 +150,7 @@ async fn heartbeat_health_alerts_restarts_and_confirms_the_recovery() {
 async fn the_coordinator_requests_a_recovery_below_fifty_and_publishes_the_summary() {
     let config = fast_config().coordinator;
     let wedge = Wedge::first_instance();
-    let (_db, shared, runtime) = setup(AgentCoordinator::factory(config), &wedge).await;
+    let (_db, shared, runtime) = setup(AgentCoordinator::child_spec(config), &wedge).await;
     wait_until("a healthy summary", || async {
         shared.get_system_state("system_health_summary").await.unwrap().is_some_and(|s| s["total"] == 2)
     })
@@ -182,7 +179,7 @@ async fn operator_restarts_are_not_failures_in_health_scores() {
     let workers = ["worker-a", "worker-b", "worker-c"];
     let mut builder = vigil_runtime::Runtime::builder(shared.clone())
         .intensity(vigil_runtime::RestartIntensity::default())
-        .agent(AgentCoordinator::factory(fast_config().coordinator));
+        .child(AgentCoordinator::child_spec(fast_config().coordinator));
     for id in workers {
         builder = builder.agent_with_id(id, wedge.factory());
     }

@@ -21,11 +21,11 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::with_conn;
 use crate::error::StoreError;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::agent_commands;
 use crate::shared_state::SharedState;
-use crate::store::with_conn;
 use crate::types::Ts;
 
 /// The PostgreSQL notification channel raised on every new command.

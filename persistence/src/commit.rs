@@ -25,15 +25,16 @@
 
 use std::time::Duration;
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::error::StoreError;
 use crate::writes::{BatchOutcome, Write, apply_batch_pg_in_tx};
 
 /// How an injected fault ends a transaction whose `COMMIT` answer is then "lost": the
-/// writer sees a connection error at `COMMIT` and must find out what happened.
-#[doc(hidden)]
+/// writer sees a connection error at `COMMIT` and must find out what happened
+/// (`PersistenceHandle::inject_commit_fault`, feature `testing`).
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitFault {
     /// The transaction commits; its answer is lost.
@@ -41,6 +42,12 @@ pub enum CommitFault {
     /// `COMMIT` never reaches the server (the transaction is rolled back).
     NeverArrived,
 }
+
+/// Without the `testing` feature no fault can be injected: a type with no values, so
+/// the production path cannot reach the fault branch.
+#[cfg(not(feature = "testing"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitFault {}
 
 /// The key a transaction records in `vigil_write_batches`: which writer, which of its
 /// transactions.
@@ -202,13 +209,7 @@ async fn transaction_pg(
             *unresolved = Some(Unresolved { marker, outcome });
             let ended = match fault {
                 None => conn.batch_execute("COMMIT").await,
-                Some(fault) => {
-                    let end = if fault == CommitFault::AnswerLost { "COMMIT" } else { "ROLLBACK" };
-                    conn.batch_execute(end).await.and(Err(DieselError::DatabaseError(
-                        DatabaseErrorKind::ClosedConnection,
-                        Box::new(format!("injected fault: the answer to COMMIT was lost ({fault:?})")),
-                    )))
-                }
+                Some(fault) => end_with_fault(conn, fault).await,
             };
             match ended {
                 Ok(()) => Ok((unresolved.take().expect("set above").outcome, false)),
@@ -225,4 +226,19 @@ async fn transaction_pg(
             Err(failure)
         }
     }
+}
+
+/// Ends the transaction as `fault` says, then reports the answer to `COMMIT` as lost.
+#[cfg(feature = "testing")]
+async fn end_with_fault(conn: &mut AsyncPgConnection, fault: CommitFault) -> Result<(), DieselError> {
+    let end = if fault == CommitFault::AnswerLost { "COMMIT" } else { "ROLLBACK" };
+    conn.batch_execute(end).await.and(Err(DieselError::DatabaseError(
+        diesel::result::DatabaseErrorKind::ClosedConnection,
+        Box::new(format!("injected fault: the answer to COMMIT was lost ({fault:?})")),
+    )))
+}
+
+#[cfg(not(feature = "testing"))]
+async fn end_with_fault(_: &mut AsyncPgConnection, fault: CommitFault) -> Result<(), DieselError> {
+    match fault {}
 }

@@ -48,8 +48,10 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ConnectFailure {
     /// Nothing listens at the address (the server is down, or the port is wrong).
     Refused,
-    /// The host or its network cannot be reached, or its name does not resolve.
+    /// The host or its network cannot be reached.
     Unreachable,
+    /// The host name does not resolve (a typo, or a name this network does not know).
+    NoSuchHost,
     /// The server did not answer within the connect timeout.
     TimedOut,
     /// The server refused the user or its password.
@@ -59,6 +61,12 @@ pub enum ConnectFailure {
     /// The server answered but cannot take the connection now (starting up, shutting
     /// down, in recovery, or out of connection slots).
     ServerUnavailable,
+    /// SQLite: the file, or the folder it is in, is read-only and the store writes.
+    ReadOnly,
+    /// SQLite: the file cannot be opened (a missing folder, a permission, not a file).
+    CannotOpen,
+    /// SQLite: the file is not an SQLite database.
+    NotADatabase,
     /// Anything else (a protocol error, a TLS demand the client cannot meet, ...).
     Other,
 }
@@ -67,17 +75,29 @@ impl ConnectFailure {
     /// Whether trying again later may succeed without anyone changing the
     /// configuration or the server.
     pub fn is_transient(self) -> bool {
-        !matches!(self, ConnectFailure::AuthenticationFailed | ConnectFailure::DatabaseMissing)
+        !matches!(
+            self,
+            ConnectFailure::AuthenticationFailed
+                | ConnectFailure::DatabaseMissing
+                | ConnectFailure::NoSuchHost
+                | ConnectFailure::ReadOnly
+                | ConnectFailure::CannotOpen
+                | ConnectFailure::NotADatabase
+        )
     }
 
     fn describe(self) -> &'static str {
         match self {
             ConnectFailure::Refused => "connection refused (is the server running, on this port?)",
-            ConnectFailure::Unreachable => "host unreachable (check the host name and the network)",
+            ConnectFailure::Unreachable => "host unreachable (check the network)",
+            ConnectFailure::NoSuchHost => "no such host (check the host name)",
             ConnectFailure::TimedOut => "timed out (the server did not answer)",
             ConnectFailure::AuthenticationFailed => "authentication failed (check the user and password)",
             ConnectFailure::DatabaseMissing => "the database does not exist",
             ConnectFailure::ServerUnavailable => "the server cannot take connections now",
+            ConnectFailure::ReadOnly => "the file or its folder is read-only, and this command writes",
+            ConnectFailure::CannotOpen => "cannot open the file (check the path and its permissions)",
+            ConnectFailure::NotADatabase => "the file is not an SQLite database",
             ConnectFailure::Other => "connection failed",
         }
     }
@@ -250,7 +270,7 @@ fn classify_io(io: &std::io::Error) -> ConnectFailure {
         }
         // A name that does not resolve comes back as an uncategorised I/O error.
         _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
-            ConnectFailure::Unreachable
+            ConnectFailure::NoSuchHost
         }
         _ => ConnectFailure::Other,
     }
@@ -282,7 +302,7 @@ mod tests {
             (Error::from(ErrorKind::NetworkUnreachable), ConnectFailure::Unreachable),
             (
                 Error::other("failed to lookup address information: Name does not resolve"),
-                ConnectFailure::Unreachable,
+                ConnectFailure::NoSuchHost,
             ),
             (Error::from(ErrorKind::PermissionDenied), ConnectFailure::Other),
         ];
@@ -293,6 +313,7 @@ mod tests {
         assert!(
             !ConnectFailure::AuthenticationFailed.is_transient()
                 && !ConnectFailure::DatabaseMissing.is_transient()
+                && !ConnectFailure::NoSuchHost.is_transient()
         );
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::config::ConfigError;
+use crate::config::DatabaseConfigError;
 use crate::connect::ConnectError;
 
 /// An error from the store, the SharedState API or the persistence actor.
@@ -21,7 +21,7 @@ use crate::connect::ConnectError;
 pub enum StoreError {
     /// The configuration could not be resolved.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] DatabaseConfigError),
 
     /// A connection to the database could not be established: where, why (refused,
     /// unreachable, timed out, authentication, missing database, ...) and the cause.
@@ -69,6 +69,18 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
+
+    /// A store opened only for reading found a schema older than this build's (it
+    /// migrates nothing).
+    #[error(
+        "the schema of {database} is behind this version of Vigil ({pending} migration(s) pending): run `vigil migrate`"
+    )]
+    SchemaBehind {
+        /// The database, as [`DatabaseConfig::describe`](crate::DatabaseConfig::describe) shows it.
+        database: String,
+        /// How many migrations it lacks.
+        pending: usize,
+    },
 
     /// The agent is not registered (it has no row in `agents`).
     #[error("unknown agent `{0}`: register it first")]

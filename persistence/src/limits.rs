@@ -59,7 +59,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::config::ConfigError;
+use crate::config::DatabaseConfigError;
 use crate::error::StoreError;
 
 /// The deepest document serde_json reads back: its parser's recursion limit (128)
@@ -120,9 +120,9 @@ impl PayloadLimits {
     }
 
     /// Refuses limits that would let through what cannot be read back, or nothing.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), DatabaseConfigError> {
         if self.max_json_depth == 0 || self.max_json_depth > MAX_JSON_DEPTH {
-            return Err(ConfigError::InvalidValue {
+            return Err(DatabaseConfigError::InvalidValue {
                 name: "max_json_depth",
                 reason: format!(
                     "{} is not between 1 and {MAX_JSON_DEPTH} (serde_json reads at most \
@@ -132,13 +132,13 @@ impl PayloadLimits {
             });
         }
         if self.max_json_bytes == 0 {
-            return Err(ConfigError::InvalidValue {
+            return Err(DatabaseConfigError::InvalidValue {
                 name: "max_json_bytes",
                 reason: "must be positive".into(),
             });
         }
         if self.max_text_bytes == 0 {
-            return Err(ConfigError::InvalidValue {
+            return Err(DatabaseConfigError::InvalidValue {
                 name: "max_text_bytes",
                 reason: "must be positive".into(),
             });

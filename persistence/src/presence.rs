@@ -39,12 +39,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::with_conn;
 use crate::error::StoreError;
 use crate::lifecycle::State;
 use crate::models::{AgentRecord, SystemStateEntry};
 use crate::schema::system_state;
 use crate::shared_state::SharedState;
-use crate::store::with_conn;
 use crate::types::Ts;
 
 /// The prefix of the system-state keys that hold presences.

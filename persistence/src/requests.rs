@@ -43,6 +43,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::backend::SqliteConn;
 use crate::commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction, CommandStatus};
 use crate::error::StoreError;
 use crate::help_queue::{CLAIM_PG, CLAIM_SQLITE};
@@ -50,11 +51,11 @@ use crate::limits::PayloadLimits;
 use crate::models::HelpRequestRecord;
 use crate::schema::{agent_commands, help_requests, system_state, workflow_runs};
 use crate::shared_state::{IncidentClaim, incident_claim_key};
-use crate::store::SqliteConn;
 use crate::types::sql_types::TsTz;
 use crate::types::{Json, Ts};
 use crate::workflow_runs::{Checkpoint, WorkflowRunRecord, WorkflowStatus};
-use crate::writes::{HelpStatus, upsert_system_state};
+use crate::writes::rows::upsert_system_state;
+use crate::writes::status::HelpStatus;
 
 /// A write whose caller waits for an answer. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq)]

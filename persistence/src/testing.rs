@@ -242,10 +242,10 @@ impl PrivateCluster {
     /// connection timeout, two attempts) instead of the default 30 s, so that work
     /// meets an outage rather than waiting it out inside the pool.
     pub async fn impatient_store(&self) -> Store {
-        use crate::config::{PoolConfig, RetryPolicy};
+        use crate::config::{ConnectRetryPolicy, PoolConfig};
         let pool = PoolConfig::default()
             .with_connection_timeout(std::time::Duration::from_millis(500))
-            .with_retry(RetryPolicy::default().with_max_attempts(2));
+            .with_retry(ConnectRetryPolicy::default().with_max_attempts(2));
         Store::connect(self.config().with_pool(pool).expect("a valid pool")).await.expect("connect")
     }
 
@@ -378,4 +378,46 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Defines one test per backend from one async body taking a `&TestDb`: a module
+/// `$name` with the tests `postgres` (skipped loudly without a server, see
+/// [`TestDb::postgres`]) and `sqlite`, each running the body on a fresh database.
+///
+/// The caller needs `tokio` (with its `macros` and `rt` features) among its
+/// dev-dependencies; the module the macro is used in is glob-imported (`use super::*`).
+///
+/// ```ignore
+/// use vigil_persistence::on_both_backends;
+///
+/// on_both_backends! {
+///     async fn registers_an_agent(db) {
+///         let state = db.shared_state().await;
+///         state.register_agent("a", "A").await.unwrap();
+///         assert_eq!(state.get_registered_agents().await.unwrap().len(), 1);
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($db: &$crate::testing::TestDb) $body
+
+            #[::tokio::test]
+            async fn postgres() {
+                let Some(db) = $crate::testing::TestDb::postgres().await else { return };
+                run(&db).await;
+            }
+
+            #[::tokio::test]
+            async fn sqlite() {
+                run(&$crate::testing::TestDb::sqlite()).await;
+            }
+        }
+    };
 }

@@ -43,11 +43,11 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::with_conn;
 use crate::error::StoreError;
 use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::workflow_runs;
 use crate::shared_state::SharedState;
-use crate::store::with_conn;
 use crate::types::{Json, Ts};
 
 /// Status of a workflow run, stored lowercase.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use vigil_persistence::State;
-use vigil_persistence::config::{ConfigSource, DatabaseUrl, RetryPolicy};
+use vigil_persistence::config::{ConfigSource, ConnectRetryPolicy, DatabaseUrl};
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{
@@ -176,8 +176,8 @@ async fn messages_in_row_order(state: &SharedState, agent: usize) -> Vec<String>
     rows.into_iter().map(|r| r.message.expect("message set")).collect()
 }
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy::default().with_backoff(Duration::from_millis(1), Duration::from_millis(5))
+fn fast_retry() -> ConnectRetryPolicy {
+    ConnectRetryPolicy::default().with_backoff(Duration::from_millis(1), Duration::from_millis(5))
 }
 
 // ------------------------------------------------------------------ scenarios

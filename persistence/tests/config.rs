@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vigil_persistence::config::{
-    ConfigError, ConfigInputs, ConfigSource, DEFAULT_POSTGRES_URL, DatabaseConfig, SqliteLocation,
+    ConfigInputs, ConfigSource, DEFAULT_POSTGRES_URL, DatabaseConfig, DatabaseConfigError, SqliteLocation,
 };
 
 fn temp_file(contents: &str) -> PathBuf {
@@ -115,7 +115,7 @@ fn malformed_files_are_typed_errors_naming_the_file() {
         let file = temp_file(contents);
         let inputs = ConfigInputs { config_file: Some(file.clone()), ..Default::default() };
         let error = DatabaseConfig::resolve(&inputs).unwrap_err();
-        let ConfigError::File { path, reason } = &error else {
+        let DatabaseConfigError::File { path, reason } = &error else {
             panic!("{contents}: expected a file error, got {error:?}")
         };
         assert_eq!(path, &file);
@@ -124,7 +124,7 @@ fn malformed_files_are_typed_errors_naming_the_file() {
     }
     let missing =
         ConfigInputs { config_file: Some("/nonexistent/postgres_config.json".into()), ..Default::default() };
-    assert!(matches!(DatabaseConfig::resolve(&missing), Err(ConfigError::File { .. })));
+    assert!(matches!(DatabaseConfig::resolve(&missing), Err(DatabaseConfigError::File { .. })));
 }
 
 #[test]
@@ -135,14 +135,14 @@ fn bad_urls_and_flags_are_typed_errors() {
         let inputs = ConfigInputs { connection_string: Some(raw.into()), ..Default::default() };
         let error = DatabaseConfig::resolve(&inputs).unwrap_err();
         assert!(
-            matches!(error, ConfigError::InvalidUrl { origin: ConfigSource::Environment, .. }),
+            matches!(error, DatabaseConfigError::InvalidUrl { origin: ConfigSource::Environment, .. }),
             "{raw}: {error:?}"
         );
     }
     let inputs = ConfigInputs { use_postgresql: Some("maybe".into()), ..Default::default() };
     assert!(matches!(
         DatabaseConfig::resolve(&inputs),
-        Err(ConfigError::InvalidValue { name: "USE_POSTGRESQL", .. })
+        Err(DatabaseConfigError::InvalidValue { name: "USE_POSTGRESQL", .. })
     ));
 }
 
@@ -230,7 +230,10 @@ fn pool_variables_tune_postgresql_from_any_source_and_win_over_the_file() {
     ] {
         let inputs = ConfigInputs { use_postgresql: Some("true".into()), ..inputs };
         let error = DatabaseConfig::resolve(&inputs).unwrap_err();
-        assert!(matches!(&error, ConfigError::InvalidValue { name: n, .. } if *n == name), "{error:?}");
+        assert!(
+            matches!(&error, DatabaseConfigError::InvalidValue { name: n, .. } if *n == name),
+            "{error:?}"
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use vigil_persistence::commands::CommandAction;
-use vigil_persistence::config::{PoolConfig, RetryPolicy};
+use vigil_persistence::config::{ConnectRetryPolicy, PoolConfig};
 use vigil_persistence::connect::ConnectFailure;
 use vigil_persistence::testing::{PrivateCluster, admin_url, postgres_required};
 use vigil_persistence::types::Ts;
@@ -24,8 +24,8 @@ use vigil_persistence::{
 /// Safety net for anything awaited.
 const NET: Duration = Duration::from_secs(120);
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy::default().with_backoff(Duration::from_millis(5), Duration::from_millis(200))
+fn fast_retry() -> ConnectRetryPolicy {
+    ConnectRetryPolicy::default().with_backoff(Duration::from_millis(5), Duration::from_millis(200))
 }
 
 /// A store on `cluster` whose pool fails fast while the server is down.
@@ -409,7 +409,7 @@ async fn the_byte_cap_keeps_batches_sendable() {
 async fn connect_error(config: DatabaseConfig) -> StoreError {
     let pool = PoolConfig::default()
         .with_connection_timeout(Duration::from_secs(3))
-        .with_retry(RetryPolicy::default().with_max_attempts(1));
+        .with_retry(ConnectRetryPolicy::default().with_max_attempts(1));
     match Store::connect(config.with_pool(pool).expect("pool")).await {
         Ok(_) => panic!("connected"),
         Err(error) => error,
@@ -438,6 +438,20 @@ async fn connection_errors_say_what_happened() {
         "no password: {text}"
     );
     assert!(refused.is_transient());
+
+    // No such host: a name that does not resolve (`.invalid` never does) fails at once.
+    let started = Instant::now();
+    let url = "postgres://postgres:s3cret-pw@vigil-no-such-host.invalid/vigil";
+    let unknown = connect_error(DatabaseConfig::postgres(url).unwrap()).await;
+    let text = unknown.to_string();
+    assert_eq!(kind(&unknown), ConnectFailure::NoSuchHost, "{text}");
+    assert!(
+        text.contains("vigil-no-such-host.invalid:5432/vigil") && text.contains("no such host"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    assert!(!unknown.is_transient(), "a name that does not resolve is not retried");
+    assert!(started.elapsed() < Duration::from_secs(10), "failed fast");
 
     // The shared server: a missing database and an unknown role fail at once.
     let admin = admin_url();

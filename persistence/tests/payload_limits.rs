@@ -3,7 +3,7 @@
 //! cannot be read does not fail a listing. Also SQLite's `synchronous` setting.
 
 use serde_json::{Value, json};
-use vigil_persistence::config::{ConfigError, SqliteSynchronous};
+use vigil_persistence::config::{DatabaseConfigError, SqliteSynchronous};
 use vigil_persistence::limits::{MAX_JSON_DEPTH, PayloadLimits};
 use vigil_persistence::shared_state::{EventFilter, Heartbeat, Writer};
 use vigil_persistence::types::{Json, Ts};
@@ -12,7 +12,9 @@ use vigil_persistence::{
     StoreError, Write,
 };
 
-use crate::common::{TestDb, on_both_backends};
+use vigil_persistence::on_both_backends;
+
+use crate::common::TestDb;
 
 /// `depth` nested arrays around `1`, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -214,7 +216,7 @@ fn limits_above_what_can_be_read_back_are_refused() {
     for depth in [0, MAX_JSON_DEPTH + 1, 127, 128, 10_000] {
         let limits = PayloadLimits::default().with_max_json_depth(depth);
         match DatabaseConfig::sqlite_memory().with_payload_limits(limits) {
-            Err(ConfigError::InvalidValue { name, reason }) => {
+            Err(DatabaseConfigError::InvalidValue { name, reason }) => {
                 assert_eq!(name, "max_json_depth");
                 assert!(reason.contains(&depth.to_string()), "{reason}");
             }
@@ -328,5 +330,5 @@ fn sqlite_synchronous_resolves_from_the_environment_variable() {
     assert_eq!(resolved(None), Ok(Some(SqliteSynchronous::Full)));
     assert_eq!(resolved(Some("normal")), Ok(Some(SqliteSynchronous::Normal)));
     assert_eq!(resolved(Some(" FULL ")), Ok(Some(SqliteSynchronous::Full)));
-    assert!(matches!(resolved(Some("off")), Err(ConfigError::InvalidValue { .. })));
+    assert!(matches!(resolved(Some("off")), Err(DatabaseConfigError::InvalidValue { .. })));
 }

@@ -8,7 +8,7 @@ use vigil_persistence::shared_state::{EventFilter, Heartbeat, Metric};
 use vigil_persistence::types::Ts;
 use vigil_persistence::{HelpStatus, Severity, StoreError};
 
-use crate::common::on_both_backends;
+use vigil_persistence::on_both_backends;
 
 on_both_backends! {
     async fn register_is_an_upsert(db) {

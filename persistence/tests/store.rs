@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vigil_persistence::config::{PoolConfig, RetryPolicy};
+use vigil_persistence::config::{ConnectRetryPolicy, PoolConfig};
 use vigil_persistence::shared_state::Heartbeat;
 use vigil_persistence::{SharedState, Store, StoreError};
 
@@ -15,7 +15,7 @@ async fn killed_connections_are_retried_transparently() {
         .config()
         .with_pool(
             PoolConfig::default().with_connections(2, 2).with_retry(
-                RetryPolicy::default()
+                ConnectRetryPolicy::default()
                     .with_max_attempts(6)
                     .with_backoff(Duration::from_millis(10), Duration::from_millis(200)),
             ),
@@ -73,7 +73,7 @@ async fn statements_past_the_command_timeout_are_cancelled() {
             PoolConfig::default()
                 .with_connections(1, 1)
                 .with_command_timeout(Duration::from_millis(200))
-                .with_retry(RetryPolicy::default().with_max_attempts(1)),
+                .with_retry(ConnectRetryPolicy::default().with_max_attempts(1)),
         )
         .unwrap();
     let store = Store::connect(config).await.unwrap();

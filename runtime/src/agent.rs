@@ -33,7 +33,8 @@
 //! | `mailbox = 64`       | bounded mailbox capacity                  | `64`               |
 //! | `shutdown_timeout = "5s"` | time the shutdown hook may take      | `5s`               |
 //!
-//! Durations are written `"250ms"`, `"5s"`, `"2m"` or `"1h"`.
+//! Durations are written `"250ms"`, `"5s"`, `"2m"`, `"1h"` or `"1d"`, as everywhere in
+//! Vigil ([`vigil_persistence::duration`]).
 
 use std::time::Duration;
 

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-use crate::host::{AgentStatus, GetStatus, Operate};
 use crate::lifecycle::{LifecycleError, ManualFixed, Transition, Trigger};
-use crate::supervisor::{ForgetRestarts, RestartRequested, Supervisor, SupervisorError, TerminateChild};
+use crate::protocol::{
+    AgentStatus, ForgetRestarts, GetStatus, Operate, RestartRequested, SupervisorError, TerminateChild,
+};
 
 /// One agent as the control plane sees it.
 pub(crate) struct ControlEntry {
@@ -33,7 +34,16 @@ pub(crate) struct ControlEntry {
     pub(crate) status: Recipient<GetStatus>,
     pub(crate) fix: Recipient<ManualFixed>,
     pub(crate) operate: Recipient<Operate>,
-    pub(crate) owner: Addr<Supervisor>,
+    pub(crate) owner: Owner,
+}
+
+/// The supervisor that owns an agent, as the control plane reaches it: by the messages
+/// it sends, not by the supervisor's type (which would make this module import the
+/// supervisor's, and the supervisor's this one).
+pub(crate) struct Owner {
+    pub(crate) restart: Recipient<RestartRequested>,
+    pub(crate) terminate: Recipient<TerminateChild>,
+    pub(crate) forget: Recipient<ForgetRestarts>,
 }
 
 /// Every agent of the tree, in start order.
@@ -148,7 +158,7 @@ impl RuntimeControl {
     pub async fn restart(&self, id: &str, reason: impl Into<String>) -> Result<(), ControlError> {
         self.refuse_while_stopping()?;
         let request = self.with_entry(id, |e| {
-            e.owner.send(RestartRequested { child_id: id.into(), reason: reason.into() })
+            e.owner.restart.send(RestartRequested { child_id: id.into(), reason: reason.into() })
         })?;
         request.await.map_err(|_| ControlError::NotRunning(id.into()))?.map_err(ControlError::from)
     }
@@ -156,7 +166,7 @@ impl RuntimeControl {
     /// Stops an agent through its supervisor (it is not restarted; its spec is kept).
     pub async fn stop(&self, id: &str) -> Result<(), ControlError> {
         self.refuse_while_stopping()?;
-        let request = self.with_entry(id, |e| e.owner.send(TerminateChild(id.into())))?;
+        let request = self.with_entry(id, |e| e.owner.terminate.send(TerminateChild(id.into())))?;
         request.await.map_err(|_| ControlError::NotRunning(id.into()))?.map_err(ControlError::from)
     }
 
@@ -181,7 +191,7 @@ impl RuntimeControl {
     pub async fn fix(&self, id: &str) -> Result<Transition, ControlError> {
         self.refuse_while_stopping()?;
         let (forget, request) =
-            self.with_entry(id, |e| (e.owner.send(ForgetRestarts), e.fix.send(ManualFixed)))?;
+            self.with_entry(id, |e| (e.owner.forget.send(ForgetRestarts), e.fix.send(ManualFixed)))?;
         // Before the fix lands: a fault of the fixed agent must find the history gone.
         forget.await.map_err(|_| ControlError::NotRunning(id.into()))?;
         Ok(request.await.map_err(|_| ControlError::NotRunning(id.into()))??)

@@ -69,6 +69,16 @@ pub enum EventKind {
         /// The store error.
         reason: String,
     },
+    /// A cycle completed (published only on a bus made
+    /// [`with_cycle_events`](EventBus::with_cycle_events), and only while somebody
+    /// subscribes: one event per cycle of every agent would flood every subscriber).
+    /// Tests wait for it instead of polling cycle counts.
+    CycleFinished {
+        /// Cycles this agent has completed since it was spawned, this one included.
+        cycle: u64,
+        /// How long the cycle took.
+        duration: Duration,
+    },
     /// The agent's actor stopped.
     Stopped,
 }
@@ -116,6 +126,8 @@ impl From<&Transition> for LifecycleEvent {
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<LifecycleEvent>,
+    /// Whether hosts publish [`EventKind::CycleFinished`].
+    cycle_events: bool,
 }
 
 impl Default for EventBus {
@@ -127,7 +139,43 @@ impl Default for EventBus {
 impl EventBus {
     /// A bus that holds up to `capacity` events for its slowest subscriber.
     pub fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0 }
+        Self { sender: broadcast::channel(capacity.max(1)).0, cycle_events: false }
+    }
+
+    /// The same bus, on which every agent also publishes [`EventKind::CycleFinished`]
+    /// after each completed cycle (off by default). For tests that wait for cycles:
+    ///
+    /// ```no_run
+    /// # async fn demo(shared: vigil_persistence::SharedState) {
+    /// use std::time::Duration;
+    /// use vigil_runtime::testkit::FaultyAgent;
+    /// use vigil_runtime::{EventBus, EventKind, Runtime};
+    ///
+    /// let events = EventBus::default().with_cycle_events();
+    /// let mut stream = events.subscribe();
+    /// let plan = vigil_runtime::testkit::FaultPlan::new();
+    /// let runtime = Runtime::builder(shared)
+    ///     .events(events)
+    ///     .agent_with_id("worker", move || FaultyAgent::new(plan.clone()))
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// stream
+    ///     .wait_for(Duration::from_secs(5), |e| matches!(e.kind, EventKind::CycleFinished { cycle: 3, .. }))
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_cycle_events(mut self) -> Self {
+        self.cycle_events = true;
+        self
+    }
+
+    /// Whether a completed cycle is to be published: the bus publishes cycle events
+    /// and somebody listens (an event nobody receives is not even built).
+    pub(crate) fn wants_cycle_events(&self) -> bool {
+        self.cycle_events && self.sender.receiver_count() > 0
     }
 
     /// Publishes an event; never waits. With no subscriber the event is dropped.

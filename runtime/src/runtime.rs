@@ -48,12 +48,11 @@ use vigil_persistence::{PersistenceActor, PersistenceConfig, PersistenceHandle, 
 use crate::agent::Agent;
 use crate::control::RuntimeControl;
 use crate::events::{EventBus, EventStream};
-use crate::host::{AgentHost, AgentMessage, AgentStatus, Ask, AskError, Handles};
+use crate::host::AgentHost;
 use crate::lifecycle::{LifecycleError, LifecycleMessage, StopFailure, Transition};
-use crate::supervisor::{
-    ChildSpec, Environment, RestartIntensity, ShutdownSubtree, Strategy, SubtreeStatuses, Supervisor,
-    SupervisorSpec,
-};
+use crate::messaging::{AgentMessage, Ask, AskError, Handles};
+use crate::protocol::{AgentStatus, ShutdownSubtree, SubtreeStatuses};
+use crate::supervisor::{ChildSpec, Environment, RestartIntensity, Strategy, Supervisor, SupervisorSpec};
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +143,10 @@ impl RuntimeBuilder {
     }
 
     /// Carries out operator commands from the database (`vigil agent restart|stop|fix`)
-    /// for this runtime's agents (default off; `vigil run` turns it on). See
-    /// [`crate::commands`].
+    /// for this runtime's agents (default off; `vigil run` turns it on): rows of the
+    /// `agent_commands` table for agents of this runtime are claimed, carried out
+    /// through [`RuntimeControl`] and their outcome recorded. It wakes on PostgreSQL
+    /// `NOTIFY` and also polls (the only way on SQLite).
     pub fn operator_commands(mut self, enabled: bool) -> Self {
         self.operator_commands = enabled;
         self
@@ -225,7 +226,7 @@ impl RuntimeBuilder {
         if self.operator_commands {
             let env = &runtime.inner.env;
             let processor =
-                crate::commands::spawn(env.shared.clone(), env.control.clone(), env.events.clone());
+                crate::operator_commands::spawn(env.shared.clone(), env.control.clone(), env.events.clone());
             *runtime.inner.commands.lock().expect("commands lock") = Some(processor);
         }
         Ok(runtime)
@@ -282,8 +283,9 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// What [`Runtime::shutdown`] did (defined with the supervisor, which observes it).
-pub use crate::supervisor::ShutdownReport;
+/// What [`Runtime::shutdown`] did (defined with the supervisor protocol, which
+/// observes it).
+pub use crate::protocol::ShutdownReport;
 
 impl Runtime {
     /// A builder over `shared`, with a one_for_one top supervisor.

@@ -14,8 +14,13 @@
 //! * [`memory_state`] — a private in-memory shared state; [`fail_next_flushes`] makes
 //!   the persistence writer's next flushes fail.
 //! * Awaiting instead of sleeping — [`crate::EventStream::wait_for`],
-//!   [`crate::EventStream::wait_for_state`] and [`wait_until_active`], each with a
-//!   timeout as a safety net.
+//!   [`crate::EventStream::wait_for_state`], [`wait_until_active`] and
+//!   [`wait_for_cycle`] (on a bus [`with_cycle_events`](crate::EventBus::with_cycle_events)),
+//!   each with a timeout as a safety net; [`eventually`] polls what publishes no event.
+//!
+//! The module is compiled with the crate's `testkit` feature: in a user's
+//! `Cargo.toml`, `vigil-runtime = { ..., features = ["testkit"] }` under
+//! `[dev-dependencies]`.
 //!
 //! A test a user would copy:
 //!
@@ -51,7 +56,7 @@ use vigil_persistence::SharedState;
 
 use crate::agent::{Agent, AgentError, AgentResult};
 use crate::context::AgentContext;
-use crate::events::EventStreamError;
+use crate::events::{EventKind, EventStream, EventStreamError, LifecycleEvent};
 use crate::lifecycle::State;
 use crate::runtime::Runtime;
 
@@ -378,4 +383,58 @@ pub async fn wait_until_active(runtime: &Runtime, timeout: Duration) -> Result<(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits until `agent_id` completes its `cycle`-th cycle (counted since the agent was
+/// spawned, across restarts), or a later one, within `timeout`. The runtime's bus
+/// must publish cycle events ([`EventBus::with_cycle_events`](crate::EventBus::with_cycle_events)),
+/// and `events` must have subscribed before that cycle ended.
+pub async fn wait_for_cycle(
+    events: &mut EventStream,
+    agent_id: &str,
+    cycle: u64,
+    timeout: Duration,
+) -> Result<LifecycleEvent, EventStreamError> {
+    events
+        .wait_for(timeout, |e| {
+            e.agent_id == agent_id
+                && matches!(e.kind, EventKind::CycleFinished { cycle: n, .. } if n >= cycle)
+        })
+        .await
+}
+
+/// Polls `probe` every 25 ms until it yields `Some`, and returns that value: for what
+/// publishes no event (a row in the database, a counter). Prefer an event when there is
+/// one.
+///
+/// ```no_run
+/// # async fn demo(shared: vigil_persistence::SharedState) {
+/// use std::time::Duration;
+/// use vigil_runtime::testkit::eventually;
+///
+/// let agent = eventually("the worker's row", Duration::from_secs(10), || {
+///     let shared = shared.clone();
+///     async move { shared.get_agent("worker").await.ok().flatten() }
+/// })
+/// .await;
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// After `timeout`, with "timed out waiting for `what`".
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let search = async {
+        loop {
+            if let Some(found) = probe().await {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::timeout(timeout, search).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }

@@ -22,8 +22,10 @@ use vigil_runtime::{
     Agent, AgentContext, AgentError, AgentMessage, AgentResult, EventKind, Handles, Runtime, State,
 };
 
-/// Safety net for one awaited step (virtual time in the SQLite tests, real on PostgreSQL).
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
+
+// Safety net for one awaited step (virtual time in the SQLite tests, real on PostgreSQL).
+use common::LIMIT;
 
 /// Whether `elapsed` (virtual) is `expected`, allowing for tokio's timer wheel, which
 /// rounds each deadline up to the next millisecond.
@@ -80,12 +82,7 @@ impl Agent for Second {
 }
 
 async fn full_life(store: Store, through_actor: bool) {
-    let shared = if through_actor {
-        let writer = vigil_persistence::PersistenceActor::start(store.clone(), Default::default());
-        SharedState::with_writer(store, vigil_persistence::shared_state::Writer::Actor(writer))
-    } else {
-        SharedState::direct(store)
-    };
+    let shared = if through_actor { common::with_own_writer(store) } else { SharedState::direct(store) };
     let (tick, mut ticks) = mpsc::unbounded_channel();
     let factory = move || Worker { cycles: 0, panic_at: None, tick: tick.clone() };
     let runtime =

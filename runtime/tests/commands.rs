@@ -4,14 +4,16 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use vigil_persistence::SharedState;
 use vigil_persistence::commands::CommandAction;
 use vigil_persistence::testing::TestDb;
 use vigil_runtime::supervisor::ChildSpec;
-use vigil_runtime::testkit::{FaultPlan, FaultyAgent};
-use vigil_runtime::{RestartIntensity, Runtime, State};
+use vigil_runtime::testkit::{FaultPlan, FaultyAgent, eventually, wait_for_cycle};
+use vigil_runtime::{EventBus, EventStream, RestartIntensity, Runtime, State};
 
-const LIMIT: Duration = Duration::from_secs(30);
+use common::LIMIT;
 
 /// Submits a command from a separate store and waits for its outcome.
 async fn run_command(
@@ -21,23 +23,17 @@ async fn run_command(
 ) -> (String, String, Duration) {
     let id = operator.submit_agent_command(agent, action, Some("test")).await.unwrap();
     let started = Instant::now();
-    loop {
-        let command = operator.get_agent_command(id).await.unwrap().unwrap();
-        if command.is_finished() {
-            return (command.status, command.outcome.unwrap_or_default(), started.elapsed());
-        }
-        assert!(started.elapsed() < LIMIT, "command {id} was not carried out");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let command = eventually(&format!("command {id} to be carried out"), LIMIT, || async move {
+        operator.get_agent_command(id).await.unwrap().filter(|command| command.is_finished())
+    })
+    .await;
+    (command.status, command.outcome.unwrap_or_default(), started.elapsed())
 }
 
-/// Polls until `agent` has run `n` cycles (they publish no event of their own).
-async fn wait_for_cycles(plan: &FaultPlan, agent: &str, n: u64) {
-    let started = Instant::now();
-    while plan.cycles(agent) < n {
-        assert!(started.elapsed() < LIMIT, "{agent} ran {} cycles, not {n}", plan.cycles(agent));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits until `agent` has completed `n` more cycles (the bus publishes cycle events).
+async fn wait_for_more_cycles(runtime: &Runtime, events: &mut EventStream, agent: &str, n: u64) {
+    let done = runtime.control().status(agent).await.unwrap().cycles;
+    wait_for_cycle(events, agent, done + n, LIMIT).await.unwrap();
 }
 
 async fn commands_reach_the_runtime(db: TestDb) {
@@ -47,6 +43,7 @@ async fn commands_reach_the_runtime(db: TestDb) {
         ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
     };
     let runtime = Runtime::builder(SharedState::direct(db.store().await))
+        .events(EventBus::default().with_cycle_events())
         .intensity(RestartIntensity::new(10, Duration::from_secs(60)))
         .operator_commands(true)
         .child(agent("alpha"))
@@ -55,6 +52,7 @@ async fn commands_reach_the_runtime(db: TestDb) {
         .await
         .unwrap();
     let operator = SharedState::direct(db.store().await);
+    let mut cycles = runtime.subscribe();
 
     let (status, outcome, took) = run_command(&operator, "alpha", CommandAction::Restart).await;
     assert_eq!(status, "done", "{outcome}");
@@ -75,14 +73,14 @@ async fn commands_reach_the_runtime(db: TestDb) {
     );
     let paused_at = plan.cycles("alpha");
     // Three of beta's cycles (10 ms each) go by; alpha's count stays where it was.
-    wait_for_cycles(&plan, "beta", plan.cycles("beta") + 3).await;
+    wait_for_more_cycles(&runtime, &mut cycles, "beta", 3).await;
     assert!(plan.cycles("alpha") <= paused_at + 1, "at most the cycle already running finished");
     let (status, outcome, _) = run_command(&operator, "alpha", CommandAction::Standby).await;
     assert_eq!(status, "failed", "standby is only from active: {outcome}");
     assert!(outcome.contains("maintenance"), "the error names the state: {outcome}");
     let (status, _, _) = run_command(&operator, "alpha", CommandAction::EndMaintenance).await;
     assert_eq!(status, "done");
-    wait_for_cycles(&plan, "alpha", plan.cycles("alpha") + 2).await;
+    wait_for_more_cycles(&runtime, &mut cycles, "alpha", 2).await;
     // Only operational triggers are accepted by id.
     assert!(matches!(
         runtime.control().transition("alpha", vigil_runtime::Trigger::ErrorOccurred).await,

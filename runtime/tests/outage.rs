@@ -10,11 +10,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+mod common;
+
 use tokio::sync::mpsc;
-use vigil_persistence::shared_state::{Metric, Writer};
+use vigil_persistence::shared_state::Metric;
 use vigil_persistence::testing::PrivateCluster;
 use vigil_persistence::types::Ts;
-use vigil_persistence::{PersistenceActor, SharedState};
 use vigil_runtime::testkit::assert_undisturbed;
 use vigil_runtime::{
     Agent, AgentContext, AgentResult, ChildSpec, EventBus, EventKind, RestartIntensity, Runtime,
@@ -76,8 +77,7 @@ async fn a_database_outage_longer_than_the_intensity_window_parks_no_agent() {
     let Some(cluster) = PrivateCluster::start() else { return };
     // Readers give up within a second, so cycles meet the outage.
     let store = cluster.impatient_store().await;
-    let writer = PersistenceActor::start(store.clone(), Default::default());
-    let shared = SharedState::with_writer(store, Writer::Actor(writer));
+    let shared = common::with_own_writer(store);
     let since = Ts::now();
 
     let ids = ["r1", "r2", "r3"];

@@ -20,7 +20,9 @@ use vigil_runtime::{
     Cause, ControlError, EventKind, LifecycleError, RestartIntensity, Runtime, Stage, State,
 };
 
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::LIMIT;
 
 /// The transitions of `agent` on record, newest first, once everything queued in the
 /// runtime's writer has committed.

@@ -5,9 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use vigil_persistence::shared_state::{Metric, Writer};
 use vigil_persistence::types::Ts;
-use vigil_persistence::{PersistenceActor, SharedState};
 use vigil_runtime::supervisor::{ChildSpec, Strategy, SupervisorSpec};
 use vigil_runtime::testkit::memory_state;
 use vigil_runtime::{Agent, AgentContext, AgentError, AgentMessage, AgentResult, AskError, Handles, Runtime};
@@ -88,8 +89,7 @@ impl Agent for Farewell {
 #[actix_rt::test]
 async fn a_write_in_a_shutdown_hook_is_committed_when_shutdown_returns() {
     let store = vigil_persistence::testing::in_memory_store().await;
-    let writer = PersistenceActor::start(store.clone(), Default::default());
-    let shared = SharedState::with_writer(store, Writer::Actor(writer));
+    let shared = common::with_own_writer(store);
     let since = Ts::now();
     let runtime = Runtime::builder(shared.clone()).agent(Farewell::default).start().await.unwrap();
     let report = runtime.shutdown().await;

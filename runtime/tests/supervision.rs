@@ -14,7 +14,9 @@ use vigil_runtime::{
     RestartIntensity, Runtime, State,
 };
 
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::LIMIT;
 
 fn generous() -> RestartIntensity {
     RestartIntensity::new(1_000, Duration::from_secs(60))
@@ -178,7 +180,7 @@ async fn top_level_escalation_parks_in_manual_and_fix_restarts() {
         State::Active,
         "one_for_one parks only the failing agent; the runtime keeps running"
     );
-    runtime.root().send(vigil_runtime::supervisor::FixParked).await.unwrap().unwrap();
+    runtime.control().fix("w").await.unwrap();
     wait_until_active(&runtime, LIMIT).await.unwrap();
     runtime.shutdown().await;
 }

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
-use vigil_persistence::config::ConfigError;
+use vigil_persistence::config::DatabaseConfigError;
 use vigil_persistence::import::{ImportProgress, ImportStage, Importer, SqliteSnapshot};
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
@@ -247,7 +247,7 @@ pub(super) fn postgres_target(to: &str) -> Result<DatabaseConfig, CliError> {
         return Err(CliError::Usage("--to must be a PostgreSQL URL (postgresql://...)".into()));
     }
     DatabaseConfig::postgres(to).map_err(|e| match e {
-        ConfigError::InvalidUrl { reason, .. } => {
+        DatabaseConfigError::InvalidUrl { reason, .. } => {
             CliError::Usage(format!("invalid database URL from --to: {reason}"))
         }
         other => CliError::Usage(format!("--to: {other}")),

@@ -401,7 +401,7 @@ pub(super) fn read_question(argument: Option<String>, max_bytes: usize) -> Resul
 
 /// `16 MiB`, `1000 bytes`.
 fn human_bytes(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

@@ -107,29 +107,18 @@ fn negative(text: &str) -> bool {
     text.strip_prefix('-').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
 }
 
-/// Parses `500ms`, `30s`, `10m`, `2h`, `1d` (a bare number is seconds), up to a hundred
-/// years.
+/// Parses `500ms`, `30s`, `10m`, `2h`, `1d` (a bare number is seconds) with
+/// [`vigil_persistence::duration::parse`], the grammar of the configs and the derive
+/// too, up to a hundred years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if negative(text) {
-        return Err(format!("`{text}` must be positive (e.g. 30s, 10m, 2h)"));
+    use vigil_persistence::duration::{self, DurationError};
+    match duration::parse(text) {
+        Ok(parsed) if parsed <= Duration::from_millis(MAX_DURATION_MS) => Ok(parsed),
+        Ok(_) | Err(DurationError::TooLarge(_)) => {
+            Err(format!("`{}` is too long: at most {}d", text.trim(), MAX_DURATION_MS / 86_400_000))
+        }
+        Err(e) => Err(e.to_string()),
     }
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 10m, 2h"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" | "" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
-    };
-    let millis = value.saturating_mul(unit_ms);
-    if millis > MAX_DURATION_MS {
-        return Err(format!("`{text}` is too long: at most {}d", MAX_DURATION_MS / 86_400_000));
-    }
-    Ok(Duration::from_millis(millis))
 }
 
 /// Parses a `--limit`: 1 to [`MAX_LIMIT`].
@@ -205,6 +194,11 @@ mod tests {
         assert!(parse_limit("99999999999999999999999").unwrap_err().contains("too large"));
         assert!(parse_days("4294967296").unwrap_err().contains("0 to 36500"));
         assert!(parse_duration("--json").unwrap_err().contains("not a duration"));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5_400)));
+        for text in ["36501d", "99999999999999999999999d"] {
+            assert!(parse_duration(text).unwrap_err().contains("at most 36500d"), "{text}");
+        }
     }
 
     #[test]

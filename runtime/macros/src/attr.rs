@@ -7,6 +7,14 @@ use std::fmt;
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Expr, Lit, LitInt, LitStr};
 
+/// Vigil's one duration grammar (`"250ms"`, `"5s"`, `"2m"`, `"1h"`, `"1d"`), compiled
+/// here from `vigil_persistence::duration`'s own source: a proc-macro crate cannot
+/// depend on the persistence crate cheaply, and one source keeps the derive, the
+/// configs and the CLI reading durations alike. Only `parse` is used here.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../persistence/src/duration.rs"]
+mod duration;
+
 /// The keys `#[agent(...)]` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
@@ -153,10 +161,10 @@ impl AgentAttrs {
                 self.name = Some(lit.clone());
                 Ok(())
             }),
-            Key::Cycle => duration(key, &value).map(|ms| self.cycle_ms = Some(ms)),
-            Key::CycleTimeout => duration(key, &value).map(|ms| self.cycle_timeout_ms = Some(ms)),
-            Key::Heartbeat => duration(key, &value).map(|ms| self.heartbeat_ms = Some(ms)),
-            Key::ShutdownTimeout => duration(key, &value).map(|ms| self.shutdown_timeout_ms = Some(ms)),
+            Key::Cycle => duration_ms(key, &value).map(|ms| self.cycle_ms = Some(ms)),
+            Key::CycleTimeout => duration_ms(key, &value).map(|ms| self.cycle_timeout_ms = Some(ms)),
+            Key::Heartbeat => duration_ms(key, &value).map(|ms| self.heartbeat_ms = Some(ms)),
+            Key::ShutdownTimeout => duration_ms(key, &value).map(|ms| self.shutdown_timeout_ms = Some(ms)),
             Key::Restart => restart(&value).map(|restart| self.restart = Some(restart)),
             Key::Mailbox => mailbox(&value).map(|capacity| self.mailbox = Some(capacity)),
         };
@@ -213,43 +221,32 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A duration literal in milliseconds: `"<integer><unit>"`, unit `ms`, `s`, `m` or `h`,
+/// A duration literal in milliseconds, in the grammar of `vigil_persistence::duration`,
 /// greater than zero.
-fn duration(key: Key, value: &Expr) -> syn::Result<u64> {
+fn duration_ms(key: Key, value: &Expr) -> syn::Result<u64> {
     let lit = string_lit(key, value)?;
     parse_duration(&lit.value()).map_err(|problem| {
         syn::Error::new(
             lit.span(),
             format!(
-                "invalid duration for `{key}`: {problem}; write a positive integer followed by \
-                 `ms`, `s`, `m` or `h`, e.g. \"250ms\", \"5s\", \"2m\" or \"1h\""
+                "invalid duration for `{key}`: {problem}; write e.g. \"250ms\", \"5s\", \"2m\", \"1h\" \
+                 or \"1d\""
             ),
         )
     })
 }
 
-/// `"5s"` -> 5000. The `Err` says what is wrong.
+/// `"5s"` -> 5000: [`duration::parse`], then what a setting of the derive needs on top
+/// (more than zero, whole milliseconds). The `Err` says what is wrong.
 fn parse_duration(text: &str) -> Result<u64, String> {
-    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(digits_end);
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ if digits.is_empty() => return Err(format!("\"{text}\" does not start with a number")),
-        "" => return Err(format!("\"{text}\" has no unit")),
-        _ => return Err(format!("\"{unit}\" in \"{text}\" is not a unit")),
-    };
-    if digits.is_empty() {
-        return Err(format!("\"{text}\" does not start with a number"));
+    let parsed = duration::parse(text).map_err(|e| e.to_string())?;
+    if parsed.is_zero() {
+        return Err(format!("`{text}` is zero, it must be greater than zero"));
     }
-    let too_large = || format!("\"{text}\" is too large");
-    let amount: u64 = digits.parse().map_err(|_| too_large())?;
-    if amount == 0 {
-        return Err(format!("\"{text}\" is zero, it must be greater than zero"));
+    if !parsed.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(format!("`{text}` is not a whole number of milliseconds"));
     }
-    amount.checked_mul(unit_ms).ok_or_else(too_large)
+    u64::try_from(parsed.as_millis()).map_err(|_| format!("`{text}` is too large"))
 }
 
 fn restart(value: &Expr) -> syn::Result<RestartKind> {
@@ -294,7 +291,10 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(5_000));
         assert_eq!(parse_duration("2m"), Ok(120_000));
         assert_eq!(parse_duration("1h"), Ok(3_600_000));
-        for bad in ["", "0s", "5", "s", "5 s", "5sec", "-5s", "1.5s", "99999999999999999999h", "5 parsecs"] {
+        assert_eq!(parse_duration("1d"), Ok(86_400_000));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500));
+        assert_eq!(parse_duration("5"), Ok(5_000), "a bare number is seconds, as everywhere");
+        for bad in ["", "0s", "s", "5sec", "-5s", "0.5ms", "99999999999999999999h", "5 parsecs"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must be rejected");
         }
     }

@@ -37,8 +37,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// | `restart`          | `"permanent"`, `"transient"` or `"temporary"`      | `"permanent"`            |
 /// | `mailbox`          | integer, at least 1                                | `64`                     |
 ///
-/// A duration is a string `<integer><unit>` with unit `ms`, `s`, `m` or `h`, greater
-/// than zero: `"250ms"`, `"5s"`, `"2m"`, `"1h"`. The attribute may be repeated; keys
+/// A duration is a string `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`, greater
+/// than zero and a whole number of milliseconds: `"250ms"`, `"5s"`, `"1.5m"`, `"1h"`,
+/// `"1d"` — the same parser as the configuration files and the command line
+/// (`vigil_persistence::duration`). The attribute may be repeated; keys
 /// merge, and a key given twice is an error. Defaults are those of
 /// `AgentSettings::new`.
 ///

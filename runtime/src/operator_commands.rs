@@ -6,6 +6,8 @@
 //! only commands for agents of this runtime — so several runtimes can share one
 //! database — carries each out through [`RuntimeControl`], and records the outcome:
 //! for a restart, only once the agent is `active` again (or why it is not).
+//!
+//! Turned on with [`RuntimeBuilder::operator_commands`](crate::RuntimeBuilder::operator_commands).
 
 use std::time::Duration;
 
@@ -17,9 +19,9 @@ use crate::events::EventBus;
 use crate::lifecycle::{State, Trigger};
 
 /// How often pending commands are looked for without a notification.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a restarted agent may take to be `active` again before the command fails.
-pub const RESTART_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const RESTART_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs until the returned handle is aborted. Call inside an actix System.
 pub(crate) fn spawn(

@@ -1,0 +1,87 @@
+//! Writing straight through a [`Store`], without a writer actor: one batch, one
+//! transaction, retried on transient failures.
+//!
+//! This is the direct path of `SharedState::direct` and of tools; a running platform
+//! writes through the [`PersistenceActor`](crate::PersistenceActor)'s group commit
+//! instead. On PostgreSQL the transaction is marked ([`crate::commit`]), so a retry
+//! after a lost `COMMIT` answer neither applies the batch twice nor loses it.
+
+use std::sync::Arc;
+
+use super::executor::Store;
+use crate::backend::{Backend, mark_broken};
+use crate::commit::{Marker, Unresolved, marked_transaction};
+use crate::error::StoreError;
+use crate::writes::{Write, apply_batch_sqlite};
+
+impl Store {
+    /// Applies a batch of writes in one transaction, retrying transient failures.
+    /// The outer error means nothing was committed; otherwise each write has its own
+    /// result (a write refused before reaching the database fails alone).
+    pub async fn write_batch(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<crate::requests::Reply, StoreError>>, StoreError> {
+        let writes = Arc::new(writes);
+        // On PostgreSQL the transaction is marked (see `crate::commit`), so a retry after
+        // a lost COMMIT answer neither applies the batch twice nor loses it. The marker
+        // and what is unresolved carry over from one attempt to the next.
+        let progress = Arc::new(std::sync::Mutex::new((Marker::new_writer(), None::<Unresolved>)));
+        self.run(move |inner| {
+            let (writes, progress) = (writes.clone(), progress.clone());
+            async move {
+                match &inner.backend {
+                    Backend::Pg(pool) => {
+                        let mut conn = inner.checkout(pool).await?;
+                        let (marker, unresolved) = {
+                            let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+                            (progress.0, progress.1.take())
+                        };
+                        let deadline = inner.read_deadline();
+                        match marked_transaction(&mut conn, &writes, marker, unresolved, deadline, None).await
+                        {
+                            Ok((outcome, _)) => Ok(outcome),
+                            Err(failure) => {
+                                if failure.retry {
+                                    // Possibly dead, frozen or mid-transaction: not for the pool.
+                                    mark_broken(&mut conn);
+                                }
+                                *progress.lock().unwrap_or_else(|e| e.into_inner()) = match failure.unresolved
+                                {
+                                    Some(open) => (open.marker, Some(open)),
+                                    None => (marker.next(), None),
+                                };
+                                Err(failure.error)
+                            }
+                        }
+                    }
+                    Backend::Sqlite(pool) => {
+                        let mut conn = inner.checkout(pool).await?;
+                        apply_batch_sqlite(&mut conn, &writes).await
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Applies one write in its own transaction and returns its reply once committed.
+    pub async fn write(&self, write: Write) -> Result<crate::requests::Reply, StoreError> {
+        self.write_batch(vec![write]).await?.pop().expect("one result per write")
+    }
+
+    /// Runs one SQL statement (no results) with retries. Meant for tests and
+    /// administration; the statement is passed to the database as written.
+    #[cfg(feature = "testing")]
+    pub async fn execute_raw_for_tests(&self, sql: &str) -> Result<usize, StoreError> {
+        let sql = sql.to_owned();
+        self.run(move |inner| {
+            let sql = sql.clone();
+            async move {
+                use diesel_async::RunQueryDsl;
+                crate::backend::with_conn!(inner, |conn| Ok(diesel::sql_query(sql).execute(conn).await?))
+            }
+        })
+        .await
+    }
+}
