@@ -19,18 +19,18 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vigil_persistence::commands::CommandAction;
+use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::config::{ConfigInputs, DatabaseConfigError, SqliteLocation};
 use vigil_persistence::import::ImportError;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{DatabaseConfig, SharedState, Store, StoreError};
 
-mod commands;
+mod database;
 pub mod operate;
 pub mod parse;
 pub mod run;
 
-use commands::print_json;
+use database::print_json;
 #[doc(hidden)]
 pub use parse::{EarlyExit, parse_args};
 
@@ -377,7 +377,7 @@ where
     let cli = parse_args(&args)?;
     let checked = match &cli.command {
         Command::Import { from, to, .. } => {
-            commands::sqlite_source(from).and_then(|_| commands::postgres_target(to)).map(drop)
+            database::sqlite_source(from).and_then(|_| database::postgres_target(to)).map(drop)
         }
         _ => {
             inputs.explicit_url.clone_from(&cli.database_url);
@@ -413,12 +413,12 @@ fn init_logging(cli: &Cli) {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let explicit_url = cli.database_url;
     match cli.command {
-        Command::Migrate => commands::migrate(resolve(explicit_url)?).await,
+        Command::Migrate => database::migrate(resolve(explicit_url)?).await,
         Command::Health { json } => {
-            commands::health(&connect_read_only(resolve(explicit_url)?).await?, json).await
+            database::health(&connect_read_only(resolve(explicit_url)?).await?, json).await
         }
         Command::SlowQueries { min_ms, limit, json } => {
-            commands::slow_queries(&connect_read_only(resolve(explicit_url)?).await?, min_ms, limit, json)
+            database::slow_queries(&connect_read_only(resolve(explicit_url)?).await?, min_ms, limit, json)
                 .await
         }
         Command::Run { run_for, config, no_status, log_format, force } => {
@@ -470,7 +470,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             operate::cleanup(&connect(resolve(explicit_url)?).await?, days, json).await
         }
         // Names both of its databases; the usual resolution does not apply.
-        Command::Import { from, to, append, json } => commands::import(&from, &to, append, json).await,
+        Command::Import { from, to, append, json } => database::import(&from, &to, append, json).await,
     }
 }
 

@@ -9,52 +9,10 @@ use vigil_actors::langsmith::{ExportStatus, LangSmithBridge, LangSmithConfig, ST
 use vigil_persistence::SharedState;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::testing::TestDb;
-use vigil_runtime::testkit::{Fault, FaultPlan, act_out};
-use vigil_runtime::{
-    Agent, AgentContext, AgentDescriptor, AgentResult, AgentSettings, EventKind, RestartIntensity, Runtime,
-};
+use vigil_runtime::testkit::{Fault, FaultPlan, Faulty};
+use vigil_runtime::{EventKind, RestartIntensity, Runtime};
 
 use crate::common::{FakeServer, LIMIT, Reply, Ticker, eventually};
-
-/// A real agent behind the testkit's [`FaultPlan`]: before each hook of `inner`, the
-/// plan decides whether that hook panics, fails or hangs instead ([`act_out`]). The
-/// wrapper takes `inner`'s settings, so the runtime paces it exactly like the real
-/// agent. (The testkit's own `FaultyAgent` follows a plan but wraps no agent.)
-#[derive(Debug)]
-struct WithFaults<A> {
-    inner: A,
-    plan: FaultPlan,
-}
-
-impl<A: AgentDescriptor> AgentDescriptor for WithFaults<A> {
-    fn settings() -> AgentSettings {
-        A::settings()
-    }
-}
-
-impl<A: Agent> Agent for WithFaults<A> {
-    async fn initialize(&mut self, ctx: &AgentContext) -> AgentResult {
-        act_out(self.plan.next_initialize_fault(ctx.agent_id()), ctx.agent_id(), "initialize").await?;
-        self.inner.initialize(ctx).await
-    }
-
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        act_out(self.plan.next_cycle_fault(ctx.agent_id()), ctx.agent_id(), "cycle").await?;
-        self.inner.cycle(ctx).await
-    }
-
-    async fn on_transition(&mut self, transition: &vigil_runtime::lifecycle::Transition, ctx: &AgentContext) {
-        self.inner.on_transition(transition, ctx).await;
-    }
-
-    fn heartbeat_payload(&self) -> Option<Value> {
-        self.inner.heartbeat_payload()
-    }
-
-    async fn shutdown(&mut self, ctx: &AgentContext) -> AgentResult {
-        self.inner.shutdown(ctx).await
-    }
-}
 
 async fn export_status(state: &SharedState) -> Option<ExportStatus> {
     let value = state.get_system_state(STATUS_KEY).await.unwrap()?;
@@ -256,7 +214,7 @@ async fn the_bridge_survives_a_panic_restart_and_keeps_exporting() {
     let plan = FaultPlan::new().at_cycle("langsmith", 2, Fault::Panic);
     let factory = {
         let plan = plan.clone();
-        move || WithFaults { inner: LangSmithBridge::default(), plan: plan.clone() }
+        move || Faulty::new(LangSmithBridge::default(), plan.clone())
     };
     let runtime = Runtime::builder(state.clone())
         .intensity(RestartIntensity::new(5, Duration::from_secs(60)))

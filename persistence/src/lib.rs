@@ -52,14 +52,14 @@
 //! | [`shared_state`]      | [`SharedState`], one file per concern                   |
 //! | [`lifecycle`]         | agent [`State`]s, transitions and their records         |
 //! | [`presence`]          | which runtime node is alive                             |
-//! | [`help_queue`], [`commands`], [`workflow_runs`] | queues built on requests      |
+//! | [`help_queue`], [`agent_commands`], [`workflow_runs`] | queues built on requests      |
 //! | [`import`]            | the SQLite → PostgreSQL migration, verified             |
 //! | [`limits`]            | [`PayloadLimits`]: what a write may carry               |
 //! | [`schema`], [`models`], [`types`] | the tables, their rows, the column types    |
 //! | [`error`]             | [`StoreError`]                                          |
 //! | [`testing`]           | test databases ([`testing::TestDb`]), [`on_both_backends!`]; hooks with feature `testing` |
+pub mod agent_commands;
 mod backend;
-pub mod commands;
 pub mod commit;
 pub mod config;
 pub mod connect;

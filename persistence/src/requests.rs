@@ -43,8 +43,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::agent_commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction, CommandStatus};
 use crate::backend::SqliteConn;
-use crate::commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction, CommandStatus};
 use crate::error::StoreError;
 use crate::help_queue::{CLAIM_PG, CLAIM_SQLITE};
 use crate::limits::PayloadLimits;

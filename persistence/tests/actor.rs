@@ -394,7 +394,7 @@ async fn shutdown_flushes_the_queue(db: &TestDb) {
 /// Claims, commands and workflow runs are requests to the writer: applied in its
 /// batches, answered after commit, exclusive however many ask at once.
 async fn requests_are_answered_through_the_writer(db: &TestDb) {
-    use vigil_persistence::commands::CommandAction;
+    use vigil_persistence::agent_commands::CommandAction;
     use vigil_persistence::workflow_runs::{Checkpoint, WorkflowStatus};
     use vigil_persistence::writes::WriteKind;
 

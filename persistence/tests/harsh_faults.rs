@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use vigil_persistence::commands::CommandAction;
+use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::config::{ConnectRetryPolicy, PoolConfig};
 use vigil_persistence::connect::ConnectFailure;
 use vigil_persistence::testing::{PrivateCluster, admin_url, postgres_required};

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use vigil_persistence::SharedState;
-use vigil_persistence::commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction};
+use vigil_persistence::agent_commands::{AgentCommandRecord, COMMAND_CHANNEL, CommandAction};
 
 use crate::control::RuntimeControl;
 use crate::events::EventBus;

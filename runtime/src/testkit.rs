@@ -6,6 +6,8 @@
 //!   plan replays **per agent**: each agent draws from its own stream, so one seed
 //!   gives the same faults at the same cycles of the same agents in every run
 //!   ([`FaultPlan::cycle_faults`]); [`FaultPlan::random_kinds`] adds hangs to the mix.
+//! * [`Faulty`] — the plan around a real agent of yours (`Faulty::new(agent, plan)`),
+//!   so its supervision is tested with its own code in the loop.
 //! * [`FaultyAgent`] — a ready-made agent that consults the plan on each hook. Its
 //!   pace is set per child, like any agent's:
 //!   [`ChildSpec::cycle_interval`](crate::ChildSpec::cycle_interval),
@@ -54,11 +56,13 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use vigil_persistence::SharedState;
 
-use crate::agent::{Agent, AgentError, AgentResult};
-use crate::context::AgentContext;
+use crate::agent::{AgentError, AgentResult};
 use crate::events::{EventKind, EventStream, EventStreamError, LifecycleEvent};
 use crate::lifecycle::State;
 use crate::runtime::Runtime;
+
+mod faulty;
+pub use faulty::{Faulty, FaultyAgent, faulty_child};
 
 /// A fault to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -293,40 +297,6 @@ pub async fn act_out(fault: Option<Fault>, agent: &str, hook: &str) -> AgentResu
         Some(Fault::Error) => Err(AgentError::msg(format!("injected error in {agent}.{hook}"))),
         Some(Fault::Hang) => std::future::pending().await,
     }
-}
-
-/// An agent that does nothing but follow its [`FaultPlan`]: a stand-in for real
-/// agents in supervision tests. Cycles every 10 ms, with the default cycle timeout of
-/// 5 minutes: for plans with hangs, set a short one on its child spec
-/// (`ChildSpec::agent(id, factory).cycle_timeout(Duration::from_millis(100))`).
-#[derive(crate::Agent, Debug, Clone)]
-#[agent(name = "faulty", cycle = "10ms", heartbeat = "1s", shutdown_timeout = "200ms")]
-pub struct FaultyAgent {
-    plan: FaultPlan,
-}
-
-impl FaultyAgent {
-    /// An agent following `plan`.
-    pub fn new(plan: FaultPlan) -> Self {
-        Self { plan }
-    }
-}
-
-impl Agent for FaultyAgent {
-    async fn initialize(&mut self, ctx: &AgentContext) -> AgentResult {
-        act_out(self.plan.next_initialize_fault(ctx.agent_id()), ctx.agent_id(), "initialize").await
-    }
-
-    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
-        act_out(self.plan.next_cycle_fault(ctx.agent_id()), ctx.agent_id(), "cycle").await
-    }
-}
-
-/// A child spec for a [`FaultyAgent`] with id `id` following `plan` (each restart
-/// gets a fresh agent on the same plan).
-pub fn faulty_child(plan: &FaultPlan, id: &str) -> crate::supervisor::ChildSpec {
-    let plan = plan.clone();
-    crate::supervisor::ChildSpec::agent(id, move || FaultyAgent::new(plan.clone()))
 }
 
 /// Asserts that the run was undisturbed: every agent of `runtime` is `active`, and

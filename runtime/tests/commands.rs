@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use vigil_persistence::SharedState;
-use vigil_persistence::commands::CommandAction;
+use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::testing::TestDb;
 use vigil_runtime::supervisor::ChildSpec;
 use vigil_runtime::testkit::{FaultPlan, FaultyAgent, eventually, wait_for_cycle};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use vigil_persistence::SharedState;
-use vigil_persistence::commands::CommandAction;
+use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::models::SystemEventRecord;
 use vigil_persistence::presence::{self, Liveness, LivenessReport};
 use vigil_persistence::shared_state::EventFilter;

@@ -1,4 +1,5 @@
-//! The bodies of the `vigil` subcommands.
+//! The commands about the database itself: `migrate`, `health`, `slow-queries` and
+//! `import` (and the JSON printing every command shares).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
