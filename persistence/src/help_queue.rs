@@ -19,9 +19,9 @@
 //! any row that changed in between.
 //!
 //! **Claims go through the [`Writer`](crate::shared_state::Writer)** as
-//! [`Request`]s: the claim statement runs inside the writer's next batch and the
+//! [`Request`](crate::Request)s: the claim statement runs inside the writer's next batch and the
 //! helper learns which rows it got once that batch has committed. Answers go through
-//! the writer too ([`SharedState::respond_to_help_request`]): the answer row and the
+//! the writer too ([`SharedState::respond_to_help_request`](crate::SharedState::respond_to_help_request)): the answer row and the
 //! status change commit in one transaction, and the primary key of `help_responses`
 //! refuses a second answer to the same request.
 //!
@@ -37,14 +37,6 @@
 //! }
 //! # Ok(()) }
 //! ```
-
-use std::time::Duration;
-
-use crate::error::StoreError;
-use crate::models::HelpRequestRecord;
-use crate::requests::{Reply, Request, expect_reply};
-use crate::shared_state::SharedState;
-use crate::types::Ts;
 
 /// The claim on PostgreSQL: rows another claimer has locked are skipped, not waited
 /// for. The pick is a materialized CTE, evaluated exactly once: as a plain `IN
@@ -66,38 +58,3 @@ pub(crate) const CLAIM_SQLITE: &str = "UPDATE help_requests SET status = 'proces
        SELECT request_id FROM help_requests WHERE status = 'pending' \
        ORDER BY created_at, request_id LIMIT ?) \
      RETURNING request_id, query, context, status, created_at, claimed_at, claimed_by";
-
-impl SharedState {
-    /// Claims up to `limit` pending help requests for `claimer`, oldest first: sets
-    /// them to `processing` with `claimed_at = now` and `claimed_by = claimer`, and
-    /// returns them. A request is handed to exactly one claimer.
-    pub async fn claim_help_requests(
-        &self,
-        claimer: &str,
-        limit: i64,
-    ) -> Result<Vec<HelpRequestRecord>, StoreError> {
-        if limit <= 0 {
-            return Ok(Vec::new());
-        }
-        let request = Request::ClaimHelpRequests { claimer: claimer.to_owned(), limit, at: Ts::now() };
-        expect_reply!(self.request(request).await?, Reply::HelpRequests(claimed) => claimed)
-    }
-
-    /// Puts back to `pending` every request that has been `processing` for longer than
-    /// `older_than` (its helper died or hung), and says how many.
-    pub async fn reclaim_stuck_help_requests(&self, older_than: Duration) -> Result<usize, StoreError> {
-        self.reclaim_stuck_help_requests_at(Ts::now(), older_than).await
-    }
-
-    /// [`reclaim_stuck_help_requests`](Self::reclaim_stuck_help_requests) as seen at `now`.
-    pub async fn reclaim_stuck_help_requests_at(
-        &self,
-        now: Ts,
-        older_than: Duration,
-    ) -> Result<usize, StoreError> {
-        let window = chrono::Duration::from_std(older_than)
-            .map_err(|_| StoreError::invalid("older_than", "too large"))?;
-        let cutoff = Ts::from(now.get() - window);
-        expect_reply!(self.request(Request::ReclaimHelpRequests { cutoff }).await?, Reply::Count(n) => n)
-    }
-}

@@ -277,3 +277,28 @@ pub(crate) struct NewConversation {
     pub(crate) timestamp: Option<Ts>,
     pub(crate) metadata: Option<Json>,
 }
+
+/// The system-state key of the restart claim on `agent_id` (`restart_claim:<agent_id>`).
+pub fn incident_claim_key(agent_id: &str) -> String {
+    format!("restart_claim:{agent_id}")
+}
+
+/// Who is handling an agent's incident, until when ([`SharedState::claim_incident`](crate::SharedState::claim_incident)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentClaim {
+    /// The agent the incident is about.
+    pub agent_id: String,
+    /// The agent handling it.
+    pub claimant: String,
+    /// When the claim was (last) taken.
+    pub claimed_at: chrono::DateTime<chrono::Utc>,
+    /// When it lapses, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+impl IncidentClaim {
+    /// Whether the claim still holds at `now`.
+    pub fn is_live_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        now.timestamp_millis() <= self.expires_at_ms
+    }
+}

@@ -93,13 +93,16 @@ mod claims;
 mod communications;
 mod events;
 mod help;
+mod help_claims;
 mod metrics;
+mod operator_commands;
 mod system_state;
 mod upkeep;
+mod workflows;
 mod writer;
 
+pub use crate::models::{IncidentClaim, incident_claim_key};
 pub use agents::{DEFAULT_STALE_AFTER, Heartbeat};
-pub use claims::{IncidentClaim, incident_claim_key};
 pub use events::EventFilter;
 pub use metrics::Metric;
 pub use upkeep::{CleanupReport, MAX_DAYS_TO_KEEP, OrphanRows};

@@ -22,10 +22,10 @@
 //! | `state`     | the workflow state (JSON) after `step` steps                      |
 //! | `error`     | why the run failed                                                |
 //!
-//! **Fencing.** [`SharedState::save_workflow_checkpoint`] only applies when the row is
+//! **Fencing.** [`SharedState::save_workflow_checkpoint`](crate::SharedState::save_workflow_checkpoint) only applies when the row is
 //! still at the step the executor started from and not finished, so two executors that
 //! somehow ran the same step cannot both advance the run: the second is told it lost.
-//! Checkpoints are [`Request`]s to the group-commit
+//! Checkpoints are [`Request`](crate::Request)s to the group-commit
 //! [`Writer`](crate::shared_state::Writer): the executor gets that answer once the
 //! checkpoint has committed, before it runs the next node.
 //!
@@ -40,14 +40,9 @@
 //! ```
 
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::with_conn;
-use crate::error::StoreError;
-use crate::requests::{Reply, Request, expect_reply};
 use crate::schema::workflow_runs;
-use crate::shared_state::SharedState;
 use crate::types::{Json, Ts};
 
 /// Status of a workflow run, stored lowercase.
@@ -144,110 +139,4 @@ pub struct Checkpoint {
     pub status: WorkflowStatus,
     /// Why the run failed, if it did.
     pub error: Option<String>,
-}
-
-impl SharedState {
-    /// Submits a run of `graph` under `run_id` with its initial state (status
-    /// `pending`, step 0). An id that is already taken is refused.
-    pub async fn submit_workflow_run(
-        &self,
-        graph: &str,
-        run_id: &str,
-        initial_state: serde_json::Value,
-    ) -> Result<WorkflowRunRecord, StoreError> {
-        let request = Request::SubmitWorkflowRun {
-            graph: graph.to_owned(),
-            run_id: run_id.to_owned(),
-            state: initial_state,
-            at: Ts::now(),
-        };
-        expect_reply!(self.request(request).await?, Reply::WorkflowRun(run) => run)?
-            .ok_or_else(|| StoreError::invalid("run_id", format!("a workflow run `{run_id}` already exists")))
-    }
-
-    /// Writes the checkpoint of the step that followed step `from_step`, in one
-    /// statement. Applies only if the run is still at `from_step` and not finished;
-    /// returns whether it did (`false`: another executor advanced or finished it).
-    pub async fn save_workflow_checkpoint(
-        &self,
-        run_id: &str,
-        from_step: i32,
-        checkpoint: Checkpoint,
-    ) -> Result<bool, StoreError> {
-        let request =
-            Request::SaveCheckpoint { run_id: run_id.to_owned(), from_step, checkpoint, at: Ts::now() };
-        expect_reply!(self.request(request).await?, Reply::Applied(applied) => applied)
-    }
-
-    /// One run with its last checkpoint.
-    pub async fn get_workflow_run(&self, run_id: &str) -> Result<Option<WorkflowRunRecord>, StoreError> {
-        let id = run_id.to_owned();
-        self.store()
-            .run(move |inner| {
-                let id = id.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(workflow_runs::table
-                        .find(&id)
-                        .select(WorkflowRunRecord::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?))
-                }
-            })
-            .await
-    }
-
-    /// Runs, newest first, optionally only those with `status`; at most `limit`.
-    pub async fn list_workflow_runs(
-        &self,
-        status: Option<WorkflowStatus>,
-        limit: i64,
-    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
-        self.store()
-            .run(move |inner| async move {
-                with_conn!(inner, |conn| {
-                    let mut query = workflow_runs::table.into_boxed();
-                    if let Some(status) = status {
-                        query = query.filter(workflow_runs::status.eq(status.as_str()));
-                    }
-                    Ok(query
-                        .order((workflow_runs::created_at.desc(), workflow_runs::run_id.desc()))
-                        .limit(limit)
-                        .select(WorkflowRunRecord::as_select())
-                        .load(conn)
-                        .await?)
-                })
-            })
-            .await
-    }
-
-    /// Unfinished runs (`pending` or `running`) of the named graphs, oldest first: the
-    /// work an executor picks up, including runs interrupted by a crash.
-    pub async fn unfinished_workflow_runs(
-        &self,
-        graphs: &[String],
-        limit: i64,
-    ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
-        let graphs = graphs.to_vec();
-        self.store()
-            .run(move |inner| {
-                let graphs = graphs.clone();
-                async move {
-                    with_conn!(inner, |conn| Ok(workflow_runs::table
-                        .filter(workflow_runs::graph.eq_any(&graphs))
-                        .filter(
-                            workflow_runs::status
-                                .eq_any(
-                                    [WorkflowStatus::Pending.as_str(), WorkflowStatus::Running.as_str(),]
-                                )
-                        )
-                        .order((workflow_runs::created_at.asc(), workflow_runs::run_id.asc()))
-                        .limit(limit)
-                        .select(WorkflowRunRecord::as_select())
-                        .load(conn)
-                        .await?))
-                }
-            })
-            .await
-    }
 }

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::Serialize;
 
 use crate::requests::{Reply, Request, expect_reply};
 
 use super::writer::SharedState;
 use crate::error::StoreError;
+use crate::models::{IncidentClaim, incident_claim_key};
 
 impl SharedState {
     /// Claims the incident "agent `agent_id` needs a restart" for `claimant`, for `ttl`.
@@ -46,30 +46,5 @@ impl SharedState {
             .get_system_state(&incident_claim_key(agent_id))
             .await?
             .and_then(|value| serde_json::from_value(value).ok()))
-    }
-}
-
-/// The system-state key of the restart claim on `agent_id` (`restart_claim:<agent_id>`).
-pub fn incident_claim_key(agent_id: &str) -> String {
-    format!("restart_claim:{agent_id}")
-}
-
-/// Who is handling an agent's incident, until when ([`SharedState::claim_incident`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct IncidentClaim {
-    /// The agent the incident is about.
-    pub agent_id: String,
-    /// The agent handling it.
-    pub claimant: String,
-    /// When the claim was (last) taken.
-    pub claimed_at: chrono::DateTime<Utc>,
-    /// When it lapses, in milliseconds since the Unix epoch.
-    pub expires_at_ms: i64,
-}
-
-impl IncidentClaim {
-    /// Whether the claim still holds at `now`.
-    pub fn is_live_at(&self, now: chrono::DateTime<Utc>) -> bool {
-        now.timestamp_millis() <= self.expires_at_ms
     }
 }
