@@ -14,21 +14,14 @@ use vigil_runtime::{Agent, AgentContext, AgentResult};
 /// Safety net of every wait.
 pub(crate) const LIMIT: Duration = Duration::from_secs(30);
 
-/// Polls `probe` until it yields a value; panics with `what` after [`LIMIT`].
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+/// Polls `probe` until it yields a value; panics with `what` after [`LIMIT`] (the
+/// testkit's [`eventually`](vigil_runtime::testkit::eventually) with this suite's limit).
+pub(crate) async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let search = async {
-        loop {
-            if let Some(found) = probe().await {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, search).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    vigil_runtime::testkit::eventually(what, LIMIT, probe).await
 }
 
 /// One request the fake server received.

@@ -7,6 +7,7 @@ mod actor;
 mod config;
 mod harsh_faults;
 mod import;
+mod import_sources;
 mod in_process;
 mod payload_limits;
 mod schema;
