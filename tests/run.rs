@@ -230,6 +230,11 @@ fn a_killed_platform_is_seen_dead_at_once() {
 
     platform.kill().expect("kill -9");
     platform.wait().expect("reap");
+    // A fresh database: the zero-setup path migrated it, and said so.
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap().count();
+    assert!(log.contains(&format!("applied {migrations} migration(s) to sqlite:vigil.db")), "{log}");
 
     let out = vigil(&dir, &["status", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -320,5 +325,58 @@ fn log_format_json_makes_every_stderr_line_json() {
     let messages: Vec<&str> = lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
     assert!(messages.iter().any(|m| m.contains("10 agents running")), "{stderr}");
     assert!(messages.iter().any(|m| m.contains("stopped 10 agents in reverse order")), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The README's two roles on the real server, through the command: the application
+/// role (DML only) runs the whole platform; the reader role runs `status` and `health`,
+/// and a write it tries (`cleanup`) fails at once with "permission denied".
+#[test]
+fn the_platform_runs_as_a_dml_only_role_and_a_reader_only_reads() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let Some(db) = crate::cli::block_on(TestDb::postgres()) else { return };
+    let TestDb::Postgres { name, .. } = &db else { unreachable!() };
+    let dir = temp_dir();
+    let owner = pg_url(&db);
+    assert!(vigil(&dir, &["--database-url", &owner, "migrate"]).status.success());
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let (app, reader) = (format!("vigil_app_{suffix}"), format!("vigil_ro_{suffix}"));
+    let admin = |sql: String, db: Option<&str>| {
+        let url = vigil_persistence::testing::admin_url();
+        let url = db.map_or(url.clone(), |db| url.with_database(db));
+        crate::cli::block_on(async move {
+            let mut conn = AsyncPgConnection::establish(url.expose()).await.expect("admin connection");
+            conn.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    };
+    admin(format!("CREATE ROLE {app} LOGIN; CREATE ROLE {reader} LOGIN;"), None);
+    admin(
+        format!(
+            "GRANT CONNECT ON DATABASE {name} TO {app}, {reader};
+             GRANT USAGE ON SCHEMA public TO {app}, {reader};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};
+             GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {app};
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader};"
+        ),
+        Some(name),
+    );
+    let as_role = |role: &str| owner.replacen("postgres@", &format!("{role}@"), 1);
+
+    let out = vigil(&dir, &["--database-url", &as_role(&app), "run", "--for", "3s", "--no-status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("stopped 10 agents"), "{stderr}");
+    assert!(!stderr.contains("applied"), "nothing to migrate, nothing migrated: {stderr}");
+    for args in [&["status"][..], &["health"]] {
+        let out = vigil(&dir, &[&["--database-url", &as_role(&reader)][..], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = vigil(&dir, &["--database-url", &as_role(&reader), "cleanup", "--days", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+
+    admin(format!("DROP OWNED BY {app}, {reader};"), Some(name));
+    drop(db);
+    admin(format!("DROP ROLE {app}; DROP ROLE {reader};"), None);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -70,16 +70,29 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migration(String),
 
-    /// A store opened only for reading found a schema older than this build's (it
-    /// migrates nothing).
+    /// The schema is older than this build's, and this store may not migrate it: it was
+    /// opened only for reading, or its role is not allowed to change the schema.
     #[error(
-        "the schema of {database} is behind this version of Vigil ({pending} migration(s) pending): run `vigil migrate`"
+        "the schema of {database} is behind this version of Vigil ({pending} migration(s) pending): run `vigil migrate` as the schema owner"
     )]
     SchemaBehind {
         /// The database, as [`DatabaseConfig::describe`](crate::DatabaseConfig::describe) shows it.
         database: String,
         /// How many migrations it lacks.
         pending: usize,
+    },
+
+    /// The schema has migrations this build does not know: an older Vigil against a
+    /// database a newer one migrated.
+    #[error(
+        "the schema of {database} is newer than this version of Vigil (unknown migrations: {}): upgrade Vigil",
+        unknown.join(", ")
+    )]
+    SchemaAhead {
+        /// The database, as [`DatabaseConfig::describe`](crate::DatabaseConfig::describe) shows it.
+        database: String,
+        /// The versions it has that this build does not know.
+        unknown: Vec<String>,
     },
 
     /// The agent is not registered (it has no row in `agents`).

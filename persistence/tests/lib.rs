@@ -10,6 +10,7 @@ mod import;
 mod import_sources;
 mod in_process;
 mod payload_limits;
+mod roles;
 mod schema;
 mod shared_state;
 mod store;

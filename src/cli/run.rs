@@ -295,6 +295,15 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     let platform = PlatformConfig::load(&options.config, options.config_explicit)?;
     let description = database.describe();
     let store = Store::connect(database).await?;
+    // The zero-setup path migrates by itself; say so (a role that may not gets
+    // "run `vigil migrate` as the schema owner" from `connect` instead).
+    let applied = store.migrations_applied_at_connect();
+    if !applied.is_empty() {
+        notice(
+            options.json_logs,
+            &format!("applied {} migration(s) to {description}: {}", applied.len(), applied.join(", ")),
+        );
+    }
     let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
     let shared = SharedState::with_writer(store, Writer::Actor(writer.clone()));
     let children = builtin_agents(&platform)?;

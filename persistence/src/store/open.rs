@@ -16,7 +16,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
 use super::executor::{DbRuntime, Execution, LastConnectError, QueryCounters, Store, StoreInner, retry};
-use super::migrations::migrate_pg;
+use super::migrations::prepare_pg;
 use super::sqlite_file::{self, Access};
 use crate::backend::{Backend, SqliteConn, mark_broken};
 use crate::config::{DatabaseConfig, SqliteLocation};
@@ -59,11 +59,7 @@ impl Store {
     }
 
     async fn open(config: DatabaseConfig, execution: Execution, access: Access) -> Result<Self, StoreError> {
-        // Only an SQLite file can be opened read-only; anything else opens as usual.
-        let access = match &config {
-            DatabaseConfig::Sqlite { location: SqliteLocation::File(_), .. } => access,
-            _ => Access::ReadWrite,
-        };
+        let database = config.describe();
         let runtime = DbRuntime::new(execution)?;
         let build_config = config.clone();
         let last_connect_error = LastConnectError::default();
@@ -72,12 +68,14 @@ impl Store {
         // connection tasks, and the SQLite wrapper binds its `spawn_blocking`, there.
         let backend = runtime
             .run(async move {
-                // On PostgreSQL, migrate over one direct connection first: an unreachable
-                // or misconfigured server is reported after a few quick retries, instead
-                // of after the pool's whole connection timeout.
+                // On PostgreSQL, check the schema (and migrate it, when writing) over one
+                // direct connection first: an unreachable or misconfigured server is
+                // reported after a few quick retries, instead of after the pool's whole
+                // connection timeout.
                 let mut applied = Vec::new();
                 if let DatabaseConfig::Postgres { url, pool, .. } = &build_config {
-                    applied = retry(&pool.retry, |_| migrate_pg(url, pool)).await?;
+                    let database = build_config.describe();
+                    applied = retry(&pool.retry, |_| prepare_pg(url, pool, access, &database)).await?;
                 }
                 Ok::<_, StoreError>((build_backend(&build_config, &sink, access).await?, applied))
             })
@@ -93,14 +91,13 @@ impl Store {
                 runtime,
             }),
         };
-        match access {
-            Access::ReadWrite => applied.extend(store.migrate().await?),
-            Access::ReadOnly => {
-                let pending = store.pending_sqlite_migrations().await?;
-                if !pending.is_empty() {
-                    let database = store.inner.config.describe();
-                    return Err(StoreError::SchemaBehind { database, pending: pending.len() });
-                }
+        if store.is_postgres() {
+            // Checked (and migrated) above, on the direct connection.
+        } else {
+            let status = store.schema_status().await?;
+            status.check(&database, access)?;
+            if !status.pending.is_empty() {
+                applied.extend(store.migrate().await?);
             }
         }
         let _ = store.inner.applied_at_connect.set(applied);

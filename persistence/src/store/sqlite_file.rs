@@ -105,33 +105,6 @@ pub(super) fn probe(path: &Path, access: Access, setup: &str) -> Result<String, 
     }
 }
 
-/// The migration versions of `migrations` not recorded as applied in the database
-/// (every one, when it has no migration table). Reads only.
-pub(super) fn pending_migrations(
-    conn: &mut SqliteConnection,
-    migrations: &diesel_migrations::EmbeddedMigrations,
-) -> Result<Vec<String>, String> {
-    use diesel::migration::MigrationSource;
-    #[derive(diesel::QueryableByName)]
-    struct Applied {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        version: String,
-    }
-    let applied: Vec<String> =
-        match diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load::<Applied>(conn) {
-            Ok(rows) => rows.into_iter().map(|row| row.version).collect(),
-            Err(e) if e.to_string().contains("no such table") => Vec::new(),
-            Err(e) => return Err(e.to_string()),
-        };
-    let known =
-        MigrationSource::<diesel::sqlite::Sqlite>::migrations(migrations).map_err(|e| e.to_string())?;
-    Ok(known
-        .iter()
-        .map(|migration| migration.name().version().to_string())
-        .filter(|version| !applied.contains(version))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
