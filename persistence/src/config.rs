@@ -31,8 +31,14 @@
 //! ```json
 //! { "user": "postgres", "password": "secret", "host": "localhost", "port": 5432,
 //!   "database": "background_agents", "max_connections": 20, "min_connections": 5,
-//!   "command_timeout": 30 }
+//!   "command_timeout": 30,
+//!   "sslmode": "verify-full", "sslrootcert": "/etc/vigil/ca.pem" }
 //! ```
+//!
+//! PostgreSQL connections use TLS as libpq's `sslmode`, `sslrootcert`, `sslcert` and
+//! `sslkey` say — URL query parameters, or keys of the same names in
+//! `postgres_config.json` (see [`TlsSettings`]); the default, `prefer`, encrypts
+//! whenever the server offers TLS.
 //!
 //! Passwords never leave this module in clear: [`DatabaseUrl`]'s `Debug` and
 //! `Display` mask them, and no error quotes a URL.
@@ -60,6 +66,7 @@
 //! | `config/url`      | [`DatabaseUrl`]                                             |
 //! | `config/pool`     | [`PoolConfig`], [`ConnectRetryPolicy`]                      |
 //! | `config/sqlite`   | [`SqliteLocation`], [`SqliteSynchronous`]                   |
+//! | `config/tls`      | [`TlsSettings`], [`SslMode`]: `sslmode` and the certificates |
 //! | `config/error`    | [`DatabaseConfigError`], [`ConfigSource`]                   |
 
 mod database;
@@ -69,6 +76,7 @@ mod file;
 mod pool;
 mod resolve;
 mod sqlite;
+mod tls;
 mod url;
 
 pub use database::DatabaseConfig;
@@ -80,4 +88,5 @@ pub use error::{ConfigSource, DatabaseConfigError};
 pub use pool::{ConnectRetryPolicy, PoolConfig};
 pub use resolve::ConfigInputs;
 pub use sqlite::{SqliteLocation, SqliteSynchronous};
+pub use tls::{SslMode, TlsSettings};
 pub use url::DatabaseUrl;

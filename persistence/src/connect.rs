@@ -11,13 +11,21 @@
 //! * bounds the connect itself by the pool's `connection_timeout`;
 //! * names the connection (`application_name`, unless the URL sets one), so an operator
 //!   sees `vigil-writer`, `vigil-pool` or `vigil-listen` in `pg_stat_activity`;
-//! * sets the server's `statement_timeout` to the pool's `command_timeout`.
+//! * sets the server's `statement_timeout` to the pool's `command_timeout`;
+//! * encrypts the connection as the URL's libpq TLS parameters say (`sslmode`,
+//!   `sslrootcert`, `sslcert`, `sslkey`; see [`crate::config::TlsSettings`]): rustls
+//!   on the `ring` provider, the given CA or the system's roots. The default,
+//!   `prefer`, encrypts whenever the server offers TLS. The TLS parameters are taken
+//!   out of the URL before tokio-postgres parses it, since it knows neither
+//!   `verify-ca`/`verify-full` nor the certificate files (the `tls` submodule).
 //!
 //! A failure is a [`ConnectError`]: which server (host, port and database — never the
 //! password), what kind of failure ([`ConnectFailure`]: refused, unreachable, timed out,
-//! authentication failed, database missing, server unavailable), and the driver's whole
-//! cause chain. Refused, unreachable, timed out and unavailable are worth retrying;
-//! a wrong password or a missing database is not, and is reported at once.
+//! authentication failed, database missing, server unavailable, TLS refused or its
+//! certificate rejected), and the driver's whole cause chain, with a hint of what to
+//! check for a TLS failure. Refused, unreachable, timed out and unavailable are worth
+//! retrying; a wrong password, a missing database or a TLS failure is not, and is
+//! reported at once.
 //!
 //! Client-side deadlines on queries (a backend that stops answering) are the callers':
 //! the persistence actor bounds each transaction, readers each checkout
@@ -31,7 +39,9 @@ use diesel::ConnectionError;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
-use crate::config::{DatabaseUrl, PoolConfig};
+use crate::config::{DatabaseUrl, PoolConfig, SslMode};
+
+mod tls;
 
 /// Idle time before the first keepalive probe.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
@@ -67,6 +77,15 @@ pub enum ConnectFailure {
     CannotOpen,
     /// SQLite: the file is not an SQLite database.
     NotADatabase,
+    /// The server does not offer TLS, and `sslmode` demands it (`require`,
+    /// `verify-ca`, `verify-full`).
+    TlsRequired,
+    /// The server's certificate failed verification: not signed by a trusted CA, not
+    /// issued for the host connected to, or expired.
+    CertificateRejected,
+    /// Another TLS failure: the handshake failed (the server refused the client's
+    /// certificate, no common protocol), or the TLS files could not be used.
+    TlsFailed,
     /// Anything else (a protocol error, a TLS demand the client cannot meet, ...).
     Other,
 }
@@ -83,6 +102,9 @@ impl ConnectFailure {
                 | ConnectFailure::ReadOnly
                 | ConnectFailure::CannotOpen
                 | ConnectFailure::NotADatabase
+                | ConnectFailure::TlsRequired
+                | ConnectFailure::CertificateRejected
+                | ConnectFailure::TlsFailed
         )
     }
 
@@ -98,6 +120,9 @@ impl ConnectFailure {
             ConnectFailure::ReadOnly => "the file or its folder is read-only, and this command writes",
             ConnectFailure::CannotOpen => "cannot open the file (check the path and its permissions)",
             ConnectFailure::NotADatabase => "the file is not an SQLite database",
+            ConnectFailure::TlsRequired => "the server does not support TLS",
+            ConnectFailure::CertificateRejected => "the server's TLS certificate was rejected",
+            ConnectFailure::TlsFailed => "the TLS connection failed",
             ConnectFailure::Other => "connection failed",
         }
     }
@@ -194,7 +219,7 @@ pub(crate) async fn connect_pg(
 ) -> Result<AsyncPgConnection, ConnectError> {
     let target = target_of(url);
     // tokio-postgres's parse errors may quote the offending value; say only that it failed.
-    let mut config = tokio_postgres::Config::from_str(url.expose()).map_err(|_| {
+    let mut config = tokio_postgres::Config::from_str(&url.driver_url()).map_err(|_| {
         ConnectError::other(&target, "the connection URL has a parameter the driver does not accept")
     })?;
     if config.get_application_name().is_none() {
@@ -209,11 +234,47 @@ pub(crate) async fn connect_pg(
         .keepalives_interval(KEEPALIVE_INTERVAL)
         .keepalives_retries(KEEPALIVE_RETRIES)
         .tcp_user_timeout(TCP_USER_TIMEOUT);
-    let (client, connection) =
-        config.connect(tokio_postgres::NoTls).await.map_err(|e| classify(&e, &target))?;
-    let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
-        .await
-        .map_err(|e| ConnectError::other(&target, e.to_string()))?;
+    let settings = &url.tls();
+    let connected = match settings.mode {
+        SslMode::Disable => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            match config.connect(tokio_postgres::NoTls).await {
+                Ok((client, connection)) => {
+                    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+                }
+                Err(e) => return Err(classify(&e, &target)),
+            }
+        }
+        mode => {
+            let client_config = tls::client_config(settings).map_err(|detail| ConnectError {
+                kind: ConnectFailure::TlsFailed,
+                target: target.clone(),
+                detail,
+            })?;
+            config.ssl_mode(if mode.requires_tls() {
+                tokio_postgres::config::SslMode::Require
+            } else {
+                tokio_postgres::config::SslMode::Prefer
+            });
+            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client_config);
+            match config.connect(connector).await {
+                Ok((client, connection)) => {
+                    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+                }
+                Err(e) => {
+                    let mut error = classify(&e, &target);
+                    if let Some((kind, hint)) = tls::classify(&e, settings) {
+                        error.kind = kind;
+                        if !hint.is_empty() {
+                            error.detail = format!("{}; {hint}", error.detail);
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    };
+    let mut conn = connected.map_err(|e| ConnectError::other(&target, e.to_string()))?;
     let statement_timeout = pool.command_timeout.as_millis();
     conn.batch_execute(&format!("SET statement_timeout = {statement_timeout}"))
         .await

@@ -32,11 +32,29 @@
 //! cluster.start_again();
 //! # }
 //! ```
+//!
+//! [`PrivateCluster::start_with`] starts one with extra `postgresql.conf` lines and
+//! files in its data directory — a TLS server, say:
+//!
+//! ```no_run
+//! use vigil_persistence::testing::{ClusterOptions, PrivateCluster};
+//! # fn main() { let (cert_pem, key_pem) = (String::new(), String::new());
+//! let options = ClusterOptions::default()
+//!     .file("server.crt", cert_pem)
+//!     .file("server.key", key_pem) // written 0600, as the server demands
+//!     .setting("ssl = on");
+//! let Some(cluster) = PrivateCluster::start_with(options) else { return };
+//! # }
+//! ```
 
 use std::path::PathBuf;
 
 use crate::config::{ConfigSource, DatabaseUrl};
 use crate::{DatabaseConfig, Execution, SharedState, Store};
+
+mod cluster;
+
+pub use cluster::{ClusterOptions, PrivateCluster};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 /// The admin URL of the test server.
@@ -65,6 +83,22 @@ pub async fn in_memory_store() -> Store {
 /// A [`SharedState`] writing straight through an [`in_memory_store`].
 pub async fn in_memory_shared_state() -> SharedState {
     SharedState::direct(in_memory_store().await)
+}
+
+/// Opens one PostgreSQL connection the way the store opens each of its own (TLS,
+/// keepalive, `statement_timeout`; see [`crate::connect`]), for tests that look at
+/// the connection itself — `pg_stat_ssl`, say — or at why it failed.
+///
+/// # Panics
+///
+/// When `config` is not a PostgreSQL configuration.
+pub async fn connect_postgres(
+    config: &DatabaseConfig,
+) -> Result<AsyncPgConnection, crate::connect::ConnectError> {
+    let DatabaseConfig::Postgres { url, pool, .. } = config else {
+        panic!("connect_postgres needs a PostgreSQL configuration, not {}", config.describe())
+    };
+    crate::connect::connect_pg(url, pool, crate::connect::Purpose::Pool).await
 }
 
 /// A database that exists for one test.
@@ -168,216 +202,6 @@ impl Drop for TestDb {
             }
         }
     }
-}
-
-/// A PostgreSQL cluster of a test's own, for tests that stop the server: created with
-/// `initdb` in a temporary directory, trust authentication, listening on 127.0.0.1 on
-/// a free port (and a socket in its own directory), never the shared server's. When the
-/// test runs as root, the cluster runs as the `postgres` user (PostgreSQL refuses
-/// root), which owns the directory. Stopped and removed on drop, a failed test too.
-///
-/// The binaries come from `VIGIL_PG_BIN` if set, else the newest
-/// `/usr/lib/postgresql/*/bin`, else `PATH`.
-#[derive(Debug)]
-pub struct PrivateCluster {
-    /// The temporary directory: `data/` (the cluster) and `server.log`.
-    dir: PathBuf,
-    /// Where `initdb` and `pg_ctl` are; empty for `PATH`.
-    bin: PathBuf,
-    port: u16,
-    /// The user the server runs as, when it is not us (we are root).
-    run_as: Option<&'static str>,
-}
-
-impl PrivateCluster {
-    /// Creates and starts a cluster, or returns `None` after a loud message when
-    /// PostgreSQL's server binaries are not installed — unless `REQUIRE_POSTGRES=1`,
-    /// where that fails the test.
-    ///
-    /// # Panics
-    ///
-    /// When the binaries exist but the cluster cannot be created or started.
-    pub fn start() -> Option<PrivateCluster> {
-        let Some(bin) = postgres_bin_dir() else {
-            assert!(!postgres_required(), "REQUIRE_POSTGRES=1 but initdb is not installed");
-            eprintln!(
-                "\n*** SKIPPED: initdb not found (install PostgreSQL's server or set VIGIL_PG_BIN) ***\n"
-            );
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!("vigil-pg-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).expect("create the cluster's directory");
-        let run_as = is_root().then_some("postgres");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        // Built before anything can fail, so Drop cleans up whatever was made.
-        let cluster = PrivateCluster { dir, bin, port, run_as };
-        if let Some(user) = run_as {
-            cluster.command("chown", &[&format!("{user}:"), &cluster.dir.display().to_string()]);
-        }
-        let data = cluster.data_dir();
-        cluster.pg("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
-        cluster.start_again();
-        Some(cluster)
-    }
-
-    /// The cluster's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The URL of its `postgres` database.
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// The configuration that opens its `postgres` database.
-    pub fn config(&self) -> DatabaseConfig {
-        DatabaseConfig::postgres(&self.url()).expect("a valid URL")
-    }
-
-    /// A store on the cluster whose readers give up within about a second (a 500 ms
-    /// connection timeout, two attempts) instead of the default 30 s, so that work
-    /// meets an outage rather than waiting it out inside the pool.
-    pub async fn impatient_store(&self) -> Store {
-        use crate::config::{ConnectRetryPolicy, PoolConfig};
-        let pool = PoolConfig::default()
-            .with_connection_timeout(std::time::Duration::from_millis(500))
-            .with_retry(ConnectRetryPolicy::default().with_max_attempts(2));
-        Store::connect(self.config().with_pool(pool).expect("a valid pool")).await.expect("connect")
-    }
-
-    /// Stops the server (`pg_ctl stop -m fast`: sessions are cut, the data is kept).
-    pub fn stop(&self) {
-        self.pg("pg_ctl", &["stop", "-D", &self.data_dir(), "-m", "fast", "-w"]);
-    }
-
-    /// Crashes the server: `pg_ctl stop -m immediate` ends every process at once,
-    /// without a checkpoint, so the next start runs crash recovery — what a power cut
-    /// or an OOM kill does to PostgreSQL (its files survive: this cluster runs
-    /// `fsync=off`, and the machine does not crash).
-    pub fn crash(&self) {
-        self.pg("pg_ctl", &["stop", "-D", &self.data_dir(), "-m", "immediate", "-w"]);
-    }
-
-    /// The process ids of the server's backends whose `application_name` is `name`
-    /// (Vigil names its connections: `vigil-writer`, `vigil-pool`, ...).
-    pub async fn backend_pids(&self, name: &str) -> Vec<i32> {
-        use diesel::sql_types::{Integer, Text};
-        use diesel_async::RunQueryDsl;
-
-        #[derive(diesel::QueryableByName)]
-        struct Backend {
-            #[diesel(sql_type = Integer)]
-            pid: i32,
-        }
-        let mut conn = AsyncPgConnection::establish(&self.url()).await.expect("connect to the cluster");
-        let rows: Vec<Backend> =
-            diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
-                .bind::<Text, _>(name)
-                .load(&mut conn)
-                .await
-                .expect("list backends");
-        rows.into_iter().map(|b| b.pid).collect()
-    }
-
-    /// Sends `signal` (`STOP` freezes a backend, `CONT` thaws it) to a server process.
-    pub fn signal(&self, pid: i32, signal: &str) {
-        self.command("kill", &[&format!("-{signal}"), &pid.to_string()]);
-    }
-
-    /// Starts the server (again), waiting until it accepts connections.
-    pub fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("server.log").display().to_string();
-        self.pg("pg_ctl", &["start", "-D", &self.data_dir(), "-o", &options, "-l", &log, "-w", "-t", "60"]);
-    }
-
-    fn data_dir(&self) -> String {
-        self.dir.join("data").display().to_string()
-    }
-
-    /// Runs one of PostgreSQL's programs as the cluster's user; panics on failure,
-    /// with the server log.
-    fn pg(&self, program: &str, args: &[&str]) {
-        let program = self.bin.join(program).display().to_string();
-        match self.run_as {
-            Some(user) => {
-                let mut all = vec!["-u", user, "--", program.as_str()];
-                all.extend_from_slice(args);
-                self.command("runuser", &all);
-            }
-            None => self.command(&program, args),
-        }
-    }
-
-    fn command(&self, program: &str, args: &[&str]) {
-        let output = std::process::Command::new(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        if !output.status.success() {
-            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-            panic!(
-                "{program} {args:?} failed: {}\n{}\n{}\nserver log:\n{log}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        // Whatever state the test left it in; `immediate` since the data is thrown away.
-        let data = self.data_dir();
-        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
-        let args = ["stop", "-D", data.as_str(), "-m", "immediate", "-w"];
-        let _ = match self.run_as {
-            Some(user) => std::process::Command::new("runuser")
-                .args(["-u", user, "--", pg_ctl.as_str()])
-                .args(args)
-                .output(),
-            None => std::process::Command::new(&pg_ctl).args(args).output(),
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Where `initdb` and `pg_ctl` are: `VIGIL_PG_BIN`, the newest
-/// `/usr/lib/postgresql/<version>/bin`, or `PATH` (an empty path); `None` if nowhere.
-fn postgres_bin_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("VIGIL_PG_BIN") {
-        return Some(PathBuf::from(dir));
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
-        .filter(|(_, bin)| bin.join("initdb").exists())
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Some(bin);
-    }
-    let on_path = std::process::Command::new("initdb").arg("--version").output();
-    on_path.is_ok_and(|o| o.status.success()).then(PathBuf::new)
-}
-
-/// Whether this process runs as root (PostgreSQL will not).
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Defines one test per backend from one async body taking a `&TestDb`: a module

@@ -14,3 +14,4 @@ mod roles;
 mod schema;
 mod shared_state;
 mod store;
+mod tls;

@@ -25,6 +25,11 @@ struct ConfigFile {
     min_connections: Option<u32>,
     /// Seconds.
     command_timeout: Option<f64>,
+    /// libpq's TLS keys, as in a URL (see [`super::TlsSettings`]).
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
 }
 
 /// A parse error of `postgres_config.json` that names the key and the position but no
@@ -83,7 +88,24 @@ impl DatabaseConfig {
             url.set_password(Some(password)).map_err(|_| bad("password"))?;
         }
         url.set_path(file.database.as_deref().unwrap_or("background_agents"));
-        let url = DatabaseUrl::parse(url.as_str(), origin.clone())?;
+        // The TLS keys travel as the URL's libpq parameters, so a file and a URL are
+        // read (and checked, naming the key) by the same code.
+        let tls = [
+            ("sslmode", &file.sslmode),
+            ("sslrootcert", &file.sslrootcert),
+            ("sslcert", &file.sslcert),
+            ("sslkey", &file.sslkey),
+        ];
+        for (key, value) in tls {
+            if let Some(value) = value {
+                url.query_pairs_mut().append_pair(key, value);
+            }
+        }
+        // A bad TLS key comes back naming the key; say which file it is in too.
+        let url = DatabaseUrl::parse(url.as_str(), origin.clone()).map_err(|e| match e {
+            DatabaseConfigError::InvalidValue { .. } => file_error(e.to_string()),
+            other => other,
+        })?;
         let mut pool = PoolConfig::default();
         if let Some(max) = file.max_connections {
             pool.max_connections = max;
