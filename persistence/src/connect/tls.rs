@@ -5,12 +5,12 @@
 //! leaves checking the server's certificate to the TLS connector. So the checking
 //! is decided here, in the certificate verifier rustls is given:
 //!
-//! * `prefer` and `require` — [`Unchecked`]: any certificate is accepted (the
-//!   connection is encrypted against a passive eavesdropper, not authenticated),
+//! * `prefer` and `require` — [`Relaxed`] without roots: any certificate is accepted
+//!   (the connection is encrypted against a passive eavesdropper, not authenticated),
 //!   but the handshake's signatures are still verified, so the session is sound;
-//! * `verify-ca` — [`ChainOnly`]: the certificate must chain to a trusted root; the
-//!   host name is not looked at (a server reached through an address its certificate
-//!   does not list);
+//! * `verify-ca` — [`Relaxed`] with roots: the certificate must chain to a trusted
+//!   root; the host name is not looked at (a server reached through an address its
+//!   certificate does not list);
 //! * `verify-full` — rustls's own WebPKI verifier: the chain and the host name.
 //!
 //! The crypto is rustls's `ring` provider, given explicitly rather than installed as
@@ -74,8 +74,10 @@ pub(super) fn client_config(settings: &TlsSettings) -> Result<ClientConfig, Stri
         SslMode::VerifyFull => WebPkiServerVerifier::builder_with_provider(roots()?, provider.clone())
             .build()
             .map_err(|e| format!("cannot build the certificate verifier: {e}"))?,
-        SslMode::VerifyCa => Arc::new(ChainOnly { roots: roots()?, algorithms }),
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(Unchecked { algorithms }),
+        SslMode::VerifyCa => Arc::new(Relaxed { roots: Some(roots()?), algorithms }),
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
+            Arc::new(Relaxed { roots: None, algorithms })
+        }
     };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -90,56 +92,17 @@ pub(super) fn client_config(settings: &TlsSettings) -> Result<ClientConfig, Stri
     }
 }
 
-/// `prefer` and `require`: the certificate is not checked (libpq's meaning), the
-/// handshake signatures are.
+/// The verifier of `prefer`, `require` and `verify-ca`: the certificate must chain to
+/// `roots` when there are roots (`verify-ca`), and is not checked otherwise (libpq's
+/// `prefer`/`require`); the host name is never looked at. The handshake signatures are
+/// verified in every case.
 #[derive(Debug)]
-struct Unchecked {
+struct Relaxed {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca`: the certificate must chain to one of `roots`, whatever name it has.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -148,14 +111,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
