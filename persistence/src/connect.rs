@@ -205,10 +205,7 @@ impl Purpose {
 
 /// `host:port/database` of a URL, for messages (no user, no password).
 pub(crate) fn target_of(url: &DatabaseUrl) -> String {
-    let parsed = url::Url::parse(url.expose()).ok();
-    let host = parsed.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let port = parsed.as_ref().and_then(url::Url::port).unwrap_or(5432);
-    format!("{host}:{port}/{}", url.database())
+    format!("{}/{}", url.hosts(), url.database())
 }
 
 /// Opens a PostgreSQL connection set up as the [module docs](self) say.

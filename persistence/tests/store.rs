@@ -149,3 +149,26 @@ async fn slow_queries_come_from_pg_stat_statements_or_say_what_is_missing() {
         }
     }
 }
+
+/// A URL naming several hosts (libpq's form): the driver tries them in order, so a
+/// store connects through the first one that answers, and `target_session_attrs`
+/// reaches the driver. The message of a failure names every host.
+#[tokio::test]
+async fn a_url_with_several_hosts_connects_to_the_first_that_answers() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let TestDb::Postgres { url, .. } = &db else { unreachable!() };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (scheme_user, rest) = url.expose().split_once('@').expect("a user in the test URL");
+    let several = format!("{scheme_user}@127.0.0.1:{closed},{rest}?target_session_attrs=read-write");
+    let config = vigil_persistence::DatabaseConfig::postgres(&several).expect("several hosts parse");
+    let state = SharedState::direct(Store::connect(config).await.expect("the second host answers"));
+    state.register_agent("reached", "Reached").await.unwrap();
+    assert!(state.get_agent("reached").await.unwrap().is_some());
+
+    let only_closed = format!("{scheme_user}@127.0.0.1:{closed},127.0.0.1:{closed}/nowhere");
+    let pool = PoolConfig::default().with_retry(ConnectRetryPolicy::default().with_max_attempts(1));
+    let config = vigil_persistence::DatabaseConfig::postgres(&only_closed).unwrap().with_pool(pool).unwrap();
+    let error = Store::connect(config).await.expect_err("no host answers");
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{closed},127.0.0.1:{closed}/nowhere")), "{text}");
+}

@@ -11,17 +11,61 @@ use super::tls::{TLS_PARAMETERS, TlsSettings};
 /// A PostgreSQL connection URL whose password is never shown.
 ///
 /// The TLS settings are not kept beside the URL but read from its query when asked
-/// for ([`DatabaseUrl::tls`]): the URL stays the one source of truth, and the type
-/// stays small (it is held by value in many places).
+/// for ([`DatabaseUrl::tls`]): the URL stays the one source of truth.
+///
+/// A URL may name several hosts, as libpq and tokio-postgres accept them
+/// (`postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write`): the driver
+/// tries them in order. The `url` crate knows one host per URL, so the first host is
+/// kept in a [`url::Url`] (which every accessor works on) and the others beside it,
+/// put back wherever the URL is written out.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(url::Url);
+pub struct DatabaseUrl {
+    /// The URL with its first host only.
+    first: url::Url,
+    /// `,host2:port2,host3` — the other hosts as written, or empty.
+    more_hosts: String,
+    /// The whole URL, every host included (what the driver gets).
+    full: String,
+}
+
+/// Splits the other hosts off `raw`'s authority: (`raw` with its first host only,
+/// `,host2,...`). `None` when the authority names one host.
+fn split_hosts(raw: &str) -> Option<(String, String)> {
+    let start = raw.find("://")? + 3;
+    let end = raw[start..].find(['/', '?', '#']).map_or(raw.len(), |i| start + i);
+    let authority = &raw[start..end];
+    let hosts_from = authority.rfind('@').map_or(0, |at| at + 1);
+    let hosts = &authority[hosts_from..];
+    let comma = hosts.find(',')?;
+    let first = format!("{}{}{}", &raw[..start + hosts_from], &hosts[..comma], &raw[end..]);
+    Some((first, hosts[comma..].to_owned()))
+}
+
+/// `text` (a URL with one host) with `more_hosts` put back after its host.
+fn join_hosts(text: &str, more_hosts: &str) -> String {
+    if more_hosts.is_empty() {
+        return text.to_owned();
+    }
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let end = text[start..].find(['/', '?', '#']).map_or(text.len(), |i| start + i);
+    format!("{}{more_hosts}{}", &text[..end], &text[end..])
+}
 
 impl DatabaseUrl {
     /// Parses and checks a `postgres://` or `postgresql://` URL.
     pub fn parse(raw: &str, origin: ConfigSource) -> Result<Self, DatabaseConfigError> {
         let invalid = |reason: String| DatabaseConfigError::InvalidUrl { origin: origin.clone(), reason };
         // url's own messages never echo the input, so they are safe to pass on.
-        let url = url::Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
+        let (raw, more_hosts) =
+            split_hosts(raw.trim()).unwrap_or_else(|| (raw.trim().to_owned(), String::new()));
+        for host in more_hosts.split(',').skip(1) {
+            // Each further host must be a host (and port) the first position would accept.
+            url::Url::parse(&format!("postgres://{host}/db"))
+                .ok()
+                .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+                .ok_or_else(|| invalid("a host of the host list is empty or malformed".into()))?;
+        }
+        let url = url::Url::parse(&raw).map_err(|e| invalid(e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(invalid(format!("scheme `{}` is not postgres:// or postgresql://", url.scheme())));
         }
@@ -32,21 +76,32 @@ impl DatabaseUrl {
             return Err(invalid("no database name".into()));
         }
         TlsSettings::from_url(&url)?.load_files()?;
-        Ok(Self(url))
+        Ok(Self::new(url, more_hosts))
+    }
+
+    fn new(first: url::Url, more_hosts: String) -> Self {
+        let full = join_hosts(first.as_str(), &more_hosts);
+        Self { first, more_hosts, full }
+    }
+
+    /// `host:port` of every host, comma-separated (the port 5432 when none is given).
+    pub fn hosts(&self) -> String {
+        let host = self.first.host_str().unwrap_or_default();
+        format!("{host}:{}{}", self.first.port().unwrap_or(5432), self.more_hosts)
     }
 
     /// The TLS settings of the URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`.
     pub fn tls(&self) -> TlsSettings {
         // `parse` read these parameters already, and nothing changes them since.
-        TlsSettings::from_url(&self.0).expect("the TLS parameters were checked by DatabaseUrl::parse")
+        TlsSettings::from_url(&self.first).expect("the TLS parameters were checked by DatabaseUrl::parse")
     }
 
     /// The URL for tokio-postgres: without the TLS parameters, which it does not
     /// know (`verify-full`, `sslrootcert`) and which [`crate::connect`] applies itself.
     pub(crate) fn driver_url(&self) -> String {
-        let mut url = self.0.clone();
+        let mut url = self.first.clone();
         let kept: Vec<(String, String)> = self
-            .0
+            .first
             .query_pairs()
             .filter(|(key, _)| !TLS_PARAMETERS.contains(&key.as_ref()))
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -55,38 +110,38 @@ impl DatabaseUrl {
         if !kept.is_empty() {
             url.query_pairs_mut().extend_pairs(kept);
         }
-        url.into()
+        join_hosts(url.as_str(), &self.more_hosts)
     }
 
     /// The URL with its password, for the driver only.
     pub fn expose(&self) -> &str {
-        self.0.as_str()
+        &self.full
     }
 
     /// The database name.
     pub fn database(&self) -> &str {
-        self.0.path().trim_start_matches('/')
+        self.first.path().trim_start_matches('/')
     }
 
     /// The same server with another database (for admin connections and tests).
     pub fn with_database(&self, database: &str) -> Self {
-        let mut url = self.0.clone();
+        let mut url = self.first.clone();
         url.set_path(database);
-        Self(url)
+        Self::new(url, self.more_hosts.clone())
     }
 
     /// The URL with the password replaced by `***` — the one after the user name and
     /// a libpq `password=` query parameter alike. Other parameters (`sslmode`, the
     /// paths of certificate files) are shown as they are.
     pub fn redacted(&self) -> String {
-        let mut url = self.0.clone();
+        let mut url = self.first.clone();
         if url.password().is_some() {
             // Cannot fail: the URL has a host (checked in `parse`).
             let _ = url.set_password(Some("***"));
         }
         if url.query_pairs().any(|(key, _)| key == "password") {
             let masked: Vec<(Cow<'_, str>, Cow<'_, str>)> = self
-                .0
+                .first
                 .query_pairs()
                 .map(
                     |(key, value)| if key == "password" { (key, Cow::Borrowed("***")) } else { (key, value) },
@@ -95,7 +150,7 @@ impl DatabaseUrl {
             url.set_query(None);
             url.query_pairs_mut().extend_pairs(masked);
         }
-        url.to_string()
+        join_hosts(url.as_str(), &self.more_hosts)
     }
 }
 
@@ -136,5 +191,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(in_query.redacted(), "postgres://app@db/agents?password=***&sslmode=require");
+    }
+
+    #[test]
+    fn several_hosts_are_kept_everywhere_the_url_is_written() {
+        let raw = "postgresql://app:hunter2@h1:5432,h2:5433,h3/agents?target_session_attrs=read-write&sslmode=require";
+        let url = DatabaseUrl::parse(raw, ConfigSource::Explicit).unwrap();
+        assert_eq!(url.expose(), raw);
+        assert_eq!(url.hosts(), "h1:5432,h2:5433,h3");
+        assert_eq!(url.database(), "agents");
+        assert_eq!(
+            url.redacted(),
+            "postgresql://app:***@h1:5432,h2:5433,h3/agents?target_session_attrs=read-write&sslmode=require"
+        );
+        assert_eq!(
+            url.driver_url(),
+            "postgresql://app:hunter2@h1:5432,h2:5433,h3/agents?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            url.with_database("other").expose(),
+            "postgresql://app:hunter2@h1:5432,h2:5433,h3/other?target_session_attrs=read-write&sslmode=require"
+        );
+        for bad in ["postgresql://h1,/db", "postgresql://h1,:5/db", "postgresql://h1,h2:port/db"] {
+            assert!(DatabaseUrl::parse(bad, ConfigSource::Explicit).is_err(), "{bad}");
+        }
     }
 }
