@@ -22,9 +22,15 @@ use super::tls::{TLS_PARAMETERS, TlsSettings};
 pub struct DatabaseUrl {
     /// The URL with its first host only.
     first: url::Url,
-    /// `,host2:port2,host3` — the other hosts as written, or empty.
-    more_hosts: String,
-    /// The whole URL, every host included (what the driver gets).
+    /// With several hosts: the others as written (`,host2:port2,host3`) and the whole
+    /// URL, every host included. Boxed: most URLs name one host, and the type is held
+    /// by value in many places.
+    more: Option<Box<MoreHosts>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct MoreHosts {
+    hosts: String,
     full: String,
 }
 
@@ -80,14 +86,22 @@ impl DatabaseUrl {
     }
 
     fn new(first: url::Url, more_hosts: String) -> Self {
-        let full = join_hosts(first.as_str(), &more_hosts);
-        Self { first, more_hosts, full }
+        let more = (!more_hosts.is_empty()).then(|| {
+            let full = join_hosts(first.as_str(), &more_hosts);
+            Box::new(MoreHosts { hosts: more_hosts, full })
+        });
+        Self { first, more }
+    }
+
+    /// `,host2:port2,...` or empty.
+    fn more_hosts(&self) -> &str {
+        self.more.as_ref().map_or("", |more| &more.hosts)
     }
 
     /// `host:port` of every host, comma-separated (the port 5432 when none is given).
     pub fn hosts(&self) -> String {
         let host = self.first.host_str().unwrap_or_default();
-        format!("{host}:{}{}", self.first.port().unwrap_or(5432), self.more_hosts)
+        format!("{host}:{}{}", self.first.port().unwrap_or(5432), self.more_hosts())
     }
 
     /// The TLS settings of the URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`.
@@ -110,12 +124,12 @@ impl DatabaseUrl {
         if !kept.is_empty() {
             url.query_pairs_mut().extend_pairs(kept);
         }
-        join_hosts(url.as_str(), &self.more_hosts)
+        join_hosts(url.as_str(), self.more_hosts())
     }
 
     /// The URL with its password, for the driver only.
     pub fn expose(&self) -> &str {
-        &self.full
+        self.more.as_ref().map_or(self.first.as_str(), |more| &more.full)
     }
 
     /// The database name.
@@ -127,7 +141,7 @@ impl DatabaseUrl {
     pub fn with_database(&self, database: &str) -> Self {
         let mut url = self.first.clone();
         url.set_path(database);
-        Self::new(url, self.more_hosts.clone())
+        Self::new(url, self.more_hosts().to_owned())
     }
 
     /// The URL with the password replaced by `***` — the one after the user name and
@@ -150,7 +164,7 @@ impl DatabaseUrl {
             url.set_query(None);
             url.query_pairs_mut().extend_pairs(masked);
         }
-        join_hosts(url.as_str(), &self.more_hosts)
+        join_hosts(url.as_str(), self.more_hosts())
     }
 }
 
