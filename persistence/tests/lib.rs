@@ -5,6 +5,7 @@ mod common;
 
 mod actor;
 mod config;
+mod failover;
 mod harsh_faults;
 mod import;
 mod import_sources;

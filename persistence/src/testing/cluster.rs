@@ -101,6 +101,34 @@ impl PrivateCluster {
         Some(cluster)
     }
 
+    /// A streaming standby of `primary` (`pg_basebackup -R`: it follows the primary's
+    /// WAL, read-only, until [`promote`](Self::promote)d), on a port of its own.
+    ///
+    /// # Panics
+    ///
+    /// When the base backup or the start fails.
+    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
+        let dir = std::env::temp_dir().join(format!("vigil-pg-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("create the standby's directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let standby = PrivateCluster { dir, bin: primary.bin.clone(), port, run_as: primary.run_as };
+        if let Some(user) = standby.run_as {
+            standby.command("chown", &[&format!("{user}:"), &standby.dir.display().to_string()]);
+        }
+        let source = format!("host=127.0.0.1 port={} user=postgres", primary.port);
+        standby.pg("pg_basebackup", &["-d", &source, "-D", &standby.data_dir(), "-R", "-X", "stream"]);
+        standby.start_again();
+        standby
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`), waiting until it is one.
+    pub fn promote(&self) {
+        self.pg("pg_ctl", &["promote", "-D", &self.data_dir(), "-w"]);
+    }
+
     /// The cluster's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
