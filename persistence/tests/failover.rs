@@ -6,28 +6,19 @@
 //! or — replication being asynchronous — acknowledged in the last moments before the
 //! crash and lost with the primary (counted and printed, not hidden).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use vigil_persistence::config::{ConnectRetryPolicy, PoolConfig};
 use vigil_persistence::testing::PrivateCluster;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, Store, Write};
 
+use crate::common::heartbeat_copies;
+
 /// Safety net for anything awaited.
 const NET: Duration = Duration::from_secs(120);
-
-#[derive(diesel::QueryableByName)]
-struct MessageCount {
-    #[diesel(sql_type = Text)]
-    message: String,
-    #[diesel(sql_type = BigInt)]
-    copies: i64,
-}
 
 fn heartbeat(id: &str) -> Write {
     Write::Heartbeat {
@@ -77,7 +68,7 @@ async fn the_writer_follows_a_promoted_standby_and_accounts_for_every_write() {
             let mut acknowledged: Vec<(String, Instant)> = Vec::new();
             let mut failed = 0usize;
             let mut n = 0;
-            while !AtomicBool::load(&stop, Ordering::Acquire) {
+            while !stop.load(Ordering::Acquire) {
                 let id = format!("{lane}-{n}");
                 n += 1;
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -92,8 +83,8 @@ async fn the_writer_follows_a_promoted_standby_and_accounts_for_every_write() {
     let wait_for_sent = |more: usize| {
         let sent = sent.clone();
         async move {
-            let target = AtomicUsize::load(&sent, Ordering::Relaxed) + more;
-            while AtomicUsize::load(&sent, Ordering::Relaxed) < target {
+            let target = sent.load(Ordering::Relaxed) + more;
+            while sent.load(Ordering::Relaxed) < target {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -126,14 +117,7 @@ async fn the_writer_follows_a_promoted_standby_and_accounts_for_every_write() {
     }
     assert_eq!(writer.shutdown().await.failed, 0);
 
-    let mut conn = AsyncPgConnection::establish(&standby.url()).await.expect("the new primary");
-    let rows: Vec<MessageCount> = diesel::sql_query(
-        "SELECT message, count(*) AS copies FROM agent_heartbeats WHERE message IS NOT NULL GROUP BY message",
-    )
-    .load(&mut conn)
-    .await
-    .expect("count heartbeats");
-    let copies: HashMap<String, i64> = rows.into_iter().map(|r| (r.message, r.copies)).collect();
+    let copies = heartbeat_copies(&standby.url()).await;
     let duplicated = copies.values().filter(|&&n| n > 1).count();
     let lost: Vec<&(String, Instant)> =
         acknowledged.iter().filter(|(id, _)| !copies.contains_key(id)).collect();

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::config::{ConnectRetryPolicy, PoolConfig};
 use vigil_persistence::connect::ConnectFailure;
 use vigil_persistence::testing::{PrivateCluster, admin_url, postgres_required};
+
+use crate::common::heartbeat_copies;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{
     CommitFault, DatabaseConfig, PayloadLimits, PersistenceActor, PersistenceConfig, PersistenceHandle,
@@ -54,26 +55,6 @@ async fn register(handle: &PersistenceHandle, agents: usize) {
         };
         handle.persist(write).await.expect("register");
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct MessageCount {
-    #[diesel(sql_type = Text)]
-    message: String,
-    #[diesel(sql_type = BigInt)]
-    copies: i64,
-}
-
-/// How many rows of `agent_heartbeats` carry each message.
-async fn heartbeat_copies(url: &str) -> HashMap<String, i64> {
-    let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
-    let rows: Vec<MessageCount> = diesel::sql_query(
-        "SELECT message, count(*) AS copies FROM agent_heartbeats WHERE message IS NOT NULL GROUP BY message",
-    )
-    .load(&mut conn)
-    .await
-    .expect("count heartbeats");
-    rows.into_iter().map(|r| (r.message, r.copies)).collect()
 }
 
 /// Acknowledged ⇒ present exactly once; also counts what is present without an
