@@ -504,16 +504,6 @@ fn resolve_from(inputs: ConfigInputs) -> Result<DatabaseConfig, CliError> {
         }
         e => StoreError::from(e).into(),
     })?;
-    if let DatabaseConfig::Sqlite { location: SqliteLocation::File(path), .. } = &config
-        && path.is_dir()
-    {
-        // SQLite would only say "unable to open database file".
-        return Err(CliError::Input(format!(
-            "sqlite:{} is a directory, not a database file (name a file in it, e.g. sqlite:{}/vigil.db)",
-            path.display(),
-            path.display()
-        )));
-    }
     tracing::debug!(database = %config.describe(), "resolved database");
     Ok(config)
 }

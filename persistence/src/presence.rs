@@ -88,14 +88,15 @@ impl ProcessIdentity {
     /// This process.
     pub fn current() -> Self {
         let pid = std::process::id();
-        Self { host: host_name(), pid, boot_id: boot_id(), start_ticks: process_start_ticks(pid) }
+        let (host, boot_id) = this_machine();
+        Self { host: host.clone(), pid, boot_id: boot_id.clone(), start_ticks: process_start_ticks(pid) }
     }
 
     /// Whether the process is alive, when this machine can tell: `None` for a process
     /// on another machine (or another boot, or a system without `/proc`).
     pub fn is_alive(&self) -> Option<bool> {
-        let here = Self::current();
-        if self.host != here.host || self.boot_id.is_none() || self.boot_id != here.boot_id {
+        let (host, boot_id) = this_machine();
+        if &self.host != host || self.boot_id.is_none() || &self.boot_id != boot_id {
             return None;
         }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
@@ -105,6 +106,13 @@ impl ProcessIdentity {
         // A zombie was killed and waits only to be reaped: it runs nothing.
         Some(state != 'Z' && self.start_ticks.is_none_or(|ticks| Some(ticks) == start))
     }
+}
+
+/// This machine's host name and boot id, read once per process (every presence judged
+/// is compared with them).
+fn this_machine() -> &'static (String, Option<String>) {
+    static MACHINE: std::sync::OnceLock<(String, Option<String>)> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(|| (host_name(), boot_id()))
 }
 
 fn host_name() -> String {
@@ -176,7 +184,7 @@ impl Presence {
     pub fn new_node_id() -> String {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        format!("{}/{}/{n}", host_name(), std::process::id())
+        format!("{}/{}/{n}", this_machine().0, std::process::id())
     }
 
     /// The system-state key of this presence.
@@ -400,14 +408,18 @@ impl SharedState {
         Ok(presences)
     }
 
-    /// Runtimes and agents, judged now (see the [module documentation](self)).
-    pub async fn liveness(&self) -> Result<LivenessReport, StoreError> {
-        let platforms: Vec<PlatformView> = self
-            .presences()
-            .await?
+    /// Every recorded presence with its verdict, decided now.
+    pub async fn platforms(&self) -> Result<Vec<PlatformView>, StoreError> {
+        let presences = self.presences().await?;
+        Ok(presences
             .into_iter()
             .map(|presence| PlatformView { status: presence.verdict(), presence })
-            .collect();
+            .collect())
+    }
+
+    /// Runtimes and agents, judged now (see the [module documentation](self)).
+    pub async fn liveness(&self) -> Result<LivenessReport, StoreError> {
+        let platforms = self.platforms().await?;
         let agents =
             self.get_registered_agents().await?.iter().map(|a| AgentView::assess(a, &platforms)).collect();
         Ok(LivenessReport { platforms, agents })
@@ -422,7 +434,8 @@ impl SharedState {
     }
 }
 
-fn age_of(at: Ts) -> Duration {
+/// How long ago `at` was (zero for a time in the future).
+pub fn age_of(at: Ts) -> Duration {
     (Utc::now() - at.get()).to_std().unwrap_or_default()
 }
 

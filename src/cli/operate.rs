@@ -109,16 +109,12 @@ fn print_platforms(report: &LivenessReport, database: &str) -> Result<(), CliErr
             p.process.pid,
             p.process.host,
             p.node,
-            presence::human_age(since(p.started_at)),
-            presence::human_age(since(p.renewed_at)),
+            presence::human_age(presence::age_of(p.started_at)),
+            presence::human_age(presence::age_of(p.renewed_at)),
             p.agents
         )?;
     }
     Ok(())
-}
-
-fn since(at: Ts) -> Duration {
-    (Utc::now() - at.get()).to_std().unwrap_or_default()
 }
 
 fn print_agents(report: &LivenessReport, health: &HashMap<String, f64>) -> Result<(), CliError> {

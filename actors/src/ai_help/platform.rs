@@ -21,7 +21,7 @@ use vigil_persistence::StoreError;
 use vigil_persistence::duration;
 use vigil_persistence::lifecycle::{Cause, State, TransitionRecord};
 use vigil_persistence::models::{AgentRecord, HelpRequestRecord};
-use vigil_persistence::presence::Liveness;
+use vigil_persistence::presence::{AgentView, Liveness};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::types::Ts;
 use vigil_runtime::AgentContext;
@@ -287,7 +287,7 @@ impl PlatformResponder {
         let shared = ctx.shared_state();
         let agents = shared.get_registered_agents().await?;
         // Whether each agent runs, decided now: a row's state is only its last record.
-        let seen = LiveStates::read(shared).await?;
+        let seen = LiveStates::read(shared, &agents).await?;
         let text = words(query);
         let mentioned = mentioned_agents(&text, &agents);
         let intent = Intent::classify(&text, !mentioned.is_empty());
@@ -407,9 +407,14 @@ const NOT_RUNNING: &str = "not running";
 struct LiveStates(std::collections::HashMap<String, Liveness>);
 
 impl LiveStates {
-    async fn read(shared: &vigil_persistence::SharedState) -> Result<Self, StoreError> {
-        let report = shared.liveness().await?;
-        Ok(Self(report.agents.into_iter().map(|a| (a.agent_id, a.liveness)).collect()))
+    /// Judges `agents` (already read for the answer) against the presences.
+    async fn read(
+        shared: &vigil_persistence::SharedState,
+        agents: &[AgentRecord],
+    ) -> Result<Self, StoreError> {
+        let platforms = shared.platforms().await?;
+        let judged = agents.iter().map(|a| AgentView::assess(a, &platforms));
+        Ok(Self(judged.map(|a| (a.agent_id, a.liveness)).collect()))
     }
 
     fn liveness(&self, agent: &AgentRecord) -> Liveness {

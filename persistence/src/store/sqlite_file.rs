@@ -74,6 +74,18 @@ fn uri(path: &Path, query: &str) -> Result<String, ConnectError> {
 /// pragmas) on it; returns what the pool should connect to. Blocking: call it on a
 /// blocking thread.
 pub(super) fn probe(path: &Path, access: Access, setup: &str) -> Result<String, ConnectError> {
+    if path.is_dir() {
+        // SQLite would only say "unable to open database file".
+        let shown = path.display();
+        let detail = format!(
+            "sqlite:{shown} is a directory, not a database file (name a file in it, e.g. sqlite:{shown}/vigil.db)"
+        );
+        return Err(ConnectError {
+            kind: ConnectFailure::CannotOpen,
+            target: format!("sqlite:{shown}"),
+            detail,
+        });
+    }
     let try_open = |target: &str| -> Result<(), ConnectError> {
         let mut conn = SqliteConnection::establish(target).map_err(|e| error(path, e.to_string()))?;
         diesel::connection::SimpleConnection::batch_execute(&mut conn, setup)
