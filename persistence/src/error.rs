@@ -59,7 +59,18 @@ pub enum StoreError {
 
     /// The database rejected or failed a statement.
     #[error("database error: {0}")]
-    Query(#[from] DieselError),
+    Query(DieselError),
+
+    /// The server accepts no writes (PostgreSQL's `read_only_sql_transaction`): the
+    /// connection reached a standby — a host list without
+    /// `target_session_attrs=read-write`, or a primary that was demoted — or the role
+    /// defaults to read-only transactions. Transient: a standby may be promoted, and
+    /// the next connection may reach the primary; the writer drops the connection and
+    /// retries, so nothing it acknowledged is lost.
+    #[error(
+        "the server accepts no writes ({0}): it is a standby, or the role is read-only; point Vigil at the primary, or list every host with target_session_attrs=read-write"
+    )]
+    ReadOnlyServer(String),
 
     /// A statement ran longer than the configured command timeout (PostgreSQL's
     /// `statement_timeout`, set on every connection) and the server cancelled it.
@@ -148,7 +159,8 @@ impl StoreError {
             StoreError::Connect(error) => error.kind.is_transient(),
             StoreError::PoolTimeout { .. }
             | StoreError::CommandTimeout(_)
-            | StoreError::DeadlineExceeded(_) => true,
+            | StoreError::DeadlineExceeded(_)
+            | StoreError::ReadOnlyServer(_) => true,
             StoreError::Query(error) => is_transient_diesel(error),
             _ => false,
         }
@@ -182,6 +194,17 @@ impl StoreError {
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         StoreError::InvalidInput { field, reason: reason.into() }
+    }
+}
+
+impl From<DieselError> for StoreError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, info) => {
+                StoreError::ReadOnlyServer(info.message().to_owned())
+            }
+            error => StoreError::Query(error),
+        }
     }
 }
 
@@ -227,7 +250,7 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreEr
             bb8::RunError::User(PoolError::ConnectionError(e)) => {
                 StoreError::Connect(ConnectError::from_diesel(e, "the pool's database"))
             }
-            bb8::RunError::User(PoolError::QueryError(e)) => StoreError::Query(e),
+            bb8::RunError::User(PoolError::QueryError(e)) => StoreError::from(e),
         }
     }
 }

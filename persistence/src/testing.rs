@@ -54,7 +54,7 @@ use crate::{DatabaseConfig, Execution, SharedState, Store};
 
 mod cluster;
 
-pub use cluster::{ClusterOptions, PrivateCluster};
+pub use cluster::{ClusterOptions, PrivateCluster, Replication};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 /// The admin URL of the test server.

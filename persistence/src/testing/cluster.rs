@@ -56,6 +56,17 @@ impl ClusterOptions {
     }
 }
 
+/// How the standby of [`PrivateCluster::primary_and_standby`] replicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// PostgreSQL's default: a commit returns before the standby has its WAL, so a crash
+    /// of the primary can lose what the standby had not received.
+    Asynchronous,
+    /// `synchronous_standby_names = '*'`, `synchronous_commit = on`: a commit returns once
+    /// the standby has flushed its WAL.
+    Synchronous,
+}
+
 impl PrivateCluster {
     /// Creates and starts a cluster, or returns `None` after a loud message when
     /// PostgreSQL's server binaries are not installed — unless `REQUIRE_POSTGRES=1`,
@@ -120,8 +131,42 @@ impl PrivateCluster {
         }
         let source = format!("host=127.0.0.1 port={} user=postgres", primary.port);
         standby.pg("pg_basebackup", &["-d", &source, "-D", &standby.data_dir(), "-R", "-X", "stream"]);
+        // The copied configuration may name a synchronous standby; this one has none, so
+        // once promoted it must commit alone (what a failover manager sets) instead of
+        // waiting for ever.
+        standby.apply(&ClusterOptions::default().setting("synchronous_standby_names = ''"));
         standby.start_again();
         standby
+    }
+
+    /// A primary and a streaming standby of it, replicating as asked; the schema is not
+    /// made yet (the first store connected to the primary makes it, and the standby
+    /// follows).
+    ///
+    /// # Panics
+    ///
+    /// As [`PrivateCluster::start`] and [`PrivateCluster::standby_of`].
+    pub fn primary_and_standby(replication: Replication) -> Option<(PrivateCluster, PrivateCluster)> {
+        let options = match replication {
+            Replication::Asynchronous => ClusterOptions::default(),
+            // Any standby is the synchronous one: a commit returns once it has the WAL.
+            Replication::Synchronous => ClusterOptions::default()
+                .setting("synchronous_standby_names = '*'")
+                .setting("synchronous_commit = on"),
+        };
+        let primary = Self::start_with(options)?;
+        let standby = Self::standby_of(&primary);
+        Some((primary, standby))
+    }
+
+    /// The URL that names this cluster, then `standby`, accepting only the one that
+    /// takes writes (`target_session_attrs=read-write`): what an application that
+    /// follows a failover is configured with.
+    pub fn url_with(&self, standby: &PrivateCluster) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+            self.port, standby.port
+        )
     }
 
     /// Promotes a standby to a primary (`pg_ctl promote`), waiting until it is one.
@@ -148,10 +193,13 @@ impl PrivateCluster {
     /// connection timeout, two attempts) instead of the default 30 s, so that work
     /// meets an outage rather than waiting it out inside the pool.
     pub async fn impatient_store(&self) -> Store {
-        let pool = PoolConfig::default()
-            .with_connection_timeout(std::time::Duration::from_millis(500))
-            .with_retry(ConnectRetryPolicy::default().with_max_attempts(2));
-        Store::connect(self.config().with_pool(pool).expect("a valid pool")).await.expect("connect")
+        impatient_store(self.config()).await
+    }
+
+    /// [`impatient_store`](Self::impatient_store) through [`url_with`](Self::url_with)
+    /// `standby`: a store that follows a failover.
+    pub async fn impatient_store_with(&self, standby: &PrivateCluster) -> Store {
+        impatient_store(DatabaseConfig::postgres(&self.url_with(standby)).expect("a valid URL")).await
     }
 
     /// Stops the server (`pg_ctl stop -m fast`: sessions are cut, the data is kept).
@@ -287,6 +335,13 @@ impl Drop for PrivateCluster {
         };
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+async fn impatient_store(config: DatabaseConfig) -> Store {
+    let pool = PoolConfig::default()
+        .with_connection_timeout(std::time::Duration::from_millis(500))
+        .with_retry(ConnectRetryPolicy::default().with_max_attempts(2));
+    Store::connect(config.with_pool(pool).expect("a valid pool")).await.expect("connect")
 }
 
 /// Where `initdb` and `pg_ctl` are: `VIGIL_PG_BIN`, the newest
