@@ -1,12 +1,13 @@
 //! Least privilege on the real server: connecting runs no DDL, so an application role
-//! with DML rights only (the README's GRANTs) runs the writer, cleans up and reads; a
-//! read-only role reads everything and every write it tries is a clear error; a schema
-//! that is behind is refused with "run `vigil migrate` as the schema owner" instead of a
-//! permission error, and one that is ahead (an older binary) is refused too.
+//! with DML rights only (the README's GRANTs) imports, runs the writer, cleans up and
+//! reads; a read-only role reads everything and every write it tries is a clear error;
+//! a schema that is behind is refused with "run `vigil migrate` as the schema owner"
+//! instead of a permission error, and one that is ahead (an older binary) is refused too.
 
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use vigil_persistence::import::Importer;
 use vigil_persistence::shared_state::{Heartbeat, Writer};
 use vigil_persistence::testing::{TestDb, admin_url};
 use vigil_persistence::{
@@ -79,6 +80,13 @@ async fn an_application_role_and_a_read_only_role_work_without_ddl_rights() {
     // the persistence actor (commit markers included), cleans up.
     let store = Store::connect(as_role(&db, &roles.app)).await.expect("the application role connects");
     assert!(store.migrations_applied_at_connect().is_empty());
+    // It imports an embedded database into the empty schema (locks, copies, resets the
+    // id sequences: DML and sequence rights suffice).
+    let sqlite = TestDb::sqlite();
+    let source = sqlite.store().await;
+    SharedState::direct(source.clone()).register_agent("imported", "Imported").await.unwrap();
+    let report = Importer::new(&source, &store).run().await.expect("the application role imports");
+    assert!(report.total_rows >= 1 && report.tables.iter().all(|t| t.matches), "{report:?}");
     let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
     let app = SharedState::with_writer(store, Writer::Actor(writer.clone()));
     app.register_agent("worker", "Worker").await.unwrap();
@@ -90,7 +98,7 @@ async fn an_application_role_and_a_read_only_role_work_without_ddl_rights() {
     // The read-only role: reads everything; every write is refused, saying why.
     let reader = Store::connect_read_only(as_role(&db, &roles.reader)).await.expect("the reader connects");
     let reader = SharedState::direct(reader);
-    assert_eq!(reader.get_registered_agents().await.unwrap().len(), 1);
+    assert_eq!(reader.get_registered_agents().await.unwrap().len(), 2, "the imported agent and the worker");
     assert!(reader.get_system_state("k").await.unwrap().is_some());
     reader.get_database_health().await.expect("health reads");
     let refused = reader.register_agent("intruder", "Intruder").await.unwrap_err();
