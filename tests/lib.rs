@@ -3,4 +3,5 @@
 mod cli;
 mod cli_props;
 mod outage;
+mod pooler;
 mod run;

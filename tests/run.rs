@@ -14,11 +14,11 @@ use vigil_persistence::{DatabaseConfig, SharedState, Store};
 
 use crate::cli::{pg_url, temp_dir, vigil};
 
-const DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Starts `vigil run` in the background; its stderr goes to `dir/run.log` (a pipe
 /// nobody reads would fill up and block it).
-fn spawn_run(dir: &Path, args: &[&str]) -> Child {
+pub(crate) fn spawn_run(dir: &Path, args: &[&str]) -> Child {
     let log = std::fs::File::create(dir.join("run.log")).expect("create run.log");
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .arg("run")
@@ -33,7 +33,7 @@ fn spawn_run(dir: &Path, args: &[&str]) -> Child {
 }
 
 /// Polls `vigil status --json` until `n` agents are active.
-fn wait_for_active(dir: &Path, extra: &[&str], n: usize) -> Value {
+pub(crate) fn wait_for_active(dir: &Path, extra: &[&str], n: usize) -> Value {
     let started = Instant::now();
     loop {
         let mut args = extra.to_vec();
@@ -56,7 +56,7 @@ fn wait_for_active(dir: &Path, extra: &[&str], n: usize) -> Value {
     }
 }
 
-fn run_for_on(dir: &Path, extra: &[&str]) {
+pub(crate) fn run_for_on(dir: &Path, extra: &[&str]) {
     let mut args = extra.to_vec();
     args.extend(["run", "--for", "3s", "--no-status"]);
     let out = vigil(dir, &args);

@@ -53,9 +53,11 @@ use crate::config::{ConfigSource, DatabaseUrl};
 use crate::{DatabaseConfig, Execution, SharedState, Store};
 
 mod cluster;
+mod pgbouncer;
 
 pub use cluster::{ClusterOptions, PrivateCluster, Replication};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+pub use pgbouncer::{Pgbouncer, PoolMode};
 
 /// The admin URL of the test server.
 pub fn admin_url() -> DatabaseUrl {
