@@ -280,9 +280,14 @@ pub async fn request_restart(
 
 /// The hooks every monitor's `impl Agent` holds: `cycle` runs one pass (the cycle
 /// interval is the pass interval, see [`monitor_child`]), and `on_transition` runs the
-/// first pass [`FIRST_PASS_DELAY`] after a fresh instance is active ([`comes_up`])
-/// rather than a whole interval later. Each pass logs its failure, if any (a pass that fails is not a
-/// failure of the monitor, see the crate docs), and records how long it took.
+/// first pass as soon as a fresh instance is active ([`comes_up`]) and the runtime's
+/// whole tree has started ([`RuntimeControl::tree_started`]), rather than a whole
+/// interval later: a monitor that starts before the agents it watches sees them all
+/// (a fixed delay did not, on a loaded machine). Each pass logs its failure, if any (a
+/// pass that fails is not a failure of the monitor, see the crate docs), and records how
+/// long it took.
+///
+/// [`RuntimeControl::tree_started`]: vigil_runtime::RuntimeControl::tree_started
 macro_rules! pass_hooks {
     () => {
         async fn cycle(&mut self, ctx: &vigil_runtime::AgentContext) -> vigil_runtime::AgentResult {
@@ -300,19 +305,13 @@ macro_rules! pass_hooks {
             ctx: &vigil_runtime::AgentContext,
         ) {
             if $crate::observe::comes_up(transition) {
-                tokio::time::sleep($crate::observe::FIRST_PASS_DELAY).await;
+                ctx.control().tree_started().await;
                 let _ = vigil_runtime::Agent::cycle(self, ctx).await;
             }
         }
     };
 }
 pub(crate) use pass_hooks;
-
-/// How long after a fresh monitor becomes active its first pass runs. A supervisor
-/// starts its children one after the other, each in milliseconds: by then the agents
-/// started along with the monitor have registered, so the first pass sees the platform
-/// rather than the part of it that started before the monitor.
-pub(crate) const FIRST_PASS_DELAY: Duration = Duration::from_millis(100);
 
 /// Whether `transition` puts a fresh instance into service — its start, the end of a
 /// restart, a manual fix — so that its first pass is due now.

@@ -88,6 +88,8 @@ pub struct RuntimeControl {
     /// This runtime's node id (see [`vigil_persistence::presence`]), which every
     /// heartbeat records so a reader can tell whether the agent's runtime still runs.
     node: Arc<str>,
+    /// `true` once the whole tree has started (or the runtime began shutting down).
+    started: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for RuntimeControl {
@@ -98,7 +100,24 @@ impl std::fmt::Debug for RuntimeControl {
 
 impl RuntimeControl {
     pub(crate) fn new(registry: Registry, node: String) -> Self {
-        Self { registry, stopping: Arc::default(), node: node.into() }
+        let (started, _) = tokio::sync::watch::channel(false);
+        Self { registry, stopping: Arc::default(), node: node.into(), started: Arc::new(started) }
+    }
+
+    /// Waits until the runtime's whole tree has started: every agent of
+    /// [`Runtime::start`](crate::Runtime::start) registered and `active`. Returns at once
+    /// afterwards, and when the runtime is shutting down. A monitor's first pass waits
+    /// for it, so that it sees the platform rather than the part of it that started
+    /// before the monitor.
+    pub async fn tree_started(&self) {
+        let mut started = self.started.subscribe();
+        // The sender lives as long as `self`: the wait ends only when it is marked.
+        let _ = started.wait_for(|started| *started).await;
+    }
+
+    /// Marks the tree as started (see [`tree_started`](Self::tree_started)).
+    pub(crate) fn mark_started(&self) {
+        self.started.send_replace(true);
     }
 
     /// This runtime's node id: `host/pid/n`.
@@ -109,6 +128,8 @@ impl RuntimeControl {
     /// Marks the runtime as shutting down (see [`ControlError::ShuttingDown`]).
     pub(crate) fn begin_shutdown(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::Release);
+        // Nobody waits on a start that will not complete.
+        self.mark_started();
     }
 
     fn refuse_while_stopping(&self) -> Result<(), ControlError> {

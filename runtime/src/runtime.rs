@@ -223,6 +223,7 @@ impl RuntimeBuilder {
             runtime.shutdown().await;
             return Err(error);
         }
+        runtime.inner.env.control.mark_started();
         if self.operator_commands {
             let env = &runtime.inner.env;
             let processor =
