@@ -20,6 +20,10 @@
 //!
 //! A transaction that failed before `COMMIT` was sent did not commit; it is retried
 //! under a new key, so the retry never waits on the dead attempt's uncommitted key.
+//! Fenced writes ([`crate::nodes`]) are checked after the marker, before anything is
+//! applied; the refusals are part of the batch's outcome, so a transaction resolved
+//! after a lost `COMMIT` answers every write exactly as the attempt that committed it.
+//!
 //! `marked_transaction` is one attempt, bounded by a client-side deadline; the
 //! persistence actor and the direct writer ([`crate::Store::write_batch`]) loop over it.
 
@@ -29,6 +33,7 @@ use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::error::StoreError;
+use crate::nodes::fence::{self, FenceSlot};
 use crate::writes::{BatchOutcome, Write, apply_batch_pg_in_tx};
 
 /// How an injected fault ends a transaction whose `COMMIT` answer is then "lost": the
@@ -122,6 +127,7 @@ impl AttemptError {
 pub(crate) async fn marked_transaction(
     conn: &mut AsyncPgConnection,
     writes: &[Write],
+    fences: &[FenceSlot],
     marker: Marker,
     unresolved: Option<Unresolved>,
     deadline: Duration,
@@ -129,7 +135,7 @@ pub(crate) async fn marked_transaction(
 ) -> Result<(BatchOutcome, bool), AttemptError> {
     let mut phase = Phase::Connecting;
     let mut unresolved = unresolved;
-    let attempt = transaction_pg(conn, writes, marker, &mut unresolved, &mut phase, fault);
+    let attempt = transaction_pg(conn, writes, fences, marker, &mut unresolved, &mut phase, fault);
     let result = match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
         Err(_) => Err(AttemptError::transient(StoreError::DeadlineExceeded(deadline), None)),
@@ -158,6 +164,7 @@ pub(crate) async fn marked_transaction(
 async fn transaction_pg(
     conn: &mut AsyncPgConnection,
     writes: &[Write],
+    fences: &[FenceSlot],
     marker: Marker,
     unresolved: &mut Option<Unresolved>,
     phase: &mut Phase,
@@ -195,9 +202,14 @@ async fn transaction_pg(
             };
         }
         Ok(_) => {
-            // Absent: whatever was unresolved did not commit; this transaction redoes it.
+            // Absent: whatever was unresolved did not commit; this transaction redoes it,
+            // fences included: the fence verdicts are part of the outcome kept below, so
+            // a lost COMMIT resolved later answers each write as this attempt decided.
             *unresolved = None;
-            apply_batch_pg_in_tx(conn, writes).await
+            match fence::check_pg(conn, fences).await {
+                Ok(refused) => apply_batch_pg_in_tx(conn, writes, refused).await,
+                Err(error) => Err(error),
+            }
         }
         Err(error) => Err(error),
     };

@@ -59,7 +59,7 @@ pub enum StoreError {
 
     /// The database rejected or failed a statement.
     #[error("database error: {0}")]
-    Query(DieselError),
+    Query(#[source] DieselError),
 
     /// The server accepts no writes (PostgreSQL's `read_only_sql_transaction`): the
     /// connection reached a standby — a host list without
@@ -144,6 +144,20 @@ pub enum StoreError {
         what: &'static str,
     },
 
+    /// The write was fenced ([`crate::SharedState::fenced`]) and its fence is no longer
+    /// current: another node owns the agent now (it claimed it after this node's lease
+    /// expired), or this node released it. The write was not applied; the rest of its
+    /// batch was. Not transient: the node should stop the agent (see [`crate::nodes`]).
+    #[error("{}", fenced_message(agent_id, *epoch, *current_epoch))]
+    Fenced {
+        /// The agent.
+        agent_id: String,
+        /// The epoch the write carried.
+        epoch: i64,
+        /// The agent's epoch now; `None` when it has no lease at all.
+        current_epoch: Option<i64>,
+    },
+
     /// A background database task failed to run to completion.
     #[error("database task failed: {0}")]
     Task(String),
@@ -194,6 +208,18 @@ impl StoreError {
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         StoreError::InvalidInput { field, reason: reason.into() }
+    }
+}
+
+fn fenced_message(agent_id: &str, epoch: i64, current_epoch: Option<i64>) -> String {
+    match current_epoch {
+        Some(current) if current != epoch => format!(
+            "agent {agent_id} is owned by another node now (epoch {current}); this node's write at epoch {epoch} was refused"
+        ),
+        Some(_) => format!(
+            "agent {agent_id} is no longer held by this node (released at epoch {epoch}); this node's write at epoch {epoch} was refused"
+        ),
+        None => format!("agent {agent_id} has no lease; this node's write at epoch {epoch} was refused"),
     }
 }
 

@@ -52,6 +52,7 @@
 //! | [`shared_state`]      | [`SharedState`], one file per concern                   |
 //! | [`lifecycle`]         | agent [`State`]s, transitions and their records         |
 //! | [`presence`]          | which runtime node is alive                             |
+//! | [`nodes`]             | many nodes on one PostgreSQL: leases, epochs, fencing   |
 //! | [`help_queue`], [`agent_commands`], [`workflow_runs`] | queues built on requests      |
 //! | [`import`]            | the SQLite → PostgreSQL migration, verified             |
 //! | [`limits`]            | [`PayloadLimits`]: what a write may carry               |
@@ -70,6 +71,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod limits;
 pub mod models;
+pub mod nodes;
 pub mod persistence_actor;
 pub mod presence;
 pub mod requests;

@@ -90,7 +90,21 @@ async fn primary_and_standby(replication: Replication) -> Option<(PrivateCluster
         )
         .await;
     }
+    // The standby has the schema before anyone connects to it.
+    wait_for_replay(&primary).await;
     Some((primary, standby))
+}
+
+/// Waits until the standby has replayed everything the primary had flushed when asked.
+async fn wait_for_replay(primary: &PrivateCluster) {
+    let flushed =
+        number(&primary.url(), "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint AS n")
+            .await
+            .expect("an LSN");
+    let replayed = format!(
+        "SELECT 1::bigint AS n FROM pg_stat_replication WHERE pg_wal_lsn_diff(replay_lsn, '0/0') >= {flushed}"
+    );
+    wait_until(&primary.url(), &replayed).await;
 }
 
 /// A lane's acknowledged writes (with when each was acknowledged) and its failures.
@@ -267,15 +281,9 @@ async fn with_a_lagging_asynchronous_standby_the_writes_of_the_lag_are_lost() {
         let primary = &primary;
         async move {
             // Everything acknowledged before `caught_up` is replayed on the standby
-            // before the sender freezes: its commit was flushed at or before this LSN.
+            // before the sender freezes: its commit was flushed at or before then.
             *caught_up = Some(Instant::now());
-            let flushed = number(&primary.url(), "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint AS n")
-                .await
-                .expect("an LSN");
-            let replayed = format!(
-                "SELECT 1::bigint AS n FROM pg_stat_replication WHERE pg_wal_lsn_diff(replay_lsn, '0/0') >= {flushed}"
-            );
-            wait_until(&primary.url(), &replayed).await;
+            wait_for_replay(primary).await;
             primary.signal(walsender, "STOP");
             *frozen_at = Some(Instant::now());
             load.sent_more(300).await;

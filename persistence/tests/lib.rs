@@ -10,6 +10,7 @@ mod harsh_faults;
 mod import;
 mod import_sources;
 mod in_process;
+mod leases;
 mod payload_limits;
 mod roles;
 mod schema;

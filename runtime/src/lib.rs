@@ -15,6 +15,7 @@
 //! | embedding: [`Runtime`], [`RuntimeBuilder`], [`ShutdownReport`] | [`runtime`] |
 //! | watching: [`EventBus`], [`EventStream`], [`LifecycleEvent`], [`EventKind`] | [`events`] |
 //! | control by agent id: [`RuntimeControl`] (status, restart, stop, fix, transitions) | [`control`] |
+//! | several nodes on one PostgreSQL: [`ClusterConfig`], placement, leases, fencing | [`cluster`] |
 //! | testing (feature `testkit`): fault plans, faulty agents, waiting helpers | `testkit` |
 //!
 //! **An agent** is a plain struct with `#[derive(Agent)]` (its name, cycle and
@@ -83,6 +84,7 @@
 extern crate self as vigil_runtime;
 
 pub mod agent;
+pub mod cluster;
 pub mod context;
 pub mod control;
 pub mod events;
@@ -97,6 +99,7 @@ pub mod supervisor;
 pub mod testkit;
 
 pub use agent::{Agent, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart};
+pub use cluster::ClusterConfig;
 pub use context::AgentContext;
 pub use control::{ControlError, RuntimeControl};
 pub use events::{EventBus, EventKind, EventStream, LifecycleEvent};

@@ -45,7 +45,10 @@ use vigil_persistence::shared_state::Writer;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{PersistenceActor, PersistenceConfig, PersistenceHandle, SharedState};
 
+use vigil_persistence::nodes::Placement;
+
 use crate::agent::Agent;
+use crate::cluster::{ClusterConfig, Fences, Node};
 use crate::control::RuntimeControl;
 use crate::events::{EventBus, EventStream};
 use crate::host::AgentHost;
@@ -72,6 +75,9 @@ pub enum RuntimeError {
     /// The tree did not finish starting in time.
     #[error("the agents did not start within {0:?}")]
     StartTimeout(Duration),
+    /// Cluster mode: the node could not join the cluster (or claim its agents).
+    #[error("could not join the cluster: {0}")]
+    Cluster(#[source] vigil_persistence::StoreError),
 }
 
 /// Builds a [`Runtime`]: the children of the top supervisor, its strategy and
@@ -86,6 +92,8 @@ pub struct RuntimeBuilder {
     top: SupervisorSpec,
     start_timeout: Duration,
     operator_commands: bool,
+    /// Cluster mode (PostgreSQL): this runtime is one node of several.
+    cluster: Option<ClusterConfig>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -168,9 +176,17 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Makes this runtime one node of a cluster sharing the database (PostgreSQL only):
+    /// its top-level singleton children run here only while this node holds their
+    /// leases, and their writes are fenced. See [`crate::cluster`].
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Starts the tree: children in order, each reaching `active` before the next
     /// starts. Must be called inside an actix `System`.
-    pub async fn start(self) -> Result<Runtime, RuntimeError> {
+    pub async fn start(mut self) -> Result<Runtime, RuntimeError> {
         let mut seen = std::collections::HashSet::new();
         for id in self.top.all_ids() {
             if !seen.insert(id.clone()) {
@@ -191,12 +207,32 @@ impl RuntimeBuilder {
                 (shared, Some(writer))
             }
         };
-        let presence = Presence::new(Presence::new_node_id(), seen.len());
+        let node_id = self.cluster.as_ref().and_then(|c| c.node_id().map(str::to_owned));
+        let presence = Presence::new(node_id.unwrap_or_else(Presence::new_node_id), seen.len());
+        let fences = Fences::default();
+        let node = match &self.cluster {
+            Some(config) => {
+                let singletons = self
+                    .top
+                    .children()
+                    .iter()
+                    .filter(|child| child.placement_of() == Placement::Singleton)
+                    .map(|child| child.id().to_owned())
+                    .collect();
+                let (node, held) =
+                    Node::join(&shared, config, presence.node.clone(), singletons, fences.clone())
+                        .await
+                        .map_err(RuntimeError::Cluster)?;
+                self.top.hold(held);
+                Some(node)
+            }
+            None => None,
+        };
         let control = RuntimeControl::new(Arc::default(), presence.node.clone());
         // Recorded before any agent starts (the writer keeps order), so a reader that
         // sees an agent's heartbeat naming this node also finds the node.
         let renewer = spawn_presence_renewer(shared.clone(), presence);
-        let env = Environment { shared, events: self.events, control };
+        let env = Environment { shared, events: self.events, control, fences };
         let (ready, started) = tokio::sync::oneshot::channel();
         let root = Supervisor::new(self.top, env.clone(), None, ready).start();
         let runtime = Runtime {
@@ -206,6 +242,8 @@ impl RuntimeBuilder {
                 owned_writer,
                 commands: Mutex::new(None),
                 presence: Mutex::new(Some(renewer)),
+                node: Mutex::new(None),
+                renewals_paused: node.as_ref().map(Node::pause_switch),
             }),
         };
         let failure = match tokio::time::timeout(self.start_timeout, started).await {
@@ -222,6 +260,11 @@ impl RuntimeBuilder {
         if let Some(error) = failure {
             runtime.shutdown().await;
             return Err(error);
+        }
+        if let Some(node) = node {
+            let node_id = node.id().to_owned();
+            *runtime.inner.node.lock().expect("node lock") =
+                Some((node_id, node.spawn(runtime.inner.root.clone())));
         }
         runtime.inner.env.control.mark_started();
         if self.operator_commands {
@@ -244,6 +287,12 @@ struct RuntimeInner {
     /// Renews this runtime's presence; at shutdown it is stopped and the presence
     /// marked stopped.
     presence: Mutex<Option<PresenceRenewer>>,
+    /// Cluster mode: the node's id and the task renewing its leases; stopped at
+    /// shutdown, when the node leaves the cluster.
+    node: Mutex<Option<(String, actix_rt::task::JoinHandle<()>)>>,
+    /// Cluster mode: stops the node's renewals (`testkit`).
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
+    renewals_paused: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The task that renews a runtime's presence every [`RENEW_EVERY`], on its own timer.
@@ -298,6 +347,7 @@ impl Runtime {
             top: SupervisorSpec::new("root", Strategy::OneForOne),
             start_timeout: Duration::from_secs(60),
             operator_commands: false,
+            cluster: None,
         }
     }
 
@@ -356,6 +406,21 @@ impl Runtime {
         addr.send(message).await.map_err(|_| LifecycleError::AgentStopped)?
     }
 
+    /// Cluster mode: this node's id, as recorded in `vigil_nodes` and the leases.
+    pub fn node_id(&self) -> &str {
+        self.inner.env.control.node()
+    }
+
+    /// Cluster mode: stops (or resumes) renewing this node's leases, as a node frozen or
+    /// cut off from the database would — its agents go on running and writing, and once
+    /// its lease expires other nodes take them over. For tests of fencing.
+    #[cfg(feature = "testkit")]
+    pub fn pause_lease_renewal(&self, paused: bool) {
+        if let Some(switch) = &self.inner.renewals_paused {
+            switch.store(paused, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// Stops every agent in reverse start order, one at a time: each one's shutdown
     /// hook has finished (or was cut at its shutdown timeout) and its actor has stopped
     /// before the next is asked. Then flushes the persistence writer, so what the
@@ -366,6 +431,11 @@ impl Runtime {
         self.inner.env.control.begin_shutdown();
         if let Some(processor) = self.inner.commands.lock().expect("commands lock").take() {
             processor.abort();
+        }
+        // No more claims or hand-overs while the tree stops.
+        let node = self.inner.node.lock().expect("node lock").take();
+        if let Some((_, renewer)) = &node {
+            renewer.abort();
         }
         let mut report = self.inner.root.send(ShutdownSubtree).await.unwrap_or_default();
         // Every agent has stopped: readers now learn that nothing here runs them.
@@ -397,6 +467,10 @@ impl Runtime {
                     report.failed.push(("persistence".into(), StopFailure::Persistence(e.to_string())));
                 }
             }
+        }
+        // Its agents stopped and their writes are committed: hand every lease over.
+        if let Some((node_id, _)) = node {
+            Node::leave(self.inner.env.shared.store(), &node_id).await;
         }
         tracing::info!(stopped = report.stopped.len(), failed = report.failed.len(), "runtime shut down");
         report

@@ -55,20 +55,24 @@
 //! | `supervisor/child.rs`| child control: agents and nested supervisors behind one interface |
 //! | `supervisor/otp.rs`  | the OTP calls: [`WhichChildren`], [`CountChildren`], [`StartChild`], [`TerminateChild`], [`RestartChild`] |
 //! | `supervisor/subtree.rs` | the internal protocol: subtree restart, park, fix, shutdown, statuses |
+//! | `supervisor/placement.rs` | cluster mode: a child held for another node, acquired and relinquished |
 
 mod child;
 mod otp;
+mod placement;
 mod spec;
 mod subtree;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use vigil_persistence::SharedState;
+use vigil_persistence::nodes::Fence;
 
 use crate::agent::Restart;
 use crate::events::{EventBus, EventKind, LifecycleEvent};
@@ -77,6 +81,7 @@ use crate::protocol::{ChildExited, Exit, ForgetRestarts};
 pub use crate::protocol::{SupervisorError, TerminateChild};
 use child::ChildControl;
 pub use otp::{ChildCounts, ChildInfo, CountChildren, RestartChild, StartChild, WhichChildren};
+pub(crate) use placement::{Acquire, Relinquish};
 pub use spec::{ChildSpec, RestartIntensity, Strategy, SupervisorSpec};
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -88,6 +93,20 @@ pub(crate) struct Environment {
     pub(crate) events: EventBus,
     /// Typed addresses of every agent in the tree, by id (`Runtime::addr`).
     pub(crate) control: crate::control::RuntimeControl,
+    /// In cluster mode, the lease of each agent this node runs (see [`crate::cluster`]):
+    /// an agent's writes carry it, so the writer refuses them once another node owns
+    /// the agent. Empty otherwise.
+    pub(crate) fences: Arc<Mutex<HashMap<String, Fence>>>,
+}
+
+impl Environment {
+    /// The shared state agent `id` writes through: fenced by its lease in cluster mode.
+    pub(crate) fn shared_for(&self, id: &str) -> SharedState {
+        match self.fences.lock().expect("fences lock").get(id) {
+            Some(fence) => self.shared.fenced(fence.clone()),
+            None => self.shared.clone(),
+        }
+    }
 }
 
 struct Child {
@@ -95,6 +114,8 @@ struct Child {
     control: Option<Rc<dyn ChildControl>>,
     /// The generation the supervisor last knows of; older failure reports are stale.
     generation: u64,
+    /// Placed on another node (cluster mode): not started until this node acquires it.
+    held: bool,
 }
 
 /// The supervisor actor. See the module documentation.
@@ -140,7 +161,10 @@ impl Supervisor {
             children: spec
                 .children
                 .into_iter()
-                .map(|spec| Child { spec, control: None, generation: 0 })
+                .map(|child| {
+                    let held = spec.held.contains(&child.id);
+                    Child { spec: child, control: None, generation: 0, held }
+                })
                 .collect(),
             recent: VecDeque::new(),
             env,
@@ -352,7 +376,10 @@ impl ActorFuture<Supervisor> for StartInOrder {
                 }
                 this.starting = None;
             }
-            let not_running = |i: &usize| supervisor.children[*i].control.is_none();
+            let not_running = |i: &usize| {
+                let child = &supervisor.children[*i];
+                child.control.is_none() && !child.held
+            };
             let Some(index) = (this.next..supervisor.children.len()).find(not_running) else {
                 return std::task::Poll::Ready(std::mem::take(&mut this.failures));
             };

@@ -18,6 +18,8 @@ use super::queue::{EnqueueError, Entry, Lane, Queue, Shared};
 use super::stats::{Counters, PersistenceStats, WriterShutdownReport};
 use super::writer_loop::run;
 use crate::error::StoreError;
+use crate::nodes::Fence;
+use crate::nodes::fence::FenceSlot;
 use crate::requests::{Reply, Request};
 use crate::store::Store;
 use crate::writes::Write;
@@ -33,19 +35,48 @@ pub struct Flush;
 pub struct Shutdown;
 
 /// A cloneable handle to the [`PersistenceActor`]; usable from any thread.
+///
+/// A handle may be **fenced** ([`fenced`](Self::fenced)): every write it queues then
+/// carries the [`Fence`] of an agent's lease and commits only while that lease is
+/// current (see [`crate::nodes`]).
 #[derive(Clone)]
 pub struct PersistenceHandle {
     pub(super) shared: Arc<Shared>,
     addr: Addr<PersistenceActor>,
+    /// The fence every write of this handle carries; `None` for an unfenced handle.
+    fence: FenceSlot,
 }
 
 impl std::fmt::Debug for PersistenceHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PersistenceHandle").field("config", &self.shared.config).finish_non_exhaustive()
+        f.debug_struct("PersistenceHandle")
+            .field("config", &self.shared.config)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
     }
 }
 
 impl PersistenceHandle {
+    /// A handle to the same writer whose writes all carry `fence`: each commits only
+    /// if, in the transaction that applies it, the fence's node still owns the agent at
+    /// the fence's epoch; otherwise it fails alone with
+    /// [`StoreError::Fenced`] (counted in [`PersistenceStats::fenced_writes`]) and the
+    /// rest of its batch commits. Fire-and-forget writes
+    /// ([`enqueue`](Self::enqueue), [`enqueue_lifecycle`](Self::enqueue_lifecycle)) are
+    /// fenced too.
+    pub fn fenced(&self, fence: Fence) -> Self {
+        self.with_fence(Some(Arc::new(fence)))
+    }
+
+    pub(crate) fn with_fence(&self, fence: FenceSlot) -> Self {
+        Self { shared: self.shared.clone(), addr: self.addr.clone(), fence }
+    }
+
+    /// The fence this handle's writes carry, if it is fenced.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
+    }
+
     /// Queues a write and waits until its batch has committed. Waits for room when the
     /// queue is full. Fails with the write's own error if it was rejected, or
     /// [`StoreError::Closed`] after shutdown.
@@ -75,7 +106,8 @@ impl PersistenceHandle {
                 }
                 if queue.entries.len() < self.shared.config.queue_capacity {
                     // Both are Some: taken only here, right before returning from the loop.
-                    self.shared.push(&mut queue, write.take().expect("queued once"), tx.take());
+                    let write = write.take().expect("queued once");
+                    self.shared.push(&mut queue, write, self.fence.clone(), tx.take());
                     break;
                 }
             }
@@ -119,7 +151,7 @@ impl PersistenceHandle {
                     capacity: self.shared.config.queue_capacity,
                 });
             }
-            self.shared.push(&mut queue, write, None);
+            self.shared.push(&mut queue, write, self.fence.clone(), None);
         }
         self.shared.work.notify_one();
         Ok(())
@@ -167,6 +199,7 @@ impl PersistenceHandle {
             flush_latency_p99_ms: percentile(0.99),
             retries: c.retries,
             rejected_writes: c.rejected,
+            fenced_writes: c.fenced,
             refused_writes: self.shared.refused.load(Ordering::Relaxed),
             failed_at_shutdown: c.failed_at_shutdown,
             recovered_commits: c.recovered_commits,
@@ -212,7 +245,7 @@ impl PersistenceActor {
             poison: Mutex::new(None),
         });
         let addr = Actor::start(PersistenceActor { store, shared: shared.clone() });
-        PersistenceHandle { shared, addr }
+        PersistenceHandle { shared, addr, fence: None }
     }
 }
 

@@ -16,6 +16,7 @@ use super::config::PersistenceConfig;
 use super::stats::{Counters, WriterShutdownReport};
 use crate::commit::{CommitFault, Marker};
 use crate::error::StoreError;
+use crate::nodes::fence::FenceSlot;
 use crate::requests::Reply;
 use crate::writes::Write;
 
@@ -88,6 +89,9 @@ pub(super) type Ack = oneshot::Sender<Result<Reply, StoreError>>;
 /// A write waiting in the queue.
 pub(super) struct Entry {
     pub(super) write: Write,
+    /// The fence of the handle that queued it ([`PersistenceHandle::fenced`](crate::PersistenceHandle::fenced)):
+    /// checked in the transaction that applies the write.
+    pub(super) fence: FenceSlot,
     /// Resolved when the write's batch commits; `None` for fire-and-forget.
     pub(super) ack: Option<Ack>,
     /// Position in the queue's history, for [`Flush`](crate::persistence_actor::Flush).
@@ -150,11 +154,11 @@ impl Shared {
         self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn push(&self, queue: &mut Queue, write: Write, ack: Option<Ack>) {
+    pub(super) fn push(&self, queue: &mut Queue, write: Write, fence: FenceSlot, ack: Option<Ack>) {
         let seq = queue.next_seq;
         queue.next_seq += 1;
         let bytes = write.approx_bytes();
-        queue.entries.push_back(Entry { write, ack, seq, bytes, queued: Instant::now() });
+        queue.entries.push_back(Entry { write, fence, ack, seq, bytes, queued: Instant::now() });
     }
 
     /// The marker of this writer's next transaction.

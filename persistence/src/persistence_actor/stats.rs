@@ -32,8 +32,12 @@ pub struct PersistenceStats {
     pub flush_latency_p99_ms: f64,
     /// Attempts that failed transiently and were retried.
     pub retries: u64,
-    /// Writes that failed with their own error (refused by validation or the database).
+    /// Writes that failed with their own error (refused by validation or the database;
+    /// fenced writes not included).
     pub rejected_writes: u64,
+    /// Fenced writes refused because their fence was no longer current
+    /// ([`StoreError::Fenced`](crate::StoreError::Fenced)): another node owns the agent now.
+    pub fenced_writes: u64,
     /// Fire-and-forget writes refused because the queue was full.
     pub refused_writes: u64,
     /// Writes that could not be written before shutdown ended.
@@ -62,6 +66,7 @@ pub(super) struct Counters {
     pub(super) latencies: VecDeque<Duration>,
     pub(super) retries: u64,
     pub(super) rejected: u64,
+    pub(super) fenced: u64,
     pub(super) failed_at_shutdown: u64,
     pub(super) recovered_commits: u64,
 }

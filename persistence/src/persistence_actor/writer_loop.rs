@@ -18,6 +18,7 @@ use super::stats::{LATENCY_RING, WriterShutdownReport};
 use crate::backend::Backend;
 use crate::commit::{AttemptError, CommitFault, Marker, Unresolved, marked_transaction};
 use crate::error::StoreError;
+use crate::nodes::fence::FenceSlot;
 use crate::requests::Reply;
 use crate::store::{Store, StoreInner};
 use crate::writes::{BatchOutcome, Write, apply_batch_sqlite};
@@ -107,6 +108,13 @@ async fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
     Some(batch)
 }
 
+/// A drained batch's writes and, when any is fenced, the fence of each (else empty).
+#[derive(Clone)]
+struct Batch {
+    writes: Arc<Vec<Write>>,
+    fences: Arc<Vec<FenceSlot>>,
+}
+
 /// The writer's own PostgreSQL connection, kept across batches; `None` until opened or
 /// after it broke.
 pub(super) type PgSlot = Arc<tokio::sync::Mutex<Option<AsyncPgConnection>>>;
@@ -118,11 +126,18 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
     let last_seq = batch.last().map_or(0, |e| e.seq);
     let mut acks = Vec::with_capacity(batch.len());
     let mut writes = Vec::with_capacity(batch.len());
+    let mut fences = Vec::with_capacity(batch.len());
     for entry in batch {
         acks.push(entry.ack);
         writes.push(entry.write);
+        fences.push(entry.fence);
     }
-    let writes = Arc::new(writes);
+    // Unfenced batches (the common case) carry no fences at all.
+    if fences.iter().all(Option::is_none) {
+        fences.clear();
+    }
+    let batch = Batch { writes: Arc::new(writes), fences: Arc::new(fences) };
+    let writes = &batch.writes;
     let mut results: Vec<Option<Result<Reply, StoreError>>> = (0..writes.len()).map(|_| None).collect();
     let mut given_up: Option<String> = None;
     let mut transactions = 0u64;
@@ -136,7 +151,7 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
             }
             continue;
         }
-        match commit_with_retry(store, shared, conn, &writes, range.clone()).await {
+        match commit_with_retry(store, shared, conn, &batch, range.clone()).await {
             Ok(outcome) => {
                 transactions += 1;
                 for (slot, result) in results[range].iter_mut().zip(outcome) {
@@ -185,6 +200,7 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
                 *c.rows_by_kind.entry(write.kind()).or_default() += 1;
             }
             Some(Err(_)) if given_up.is_some() => {}
+            Some(Err(StoreError::Fenced { .. })) => c.fenced += 1,
             _ => c.rejected += 1,
         }
     }
@@ -233,7 +249,7 @@ async fn commit_with_retry(
     store: &Store,
     shared: &Arc<Shared>,
     conn: &PgSlot,
-    writes: &Arc<Vec<Write>>,
+    batch: &Batch,
     range: Range<usize>,
 ) -> Result<BatchOutcome, Failure> {
     let mut marker = shared.next_marker();
@@ -245,7 +261,7 @@ async fn commit_with_retry(
             store.inner.clone(),
             shared.clone(),
             conn.clone(),
-            writes.clone(),
+            batch.clone(),
             range.clone(),
             marker,
             unresolved.take(),
@@ -310,12 +326,13 @@ async fn attempt(
     inner: Arc<StoreInner>,
     shared: Arc<Shared>,
     slot: PgSlot,
-    writes: Arc<Vec<Write>>,
+    batch: Batch,
     range: Range<usize>,
     marker: Marker,
     unresolved: Option<Unresolved>,
 ) -> Result<(BatchOutcome, bool), AttemptError> {
     let started = Instant::now();
+    let writes = &batch.writes;
     let result = if shared.take_injected_fault() {
         Err(AttemptError::transient(
             StoreError::Query(DieselError::DatabaseError(
@@ -335,18 +352,20 @@ async fn attempt(
             died_sending: true,
         })
     } else {
+        let fences = batch.fences.get(range.clone()).unwrap_or_default();
         let writes = &writes[range];
         match &inner.backend {
             Backend::Pg(_) => {
                 let mut slot = slot.lock().await;
                 let deadline = shared.config.transaction_timeout;
                 let fault = shared.commit_faults.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                attempt_pg(&inner, &mut slot, writes, marker, unresolved, deadline, fault).await
+                attempt_pg(&inner, &mut slot, writes, fences, marker, unresolved, deadline, fault).await
             }
             Backend::Sqlite(pool) => match inner.checkout(pool).await {
-                Ok(mut conn) => {
-                    apply_batch_sqlite(&mut conn, writes).await.map(|o| (o, false)).map_err(AttemptError::of)
-                }
+                Ok(mut conn) => apply_batch_sqlite(&mut conn, writes, fences)
+                    .await
+                    .map(|o| (o, false))
+                    .map_err(AttemptError::of),
                 Err(error) => Err(AttemptError::of(error)),
             },
         }
@@ -359,10 +378,12 @@ async fn attempt(
 /// One attempt on PostgreSQL, on the writer's own connection (opened if need be, within
 /// `deadline`), as a [`marked_transaction`]. A connection that failed in a way another
 /// attempt may cure — dead, frozen, left mid-transaction — is dropped.
+#[allow(clippy::too_many_arguments)] // one attempt's whole context, passed through as is
 async fn attempt_pg(
     inner: &StoreInner,
     slot: &mut Option<AsyncPgConnection>,
     writes: &[Write],
+    fences: &[FenceSlot],
     marker: Marker,
     unresolved: Option<Unresolved>,
     deadline: Duration,
@@ -387,7 +408,7 @@ async fn attempt_pg(
         }
     }
     let conn = slot.as_mut().expect("opened above");
-    let result = marked_transaction(conn, writes, marker, unresolved, deadline, fault).await;
+    let result = marked_transaction(conn, writes, fences, marker, unresolved, deadline, fault).await;
     if result.as_ref().is_err_and(|failure| failure.retry) {
         // The connection may be dead, frozen or mid-transaction: open a fresh one next.
         *slot = None;

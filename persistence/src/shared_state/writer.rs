@@ -5,7 +5,11 @@
 //!
 //! The read and write methods of each concern are in the sibling modules.
 
+use std::sync::Arc;
+
 use crate::error::StoreError;
+use crate::nodes::Fence;
+use crate::nodes::fence::FenceSlot;
 use crate::requests::{Reply, Request};
 use crate::store::Store;
 use crate::writes::Write;
@@ -26,6 +30,9 @@ pub enum Writer {
 pub struct SharedState {
     pub(super) store: Store,
     pub(super) writer: Writer,
+    /// The fence every write carries ([`SharedState::fenced`]); a fenced actor writer
+    /// carries the same one itself.
+    fence: FenceSlot,
 }
 
 impl SharedState {
@@ -33,12 +40,37 @@ impl SharedState {
     /// for tools without a runtime. `Runtime::builder` gives a direct shared state a
     /// persistence actor of its own.
     pub fn direct(store: Store) -> Self {
-        Self { store, writer: Writer::Direct }
+        Self { store, writer: Writer::Direct, fence: None }
     }
 
-    /// The API over `store`, writing through `writer`.
+    /// The API over `store`, writing through `writer` (fenced if the writer's handle is,
+    /// see [`PersistenceHandle::fenced`](crate::PersistenceHandle::fenced)).
     pub fn with_writer(store: Store, writer: Writer) -> Self {
-        Self { store, writer }
+        let fence = match &writer {
+            Writer::Direct => None,
+            Writer::Actor(handle) => handle.fence().cloned().map(Arc::new),
+        };
+        Self { store, writer, fence }
+    }
+
+    /// A clone whose every write — awaited, enqueued or a [`Request`] — carries
+    /// `fence`, the lease of the agent it writes for: the writer commits each only if,
+    /// in the transaction that applies it, `fence.node_id` still owns `fence.agent_id`
+    /// at `fence.epoch`, and otherwise refuses it with [`StoreError::Fenced`] (see
+    /// [`crate::nodes`]). Reads are unchanged. A runtime gives each agent it runs such
+    /// a clone, made from the lease it claimed ([`AgentLease::fence`](crate::nodes::AgentLease::fence)).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        let fence = Some(Arc::new(fence));
+        let writer = match &self.writer {
+            Writer::Direct => Writer::Direct,
+            Writer::Actor(handle) => Writer::Actor(handle.with_fence(fence.clone())),
+        };
+        Self { store: self.store.clone(), writer, fence }
+    }
+
+    /// The fence this shared state's writes carry, if it is fenced.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
     }
 
     /// The underlying store.
@@ -57,7 +89,7 @@ impl SharedState {
             // The actor validates on its own way in.
             Writer::Direct => {
                 let write = write.validated(self.store.config().payload_limits())?;
-                self.store.write(write).await.map(drop)
+                self.store.write_fenced(write, self.fence.clone()).await.map(drop)
             }
             Writer::Actor(handle) => handle.persist(write).await,
         }
@@ -80,7 +112,7 @@ impl SharedState {
         match &self.writer {
             Writer::Direct => {
                 let write = Write::Request(request).validated(self.store.config().payload_limits())?;
-                self.store.write(write).await
+                self.store.write_fenced(write, self.fence.clone()).await
             }
             Writer::Actor(handle) => handle.request(request).await,
         }

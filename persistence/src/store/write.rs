@@ -12,6 +12,7 @@ use super::executor::Store;
 use crate::backend::{Backend, mark_broken};
 use crate::commit::{Marker, Unresolved, marked_transaction};
 use crate::error::StoreError;
+use crate::nodes::fence::FenceSlot;
 use crate::writes::{Write, apply_batch_sqlite};
 
 impl Store {
@@ -22,13 +23,25 @@ impl Store {
         &self,
         writes: Vec<Write>,
     ) -> Result<Vec<Result<crate::requests::Reply, StoreError>>, StoreError> {
+        self.write_batch_fenced(writes, Vec::new()).await
+    }
+
+    /// [`write_batch`](Self::write_batch) with, per write, the fence it carries
+    /// (`fences` is empty or as long as `writes`): a write whose fence is not current
+    /// fails alone with [`StoreError::Fenced`].
+    pub(crate) async fn write_batch_fenced(
+        &self,
+        writes: Vec<Write>,
+        fences: Vec<FenceSlot>,
+    ) -> Result<Vec<Result<crate::requests::Reply, StoreError>>, StoreError> {
         let writes = Arc::new(writes);
+        let fences = Arc::new(fences);
         // On PostgreSQL the transaction is marked (see `crate::commit`), so a retry after
         // a lost COMMIT answer neither applies the batch twice nor loses it. The marker
         // and what is unresolved carry over from one attempt to the next.
         let progress = Arc::new(std::sync::Mutex::new((Marker::new_writer(), None::<Unresolved>)));
         self.run(move |inner| {
-            let (writes, progress) = (writes.clone(), progress.clone());
+            let (writes, fences, progress) = (writes.clone(), fences.clone(), progress.clone());
             async move {
                 match &inner.backend {
                     Backend::Pg(pool) => {
@@ -38,7 +51,10 @@ impl Store {
                             (progress.0, progress.1.take())
                         };
                         let deadline = inner.read_deadline();
-                        match marked_transaction(&mut conn, &writes, marker, unresolved, deadline, None).await
+                        match marked_transaction(
+                            &mut conn, &writes, &fences, marker, unresolved, deadline, None,
+                        )
+                        .await
                         {
                             Ok((outcome, _)) => Ok(outcome),
                             Err(failure) => {
@@ -57,7 +73,7 @@ impl Store {
                     }
                     Backend::Sqlite(pool) => {
                         let mut conn = inner.checkout(pool).await?;
-                        apply_batch_sqlite(&mut conn, &writes).await
+                        apply_batch_sqlite(&mut conn, &writes, &fences).await
                     }
                 }
             }
@@ -67,7 +83,18 @@ impl Store {
 
     /// Applies one write in its own transaction and returns its reply once committed.
     pub async fn write(&self, write: Write) -> Result<crate::requests::Reply, StoreError> {
-        self.write_batch(vec![write]).await?.pop().expect("one result per write")
+        self.write_fenced(write, None).await
+    }
+
+    /// [`write`](Self::write), refused with [`StoreError::Fenced`] unless `fence` (if
+    /// any) is current.
+    pub(crate) async fn write_fenced(
+        &self,
+        write: Write,
+        fence: FenceSlot,
+    ) -> Result<crate::requests::Reply, StoreError> {
+        let fences = if fence.is_some() { vec![fence] } else { Vec::new() };
+        self.write_batch_fenced(vec![write], fences).await?.pop().expect("one result per write")
     }
 
     /// Runs one SQL statement (no results) with retries. Meant for tests and

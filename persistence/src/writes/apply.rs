@@ -19,6 +19,7 @@ use crate::error::StoreError;
 use crate::lifecycle::State;
 use crate::limits::PayloadLimits;
 use crate::models::*;
+use crate::nodes::fence::{FenceSlot, Refusals, check_sqlite};
 use crate::requests::{ApplyRequest, Reply};
 use crate::schema::*;
 use crate::types::{Json, Ts};
@@ -32,10 +33,22 @@ pub(crate) type BatchOutcome = Vec<Result<Reply, StoreError>>;
 macro_rules! define_apply {
     ($in_tx:ident, $conn_ty:ty) => {
         /// The body of the batch, to run inside a transaction the caller opened.
-        pub(crate) async fn $in_tx(conn: &mut $conn_ty, writes: &[Write]) -> Result<BatchOutcome, StoreError> {
+        /// `refused` is empty, or holds per write the refusal of its fence
+        /// ([`crate::nodes::fence`]): a refused write fails alone with it.
+        pub(crate) async fn $in_tx(
+            conn: &mut $conn_ty,
+            writes: &[Write],
+            refused: Refusals,
+        ) -> Result<BatchOutcome, StoreError> {
             {
-                let mut outcome: BatchOutcome =
-                    writes.iter().map(|write| write.validate(&PayloadLimits::CEILING).map(|()| Reply::Done)).collect();
+                let mut refused = refused.into_iter();
+                let mut outcome: BatchOutcome = writes
+                    .iter()
+                    .map(|write| match refused.next().flatten() {
+                        Some(refusal) => Err(refusal),
+                        None => write.validate(&PayloadLimits::CEILING).map(|()| Reply::Done),
+                    })
+                    .collect();
 
                 // 1. Registrations.
                 for (write, result) in writes.iter().zip(outcome.iter_mut()) {
@@ -271,16 +284,23 @@ define_apply!(apply_batch_sqlite_in_tx, SqliteConn);
 /// it up to the busy timeout. A deferred transaction would start as a reader (the batch
 /// looks agents up first) and, in WAL mode, fail at once with "database is locked" when
 /// another connection committed before its first write.
+///
+/// `fences` is empty, or holds per write the [`Fence`](crate::nodes::Fence) it carries:
+/// they are checked inside the transaction, whose write lock keeps any claim out.
 pub(crate) async fn apply_batch_sqlite(
     conn: &mut SqliteConn,
     writes: &[Write],
+    fences: &[FenceSlot],
 ) -> Result<BatchOutcome, StoreError> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     use diesel::sqlite::SqliteConnection;
     // Through diesel's transaction manager, so that diesel's own nested transactions
     // (its SQLite batch inserts) become savepoints.
     conn.spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")).await?;
-    let applied = apply_batch_sqlite_in_tx(conn, writes).await;
+    let applied = match check_sqlite(conn, fences).await {
+        Ok(refused) => apply_batch_sqlite_in_tx(conn, writes, refused).await,
+        Err(error) => Err(error),
+    };
     let ended = if applied.is_ok() {
         conn.spawn_blocking(|c| {
             <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)

@@ -100,7 +100,7 @@ impl Handler<StartChild> for Supervisor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(SupervisorError::AlreadyExists(spec.id)))));
         }
         let index = self.children.len();
-        self.children.push(Child { spec, control: None, generation: 0 });
+        self.children.push(Child { spec, control: None, generation: 0, held: false });
         let startup = self.start_children(index);
         AtomicResponse::new(Box::pin(startup.map(|failures, _, _| match failures.into_iter().next() {
             None => Ok(()),

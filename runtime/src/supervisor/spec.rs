@@ -15,6 +15,8 @@ use actix::prelude::*;
 
 use super::child::{AgentChild, ChildControl, SupervisorChild};
 use super::{Environment, LocalFuture, Supervisor};
+use vigil_persistence::nodes::Placement;
+
 use crate::agent::{Agent, AgentSettings, Restart};
 use crate::control::{ControlEntry, Owner};
 use crate::host::{AgentHost, HostParts};
@@ -122,6 +124,8 @@ pub struct ChildSpec {
     /// An agent child's settings that differ from its type's (tests, several
     /// instances of one type at different paces).
     pub(super) overrides: SettingsOverrides,
+    /// Where it runs in a cluster of nodes (see [`crate::cluster`]).
+    pub(super) placement: Placement,
     pub(super) spawn: Spawn,
 }
 
@@ -154,7 +158,7 @@ impl ChildSpec {
                 factory: Box::new(move || factory()),
                 settings: overrides.apply(A::settings()),
                 supervisor: owner.clone().recipient(),
-                shared: env.shared.clone(),
+                shared: env.shared_for(&child_id),
                 events: env.events.clone(),
                 control: env.control.clone(),
                 ready,
@@ -190,6 +194,7 @@ impl ChildSpec {
             restart: settings.restart,
             shutdown_timeout: settings.shutdown_timeout,
             overrides: SettingsOverrides::default(),
+            placement: Placement::Singleton,
             spawn,
         }
     }
@@ -219,6 +224,7 @@ impl ChildSpec {
             restart: Restart::Permanent,
             shutdown_timeout: Duration::from_secs(60),
             overrides: SettingsOverrides::default(),
+            placement: Placement::Singleton,
             spawn,
         }
     }
@@ -268,9 +274,24 @@ impl ChildSpec {
         self
     }
 
+    /// Where the child runs when several nodes share the database ([`crate::cluster`]):
+    /// [`Placement::Singleton`] (the default) runs once in the cluster, on the node
+    /// holding its lease; [`Placement::PerNode`] runs on every node, and its id must
+    /// name the node (`format!("probe@{node}")`, see
+    /// [`ClusterConfig::node_id`](crate::cluster::ClusterConfig::node_id)).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
     /// The child's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The child's placement.
+    pub fn placement_of(&self) -> Placement {
+        self.placement
     }
 }
 
@@ -282,12 +303,20 @@ pub struct SupervisorSpec {
     pub(super) strategy: Strategy,
     pub(super) intensity: RestartIntensity,
     pub(super) children: Vec<ChildSpec>,
+    /// Children not started with the others: placed on another node (cluster mode).
+    pub(super) held: std::collections::HashSet<String>,
 }
 
 impl SupervisorSpec {
     /// A supervisor named `name` with `strategy`, default intensity and no children.
     pub fn new(name: impl Into<String>, strategy: Strategy) -> Self {
-        Self { name: name.into(), strategy, intensity: RestartIntensity::default(), children: Vec::new() }
+        Self {
+            name: name.into(),
+            strategy,
+            intensity: RestartIntensity::default(),
+            children: Vec::new(),
+            held: Default::default(),
+        }
     }
 
     /// Sets the restart intensity.
@@ -305,6 +334,17 @@ impl SupervisorSpec {
     /// The supervisor's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The direct children (cluster placement looks at these).
+    pub(crate) fn children(&self) -> &[ChildSpec] {
+        &self.children
+    }
+
+    /// Starts these children only when acquired (cluster mode: they are placed on
+    /// other nodes for now).
+    pub(crate) fn hold(&mut self, ids: impl IntoIterator<Item = String>) {
+        self.held.extend(ids);
     }
 
     pub(crate) fn set_strategy(&mut self, strategy: Strategy) {

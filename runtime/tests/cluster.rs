@@ -1,0 +1,196 @@
+//! Several runtimes — nodes — on one PostgreSQL database, in one test process: each
+//! agent runs on exactly one node (read from the leases and from each node's own
+//! tree), a cluster started one node at a time spreads out, a node that shuts down
+//! hands its agents over at once, and a node that stops renewing (frozen, cut off) has
+//! its agents taken over with a new epoch while its late writes are refused.
+//!
+//! Process-level faults (`kill -9`, `SIGSTOP`) of `vigil run` nodes are in the facade's
+//! end-to-end tests.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+mod common;
+
+use vigil_persistence::nodes::OwnershipInterval;
+use vigil_persistence::shared_state::{Metric, Writer};
+use vigil_persistence::testing::TestDb;
+use vigil_persistence::{SharedState, Store};
+use vigil_runtime::testkit::eventually;
+use vigil_runtime::{Agent, AgentContext, AgentResult, ChildSpec, ClusterConfig, Runtime, State};
+
+/// Safety net of every wait.
+const LIMIT: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(2);
+const AGENTS: usize = 10;
+
+/// Writes a metric every cycle: an agent whose writes fencing can refuse.
+#[derive(vigil_runtime::Agent, Default)]
+#[agent(name = "worker", cycle = "100ms", heartbeat = "200ms")]
+struct Worker {
+    cycles: u32,
+}
+
+impl Agent for Worker {
+    async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
+        self.cycles += 1;
+        ctx.shared_state()
+            .add_performance_metric(Metric::new("cycles", f64::from(self.cycles)).agent(ctx.agent_id()))
+            .await?;
+        Ok(())
+    }
+}
+
+fn ids() -> Vec<String> {
+    (0..AGENTS).map(|n| format!("worker-{n}")).collect()
+}
+
+/// A node: its own store (pool, writer) on the database, the same ten agents.
+async fn node(db: &TestDb, name: &str) -> Runtime {
+    let store = Store::connect(db.config()).await.expect("connect");
+    let mut builder = Runtime::builder(SharedState::direct(store))
+        .cluster(ClusterConfig::new().with_lease(LEASE).with_node_id(name));
+    for id in ids() {
+        builder = builder.child(ChildSpec::agent(id, Worker::default));
+    }
+    builder.start().await.expect("the node starts")
+}
+
+/// Which node each agent's lease names (owned agents only).
+async fn owners(store: &Store) -> HashMap<String, String> {
+    store
+        .agent_leases()
+        .await
+        .expect("leases")
+        .into_iter()
+        .filter_map(|lease| Some((lease.agent_id, lease.node_id?)))
+        .collect()
+}
+
+/// The agents a node runs, by its own tree: `active` ones.
+async fn running(node: &Runtime) -> HashSet<String> {
+    node.statuses().await.into_iter().filter(|s| s.state == State::Active).map(|s| s.agent_id).collect()
+}
+
+/// No two ownership intervals of one agent overlap (server time), and each agent has
+/// at most one open interval.
+fn assert_no_overlap(log: &[OwnershipInterval]) {
+    let mut by_agent: HashMap<&str, Vec<&OwnershipInterval>> = HashMap::new();
+    for interval in log {
+        by_agent.entry(&interval.agent_id).or_default().push(interval);
+    }
+    for (agent, mut intervals) in by_agent {
+        intervals.sort_by_key(|i| i.epoch);
+        assert!(intervals.iter().filter(|i| i.ended_at.is_none()).count() <= 1, "{agent}: {intervals:?}");
+        for pair in intervals.windows(2) {
+            let ended = pair[0].ended_at.as_ref().expect("an earlier interval ended");
+            assert!(*ended <= pair[1].acquired_at, "{agent}: overlapping ownership {pair:?}");
+        }
+    }
+}
+
+/// Waits until every agent is owned once, by the nodes' own trees as by the leases,
+/// each node running at least `min_each`.
+async fn wait_for_placement(store: &Store, nodes: &[&Runtime], min_each: usize) -> HashMap<String, String> {
+    eventually("every agent placed once, spread over the nodes", LIMIT, || async {
+        let owners = owners(store).await;
+        let mut seen = HashSet::new();
+        for node in nodes {
+            let mine = running(node).await;
+            if mine.len() < min_each
+                || mine.iter().any(|id| owners.get(id).map(String::as_str) != Some(node.node_id()))
+            {
+                return None;
+            }
+            if mine.iter().any(|id| !seen.insert(id.clone())) {
+                return None; // running twice
+            }
+        }
+        (seen.len() == AGENTS).then_some(owners)
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn nodes_started_one_after_another_spread_the_agents_each_once() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let store = db.store().await;
+    let a = node(&db, "node-a").await;
+    assert_eq!(running(&a).await.len(), AGENTS, "alone, the first node runs everything");
+    let b = node(&db, "node-b").await;
+    let c = node(&db, "node-c").await;
+    let placed = wait_for_placement(&store, &[&a, &b, &c], 3).await;
+    let per_node: HashMap<&str, usize> = placed.values().fold(HashMap::new(), |mut counts, node| {
+        *counts.entry(node.as_str()).or_default() += 1;
+        counts
+    });
+    eprintln!("placement over three nodes: {per_node:?}");
+    assert_no_overlap(&store.ownership_log(None).await.unwrap());
+    for node in [&c, &b, &a] {
+        assert!(node.shutdown().await.failed.is_empty());
+    }
+}
+
+#[actix_rt::test]
+async fn a_node_that_shuts_down_hands_its_agents_over_at_once() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let store = db.store().await;
+    let a = node(&db, "node-a").await;
+    let b = node(&db, "node-b").await;
+    wait_for_placement(&store, &[&a, &b], 5).await;
+    let report = a.shutdown().await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    let started = std::time::Instant::now();
+    wait_for_placement(&store, &[&b], AGENTS).await;
+    // Released at shutdown, claimed at b's next renewal: well within one lease.
+    let took = started.elapsed();
+    eprintln!("handover after a clean shutdown: {took:?}");
+    assert!(took < LEASE, "handed over at once, not after the lease expired: {took:?}");
+    assert_no_overlap(&store.ownership_log(None).await.unwrap());
+    assert!(b.shutdown().await.failed.is_empty());
+}
+
+#[actix_rt::test]
+async fn a_node_that_stops_renewing_is_fenced_and_stops_its_agents() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let store = db.store().await;
+    let a = node(&db, "node-a").await;
+    let b = node(&db, "node-b").await;
+    let before = wait_for_placement(&store, &[&a, &b], 5).await;
+    let taken: HashSet<String> =
+        before.iter().filter(|(_, n)| *n == "node-a").map(|(id, _)| id.clone()).collect();
+
+    // `a` stops renewing, as a node frozen or cut off from the database; its agents go
+    // on running and writing.
+    a.pause_lease_renewal(true);
+    let paused = std::time::Instant::now();
+    eventually("b owns every agent", LIMIT, || async {
+        let owners = owners(&store).await;
+        owners.values().all(|n| n == "node-b").then_some(())
+    })
+    .await;
+    eprintln!("taken over {:?} after the renewals stopped (lease {LEASE:?})", paused.elapsed());
+    let Writer::Actor(writer) = a.shared_state().writer() else { unreachable!("the runtime's own writer") };
+    let fenced = eventually("a's late writes are refused", LIMIT, || async {
+        let fenced = writer.stats().fenced_writes;
+        (fenced > 0).then_some(fenced)
+    })
+    .await;
+
+    // Renewing again, `a` learns what it lost and stops those agents at once.
+    a.pause_lease_renewal(false);
+    eventually("a stopped the agents it lost", LIMIT, || async {
+        running(&a).await.is_disjoint(&taken).then_some(())
+    })
+    .await;
+    wait_for_placement(&store, &[&a, &b], 0).await;
+    eprintln!("fenced writes of the paused node: {fenced}");
+    let log = store.ownership_log(None).await.unwrap();
+    assert_no_overlap(&log);
+    for id in &taken {
+        let epochs: Vec<i64> = log.iter().filter(|i| &i.agent_id == id).map(|i| i.epoch).collect();
+        assert!(epochs.len() >= 2, "{id} changed owner with a new epoch: {epochs:?}");
+    }
+    a.shutdown().await;
+    assert!(b.shutdown().await.failed.is_empty());
+}
