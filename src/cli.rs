@@ -101,10 +101,25 @@ pub enum Command {
         /// Log format on stderr (levels from RUST_LOG).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
-        /// Start even if another platform seems to be running on this database (its
-        /// agents heartbeat): for one that was killed less than 90 s ago.
+        /// Start even if another platform seems to be running on this SQLite database:
+        /// for one killed on another machine less than a lease ago. (On PostgreSQL a
+        /// second `vigil run` joins the first as another node instead.)
         #[arg(long)]
         force: bool,
+        /// PostgreSQL: how long this node's leases last without renewal; its agents
+        /// run elsewhere within about two of these after it dies.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse::parse_duration)]
+        lease: std::time::Duration,
+        /// PostgreSQL: this node's id in the cluster [default: host/pid/n].
+        #[arg(long, value_name = "ID")]
+        node_id: Option<String>,
+    },
+    /// PostgreSQL: the nodes of the cluster, with their lease age and the agents each
+    /// runs (liveness decided now, from the leases).
+    Nodes {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List registered agents with their state, heartbeat age and health score.
     Status {
@@ -421,10 +436,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             database::slow_queries(&connect_read_only(resolve(explicit_url)?).await?, min_ms, limit, json)
                 .await
         }
-        Command::Run { run_for, config, no_status, log_format, force } => {
+        Command::Nodes { json } => {
+            operate::nodes(&connect_read_only(resolve(explicit_url)?).await?, json).await
+        }
+        Command::Run { run_for, config, no_status, log_format, force, lease, node_id } => {
             let options = run::RunOptions {
                 run_for,
                 force,
+                lease,
+                node_id,
                 config_explicit: config.is_some(),
                 config: config.unwrap_or_else(|| "vigil.json".into()),
                 status_line: !no_status && run::status_line_default(),

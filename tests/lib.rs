@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_props;
+mod cluster;
 mod outage;
 mod pooler;
 mod run;

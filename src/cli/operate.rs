@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use vigil_persistence::SharedState;
 use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::models::SystemEventRecord;
+use vigil_persistence::nodes::AgentLease;
 use vigil_persistence::presence::{self, Liveness, LivenessReport};
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::types::Ts;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity};
+use vigil_persistence::{SharedState, StoreError};
 
 use super::out;
 use super::{CliError, print_json};
@@ -32,15 +33,16 @@ pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Resu
         let report = state.liveness().await?;
         let summary = state.get_system_state(vigil_actors::coordinator::SUMMARY_KEY).await?;
         let health = running_health(&report, summary.as_ref());
+        let owners = owners(state).await?;
         if json {
-            print_json(&status_json(&report, &health, summary))?;
+            print_json(&status_json(&report, &health, &owners, summary))?;
         } else {
             if watch {
                 use std::io::Write as _;
                 write!(std::io::stdout(), "\x1b[2J\x1b[H").map_err(CliError::from_write)?;
             }
             print_platforms(&report, &database)?;
-            print_agents(&report, &health)?;
+            print_agents(&report, &health, &owners)?;
         }
         if !watch {
             return Ok(());
@@ -67,9 +69,20 @@ fn running_health(report: &LivenessReport, summary: Option<&serde_json::Value>) 
         .collect()
 }
 
+/// Which node holds each agent's lease (cluster mode, PostgreSQL); empty on SQLite,
+/// where one node runs everything.
+async fn owners(state: &SharedState) -> Result<HashMap<String, AgentLease>, CliError> {
+    match state.store().agent_leases().await {
+        Ok(leases) => Ok(leases.into_iter().map(|lease| (lease.agent_id.clone(), lease)).collect()),
+        Err(StoreError::Unsupported { .. }) => Ok(HashMap::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn status_json(
     report: &LivenessReport,
     health: &HashMap<String, f64>,
+    owners: &HashMap<String, AgentLease>,
     summary: Option<serde_json::Value>,
 ) -> serde_json::Value {
     let agents: Vec<serde_json::Value> = report
@@ -78,6 +91,9 @@ fn status_json(
         .map(|agent| {
             let mut value = serde_json::to_value(agent).unwrap_or_default();
             value["health"] = health.get(&agent.agent_id).copied().into();
+            let lease = owners.get(&agent.agent_id);
+            value["owner"] = lease.and_then(|l| l.node_id.clone()).into();
+            value["epoch"] = lease.map(|l| l.epoch).into();
             value
         })
         .collect();
@@ -117,13 +133,20 @@ fn print_platforms(report: &LivenessReport, database: &str) -> Result<(), CliErr
     Ok(())
 }
 
-fn print_agents(report: &LivenessReport, health: &HashMap<String, f64>) -> Result<(), CliError> {
+fn print_agents(
+    report: &LivenessReport,
+    health: &HashMap<String, f64>,
+    owners: &HashMap<String, AgentLease>,
+) -> Result<(), CliError> {
     if report.agents.is_empty() {
         out!("no agents registered")?;
         return Ok(());
     }
+    // The owner column only where nodes share the database.
+    let clustered = !owners.is_empty();
+    let owner_header = if clustered { "  OWNER" } else { "" };
     out!(
-        "{:<32} {:<12} {:<12} {:>14} {:>9} {:>7}",
+        "{:<32} {:<12} {:<12} {:>14} {:>9} {:>7}{owner_header}",
         "AGENT",
         "STATE",
         "LIVENESS",
@@ -143,8 +166,13 @@ fn print_agents(report: &LivenessReport, health: &HashMap<String, f64>) -> Resul
         let age = agent
             .heartbeat_age_secs
             .map_or_else(|| "never".into(), |secs| presence::human_age(Duration::from_secs_f64(secs)));
+        let owner = match (clustered, owners.get(&agent.agent_id).and_then(|l| l.node_id.as_deref())) {
+            (false, _) => String::new(),
+            (true, Some(node)) => format!("  {node}"),
+            (true, None) => "  -".to_owned(),
+        };
         out!(
-            "{:<32} {state:<12} {:<12} {age:>14} {:>9} {score:>7}",
+            "{:<32} {state:<12} {:<12} {age:>14} {:>9} {score:>7}{owner}",
             agent.agent_id,
             agent.liveness.as_str(),
             presence::human_age(Duration::from_secs_f64(agent.heartbeat_interval_secs)),
@@ -152,6 +180,61 @@ fn print_agents(report: &LivenessReport, health: &HashMap<String, f64>) -> Resul
     }
     if report.agents.iter().any(|a| a.liveness == Liveness::NotRunning) {
         out!("(state) is what the row last recorded; nothing runs that agent now")?;
+    }
+    Ok(())
+}
+
+/// `vigil nodes [--json]`: the nodes of the cluster (PostgreSQL), alive or not as the
+/// server's clock decides now, with how many agents each holds.
+pub(super) async fn nodes(state: &SharedState, json: bool) -> Result<(), CliError> {
+    let store = state.store();
+    let nodes = match store.nodes().await {
+        Ok(nodes) => nodes,
+        Err(StoreError::Unsupported { .. }) => {
+            return Err(CliError::Input(
+                "nodes are a PostgreSQL feature: on SQLite one `vigil run` runs every agent (see `vigil status`)"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut agents: HashMap<String, Vec<String>> = HashMap::new();
+    for lease in store.agent_leases().await? {
+        if let Some(node) = lease.node_id {
+            agents.entry(node).or_default().push(lease.agent_id);
+        }
+    }
+    if json {
+        let nodes: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|node| {
+                let mut value = serde_json::to_value(node).unwrap_or_default();
+                value["lease_age_secs"] = node.lease_age.as_secs_f64().into();
+                value["agents"] = agents.get(&node.record.node_id).cloned().unwrap_or_default().into();
+                value
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "nodes": nodes }));
+    }
+    if nodes.is_empty() {
+        out!("no node has joined {}", store.config().describe())?;
+        return Ok(());
+    }
+    out!("{:<36} {:<8} {:>10} {:<24} {:>8} {:>6}", "NODE", "STATUS", "LEASE AGE", "HOST", "PID", "AGENTS")?;
+    for node in &nodes {
+        let status = match (node.alive, node.stopped_at.is_some()) {
+            (true, _) => "alive",
+            (false, true) => "left",
+            (false, false) => "dead",
+        };
+        let owned = agents.get(&node.record.node_id).map_or(0, Vec::len);
+        out!(
+            "{:<36} {status:<8} {:>10} {:<24} {:>8} {owned:>6}",
+            node.record.node_id,
+            presence::human_age(node.lease_age),
+            node.record.host,
+            node.record.pid
+        )?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use vigil_actors::{
 use vigil_persistence::presence::{self, Liveness};
 use vigil_persistence::shared_state::Writer;
 use vigil_persistence::{DatabaseConfig, PersistenceActor, PersistenceConfig, Severity, SharedState, Store};
-use vigil_runtime::{ChildSpec, RestartIntensity, Runtime, State};
+use vigil_runtime::{ChildSpec, ClusterConfig, RestartIntensity, Runtime, State};
 
 use super::CliError;
 
@@ -202,8 +202,12 @@ pub struct RunOptions {
     pub config_explicit: bool,
     /// Show the live status line (default: when stderr is a terminal).
     pub status_line: bool,
-    /// Start even if another platform seems to run on the database.
+    /// Start even if another platform seems to run on the (SQLite) database.
     pub force: bool,
+    /// PostgreSQL: the node's lease period.
+    pub lease: Duration,
+    /// PostgreSQL: the node's id, if given.
+    pub node_id: Option<String>,
     /// Every line on stderr is JSON (`--log-format json`), these notices included.
     pub json_logs: bool,
 }
@@ -294,6 +298,9 @@ pub fn builtin_agents(config: &PlatformConfig) -> Result<Vec<ChildSpec>, CliErro
 pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) -> Result<(), CliError> {
     let platform = PlatformConfig::load(&options.config, options.config_explicit)?;
     let description = database.describe();
+    // On PostgreSQL every `vigil run` is a node of a cluster: a second one joins the
+    // first, and the agents spread over them. SQLite has one node.
+    let clustered = matches!(database, DatabaseConfig::Postgres { .. });
     let store = Store::connect(database).await?;
     // The zero-setup path migrates by itself; say so (a role that may not gets
     // "run `vigil migrate` as the schema owner" from `connect` instead).
@@ -307,18 +314,38 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     let writer = PersistenceActor::start(store.clone(), PersistenceConfig::default());
     let shared = SharedState::with_writer(store, Writer::Actor(writer.clone()));
     let children = builtin_agents(&platform)?;
-    if !options.force {
+    if !options.force && !clustered {
         let ids: Vec<String> = children.iter().map(|c| c.id().to_owned()).collect();
         refuse_if_running(&shared, &ids, &description).await?;
     }
+    let total = children.len();
     let mut builder = Runtime::builder(shared.clone()).intensity(builtin_intensity()).operator_commands(true);
+    if clustered {
+        let mut cluster = ClusterConfig::new().with_lease(options.lease);
+        if let Some(node_id) = &options.node_id {
+            cluster = cluster.with_node_id(node_id);
+        }
+        builder = builder.cluster(cluster);
+    }
     for child in children {
         builder = builder.child(child);
     }
     let started = Instant::now();
     let runtime = builder.start().await.map_err(|e| CliError::Input(e.to_string()))?;
     let ids = runtime.agent_ids();
-    notice(options.json_logs, &format!("{} agents running on {description} (Ctrl-C to stop)", ids.len()));
+    if clustered {
+        let nodes = shared.store().nodes().await.map(|n| n.iter().filter(|n| n.alive).count()).unwrap_or(1);
+        notice(
+            options.json_logs,
+            &format!(
+                "node {} joined the cluster on {description} ({nodes} node(s) alive): {} of {total} agents running here (Ctrl-C to stop)",
+                runtime.node_id(),
+                ids.len()
+            ),
+        );
+    } else {
+        notice(options.json_logs, &format!("{} agents running on {description} (Ctrl-C to stop)", ids.len()));
+    }
     tracing::info!(database = %description, agents = ids.len(), "platform started");
 
     let stop = shutdown_signal(options.run_for);
@@ -383,11 +410,19 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     let persistence = writer.shutdown().await;
     let stats = writer.stats();
     let summary = format!(
-        "stopped {} agents in reverse order after {:.1}s; {} writes committed in {} batches{}",
+        "stopped {} agents in reverse order after {:.1}s; {} writes committed in {} batches{}{}",
         report.stopped.len(),
         started.elapsed().as_secs_f64(),
         stats.writes_committed,
         stats.batches_committed,
+        if stats.fenced_writes == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {} late writes refused (fenced: another node had taken their agents over)",
+                stats.fenced_writes
+            )
+        },
         if persistence.failed == 0 {
             String::new()
         } else {
