@@ -21,7 +21,7 @@
 //! under (its node and epoch, [`SharedState::fenced`]); the writer commits it only if
 //! that epoch is still current, in the same transaction. A node that was paused or cut
 //! off past its lease cannot overwrite the new owner's rows: its late writes are refused
-//! with [`StoreError::Fenced`](vigil_persistence::StoreError::Fenced) and counted, and
+//! with [`StoreError::Fenced`] and counted, and
 //! at its next renewal it learns which leases it lost and stops those agents at once.
 //!
 //! **Placement.** At every renewal a node that runs fewer than its fair share

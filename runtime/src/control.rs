@@ -105,7 +105,7 @@ impl RuntimeControl {
     }
 
     /// Waits until the runtime's whole tree has started: every agent of
-    /// [`Runtime::start`](crate::Runtime::start) registered and `active`. Returns at once
+    /// [`RuntimeBuilder::start`](crate::RuntimeBuilder::start) registered and `active`. Returns at once
     /// afterwards, and when the runtime is shutting down. A monitor's first pass waits
     /// for it, so that it sees the platform rather than the part of it that started
     /// before the monitor.
