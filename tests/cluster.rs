@@ -4,7 +4,8 @@
 //! frozen with `SIGSTOP` past its lease is fenced — the others take its agents over,
 //! and when it thaws its late writes are refused and counted and it stops them; no
 //! agent is ever owned by two nodes at once (the ownership log's intervals never
-//! overlap). Waits poll `vigil status`/`vigil nodes` with a deadline.
+//! overlap); `vigil agent restart` reaches the node that runs the agent. Waits poll
+//! `vigil status`/`vigil nodes` with a deadline.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,23 @@ fn three_nodes_spread_survive_a_kill_and_fence_a_frozen_node() {
     let mut expected: Vec<String> = placed.keys().cloned().collect();
     expected.sort();
     assert_eq!(listed, expected, "{nodes}");
+
+    // The control plane reaches the owner: a restart of an agent c runs, asked from
+    // another shell, is carried out by c.
+    let on_c =
+        placed.iter().find(|(_, node)| *node == "node-c").map(|(id, _)| id.clone()).expect("c runs agents");
+    let out = vigil(&dir, &["--database-url", &url, "agent", "restart", &on_c]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("active again"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        running_owners(&dir, &url).get(&on_c).map(String::as_str),
+        Some("node-c"),
+        "restarted where it runs"
+    );
 
     // kill -9: the survivors run b's agents within two lease periods.
     b.signal("KILL");

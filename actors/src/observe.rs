@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use vigil_persistence::agent_commands::CommandAction;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{Severity, StoreError, Write};
-use vigil_runtime::{AgentContext, AgentStatus, ChildSpec, State};
+use vigil_runtime::{AgentContext, AgentStatus, ChildSpec, ControlError, State};
 
 use crate::monitoring_config::IntervalEstimate;
 use crate::scoring;
@@ -257,6 +258,19 @@ pub async fn request_restart(
         Ok(Ok(())) => {
             tracing::info!(agent.id = %ctx.agent_id(), target = %agent_id, %reason, "restart requested");
             RestartOutcome::Requested
+        }
+        // Not in this runtime: in a cluster, another node runs it. The request goes
+        // through the control plane the operator's `vigil agent restart` uses, which
+        // the owning node carries out.
+        Ok(Err(ControlError::UnknownAgent(_))) => {
+            let requester = format!("{}@{}", ctx.agent_id(), ctx.control().node());
+            match shared.submit_agent_command(agent_id, CommandAction::Restart, Some(&requester)).await {
+                Ok(command) => {
+                    tracing::info!(agent.id = %ctx.agent_id(), target = %agent_id, command, %reason, "restart forwarded to the node that runs the agent");
+                    RestartOutcome::Requested
+                }
+                Err(e) => RestartOutcome::Failed { reason: format!("forwarding the restart: {e}") },
+            }
         }
         Ok(Err(e)) => RestartOutcome::Failed { reason: e.to_string() },
         // The request is queued at the supervisor and may still be carried out.
