@@ -28,9 +28,10 @@
 //! (`ceil(singletons / live nodes)`) claims unowned or orphaned agents up to it; it
 //! never takes an agent whose owner is alive. A node that runs at least two more than
 //! the least loaded live node for two renewals in a row — nodes joined since it
-//! started — hands one agent over (stops it, flushes its writes, releases its lease),
-//! so a cluster started one node at a time spreads out (10 agents over 3 nodes: 4, 3,
-//! 3), gradually and without flapping. A node that shuts down hands all
+//! started — hands what it runs beyond its share over (at least one; it stops them,
+//! flushes their writes, releases their leases), so a cluster started one node at a
+//! time spreads out (10 agents over 3 nodes: 4, 3, 3) within a few renewals, and a
+//! difference of one never moves anything. A node that shuts down hands all
 //! its agents over at once ([`Store::leave_cluster`]).
 
 use std::collections::{HashMap, HashSet};
@@ -232,15 +233,26 @@ impl Node {
         }
         if self.over_share >= OVER_SHARE_RENEWALS {
             self.over_share = 0;
-            // The one started last, so the earlier ones keep running where they are.
-            if let Some(id) = self.singletons.iter().rev().find(|id| running.contains(*id)).cloned() {
-                tracing::info!(node = %self.node_id, agent.id = %id, running = running.len(), "more than its share; handing the agent over");
-                self.stop(root, &id).await;
-                // Its last writes (the `shutdown` transition) carry the lease: committed
-                // before it is released, or they would be refused.
-                self.shared.flush().await?;
-                self.store.release_agents(&self.node_id, std::slice::from_ref(&id)).await?;
+            // What it runs beyond its fair share (at least one: 4, 4, 2 becomes 3, 4, 3),
+            // the ones started last, so the earlier ones keep running where they are.
+            let (share, _) = self.share().await?;
+            let excess = running.len().saturating_sub(share).max(1);
+            let handed: Vec<String> = self
+                .singletons
+                .iter()
+                .rev()
+                .filter(|id| running.contains(*id))
+                .take(excess)
+                .cloned()
+                .collect();
+            tracing::info!(node = %self.node_id, running = running.len(), share, handed = handed.len(), "more than its share; handing agents over");
+            for id in &handed {
+                self.stop(root, id).await;
             }
+            // Their last writes (the `shutdown` transitions) carry the leases: committed
+            // before they are released, or they would be refused.
+            self.shared.flush().await?;
+            self.store.release_agents(&self.node_id, &handed).await?;
         }
         Ok(())
     }
