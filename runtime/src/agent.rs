@@ -166,14 +166,21 @@ impl AgentError {
     /// pool timeout, ...) or a full write queue (the writer is still retrying what it
     /// holds), directly or anywhere in an [`AgentError::Other`]'s source chain.
     ///
+    /// A write refused by fencing ([`StoreError::Fenced`](vigil_persistence::StoreError::Fenced):
+    /// in a cluster, another node took the agent over) counts here too.
+    ///
     /// **For supervision:** a cycle that fails with such an error is *deferred*, not
     /// failed — the host publishes [`EventKind::CycleDeferred`](crate::EventKind::CycleDeferred)
     /// and tries again at the next tick, so a database outage does not restart agents
     /// until their supervisor's intensity parks them. Return `AgentError::Store(e)` (the
     /// `?` operator does it) to get this; wrapping the store error in a message loses it.
     pub fn is_transient(&self) -> bool {
+        // A fenced write (cluster mode: another node owns the agent now) is not the
+        // agent's failure either: its node stops it at its next renewal; restarting it
+        // here would only fail again.
         fn unavailable(error: &vigil_persistence::StoreError) -> bool {
-            error.is_transient() || matches!(error, vigil_persistence::StoreError::QueueFull { .. })
+            use vigil_persistence::StoreError;
+            error.is_transient() || matches!(error, StoreError::QueueFull { .. } | StoreError::Fenced { .. })
         }
         match self {
             AgentError::Failed(_) => false,

@@ -231,7 +231,7 @@ impl RuntimeBuilder {
         let control = RuntimeControl::new(Arc::default(), presence.node.clone());
         // Recorded before any agent starts (the writer keeps order), so a reader that
         // sees an agent's heartbeat naming this node also finds the node.
-        let renewer = spawn_presence_renewer(shared.clone(), presence);
+        let renewer = spawn_presence_renewer(shared.clone(), presence, control.clone());
         let env = Environment { shared, events: self.events, control, fences };
         let (ready, started) = tokio::sync::oneshot::channel();
         let root = Supervisor::new(self.top, env.clone(), None, ready).start();
@@ -301,16 +301,26 @@ struct PresenceRenewer {
     presence: Arc<Mutex<Presence>>,
 }
 
-fn spawn_presence_renewer(shared: SharedState, presence: Presence) -> PresenceRenewer {
+fn spawn_presence_renewer(
+    shared: SharedState,
+    presence: Presence,
+    control: RuntimeControl,
+) -> PresenceRenewer {
     let presence = Arc::new(Mutex::new(presence));
     let current = presence.clone();
     let task = actix_rt::spawn(async move {
         let mut ticks = tokio::time::interval(RENEW_EVERY);
+        let mut first = true;
         loop {
             ticks.tick().await; // the first tick is at once: the initial record
             let renewed = {
                 let mut presence = current.lock().expect("presence lock");
                 presence.renewed_at = Ts::now();
+                // After the start, the agents it runs now (in a cluster, its share);
+                // the first record, before any agent started, says how many it has.
+                if !std::mem::take(&mut first) {
+                    presence.agents = control.agent_ids().len();
+                }
                 presence.clone()
             };
             if let Err(e) = shared.record_presence(&renewed).await {
