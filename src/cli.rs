@@ -114,8 +114,9 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         node_id: Option<String>,
     },
-    /// PostgreSQL: the nodes of the cluster, with their lease age and the agents each
-    /// runs (liveness decided now, from the leases).
+    /// List the nodes of the cluster (PostgreSQL) and the agents each runs.
+    ///
+    /// Alive or not is decided now, from each node's lease age by the server's clock.
     Nodes {
         /// Print JSON instead of text.
         #[arg(long)]

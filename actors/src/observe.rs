@@ -294,12 +294,12 @@ pub async fn request_restart(
 
 /// The hooks every monitor's `impl Agent` holds: `cycle` runs one pass (the cycle
 /// interval is the pass interval, see [`monitor_child`]), and `on_transition` runs the
-/// first pass as soon as a fresh instance is active ([`comes_up`]) and the runtime's
-/// whole tree has started ([`RuntimeControl::tree_started`]), rather than a whole
-/// interval later: a monitor that starts before the agents it watches sees them all
-/// (a fixed delay did not, on a loaded machine). Each pass logs its failure, if any (a
-/// pass that fails is not a failure of the monitor, see the crate docs), and records how
-/// long it took.
+/// first pass as soon as a fresh instance is active ([`comes_up`]), the runtime's whole
+/// tree has started ([`RuntimeControl::tree_started`]) and the writer has committed
+/// what the siblings queued — rather than a whole interval later. A monitor that starts
+/// before the agents it watches thus sees them all (a fixed delay did not, on a loaded
+/// machine). Each pass logs its failure, if any (a pass that fails is not a failure of
+/// the monitor, see the crate docs), and records how long it took.
 ///
 /// [`RuntimeControl::tree_started`]: vigil_runtime::RuntimeControl::tree_started
 macro_rules! pass_hooks {
@@ -319,7 +319,10 @@ macro_rules! pass_hooks {
             ctx: &vigil_runtime::AgentContext,
         ) {
             if $crate::observe::comes_up(transition) {
+                // Every sibling started, and what they queued (registrations, states)
+                // committed: the first pass reads the whole platform.
                 ctx.control().tree_started().await;
+                let _ = ctx.shared_state().flush().await;
                 let _ = vigil_runtime::Agent::cycle(self, ctx).await;
             }
         }
