@@ -17,6 +17,7 @@ use vigil_persistence::testing::TestDb;
 use vigil_persistence::{DatabaseConfig, Store};
 
 use crate::cli::{block_on, pg_url, temp_dir, vigil};
+use crate::run::stop_with_sigterm;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const LEASE: Duration = Duration::from_secs(3);
@@ -49,18 +50,7 @@ impl Node {
 
     /// SIGTERM, then waits for a clean exit; returns its log.
     fn stop(mut self) -> String {
-        self.signal("TERM");
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(started.elapsed() < DEADLINE, "{} did not stop", self.name);
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "{} exited with {status}: {log}", self.name);
-        log
+        stop_with_sigterm(&mut self.child, &self.log)
     }
 }
 

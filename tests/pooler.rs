@@ -7,7 +7,6 @@
 //! can be asserted robustly. Statement mode refuses every transaction block, every
 //! time: that failure is asserted to be loud and prompt.
 
-use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use serde_json::Value;
 use vigil_persistence::testing::{Pgbouncer, PoolMode, TestDb, admin_url};
 
 use crate::cli::{block_on, pg_url, temp_dir, vigil};
-use crate::run::{DEADLINE, run_for_on, spawn_run, wait_for_active};
+use crate::run::{DEADLINE, run_for_on, spawn_run, stop_with_sigterm, wait_for_active};
 
 /// Held by each test here: they run one at a time, so that the statement-mode test's
 /// storm of refused writes does not slow the session-mode runs (whose 3 s must see the
@@ -83,17 +82,7 @@ fn operating_a_platform_through_pgbouncer_in_session_mode() {
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("restarted with fresh state; active again"), "{stdout}");
 
-    Command::new("kill").args(["-TERM", &platform.id().to_string()]).status().expect("kill");
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = platform.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(started.elapsed() < DEADLINE, "vigil run did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    assert!(exit.success(), "{stderr}");
+    let stderr = stop_with_sigterm(&mut platform, &dir.join("run.log"));
     assert!(stderr.contains("stopped 10 agents") && !stderr.contains("WARN"), "{stderr}");
 
     let out = vigil(&dir, &["--database-url", &url, "status", "--json"]);

@@ -32,6 +32,23 @@ pub(crate) fn spawn_run(dir: &Path, args: &[&str]) -> Child {
         .expect("start vigil run")
 }
 
+/// Sends SIGTERM to a `vigil run` and waits (within [`DEADLINE`]) for it to exit with
+/// success, as a graceful shutdown does; returns what it wrote to `log`.
+pub(crate) fn stop_with_sigterm(platform: &mut Child, log: &Path) -> String {
+    Command::new("kill").args(["-TERM", &platform.id().to_string()]).status().expect("kill");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = platform.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(started.elapsed() < DEADLINE, "vigil run did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(exit.success(), "exited with {exit}: {stderr}");
+    stderr
+}
+
 /// Polls `vigil status --json` until `n` agents are active.
 pub(crate) fn wait_for_active(dir: &Path, extra: &[&str], n: usize) -> Value {
     let started = Instant::now();
@@ -194,17 +211,7 @@ fn operating_a_running_platform_from_other_processes() {
     assert!(text.contains(&format!("platform running: pid {}", platform.id())), "{text}");
 
     // SIGTERM: a graceful shutdown that flushes and reports.
-    Command::new("kill").args(["-TERM", &platform.id().to_string()]).status().expect("kill");
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = platform.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(started.elapsed() < DEADLINE, "vigil run did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::fs::read_to_string(dir.join("run.log")).unwrap();
-    assert!(exit.success(), "{stderr}");
+    let stderr = stop_with_sigterm(&mut platform, &dir.join("run.log"));
     assert!(stderr.contains("SIGTERM; shutting down") && stderr.contains("stopped 10 agents"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }

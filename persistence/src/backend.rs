@@ -18,28 +18,35 @@ pub(crate) enum Backend {
     Sqlite(Pool<SqliteConn>),
 }
 
+/// Runs `$body` with `$conn` bound to a connection of the PostgreSQL `$pool`, within the
+/// store's read deadline. A backend that stopped answering fails with
+/// [`StoreError::DeadlineExceeded`](crate::StoreError::DeadlineExceeded), and the pool
+/// must not hand its connection out again: it is marked broken.
+macro_rules! with_pg_conn {
+    ($inner:expr, $pool:expr, |$conn:ident| $body:expr) => {{
+        let mut pooled = $inner.checkout($pool).await?;
+        let deadline = $inner.read_deadline();
+        let answered = {
+            let $conn: &mut ::diesel_async::AsyncPgConnection = &mut *pooled;
+            ::tokio::time::timeout(deadline, async { $body }).await
+        };
+        match answered {
+            Ok(result) => result,
+            Err(_) => {
+                $crate::backend::mark_broken(&mut pooled);
+                Err($crate::error::StoreError::DeadlineExceeded(deadline))
+            }
+        }
+    }};
+}
+pub(crate) use with_pg_conn;
+
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend the
 /// store holds. The body is compiled once per backend, so it must type-check for both.
 macro_rules! with_conn {
     ($inner:expr, |$conn:ident| $body:expr) => {{
         match &$inner.backend {
-            $crate::backend::Backend::Pg(pool) => {
-                let mut pooled = $inner.checkout(pool).await?;
-                let deadline = $inner.read_deadline();
-                let answered = {
-                    let $conn: &mut ::diesel_async::AsyncPgConnection = &mut *pooled;
-                    ::tokio::time::timeout(deadline, async { $body }).await
-                };
-                match answered {
-                    Ok(result) => result,
-                    Err(_) => {
-                        // The backend stopped answering: the pool must not hand this
-                        // connection out again.
-                        $crate::backend::mark_broken(&mut pooled);
-                        Err($crate::error::StoreError::DeadlineExceeded(deadline))
-                    }
-                }
-            }
+            $crate::backend::Backend::Pg(pool) => $crate::backend::with_pg_conn!($inner, pool, |$conn| $body),
             $crate::backend::Backend::Sqlite(pool) => {
                 let mut pooled = $inner.checkout(pool).await?;
                 let $conn: &mut $crate::backend::SqliteConn = &mut *pooled;

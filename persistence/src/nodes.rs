@@ -108,19 +108,7 @@ macro_rules! on_postgres {
                 async move {
                     match &inner.backend {
                         $crate::backend::Backend::Pg(pool) => {
-                            let mut pooled = inner.checkout(pool).await?;
-                            let deadline = inner.read_deadline();
-                            let answered = {
-                                let $conn: &mut ::diesel_async::AsyncPgConnection = &mut *pooled;
-                                ::tokio::time::timeout(deadline, async { $body }).await
-                            };
-                            match answered {
-                                Ok(result) => result,
-                                Err(_) => {
-                                    $crate::backend::mark_broken(&mut pooled);
-                                    Err($crate::error::StoreError::DeadlineExceeded(deadline))
-                                }
-                            }
+                            $crate::backend::with_pg_conn!(inner, pool, |$conn| $body)
                         }
                         $crate::backend::Backend::Sqlite(_) => Err($crate::error::StoreError::Unsupported {
                             backend: "SQLite",
