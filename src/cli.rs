@@ -29,6 +29,7 @@ mod database;
 pub mod operate;
 pub mod parse;
 pub mod run;
+mod serve;
 
 use database::print_json;
 #[doc(hidden)]
@@ -113,6 +114,24 @@ pub enum Command {
         /// PostgreSQL: this node's id in the cluster [default: host/pid/n].
         #[arg(long, value_name = "ID")]
         node_id: Option<String>,
+        /// Serve /metrics, /healthz, /readyz and /api/v1/ on this address (e.g.
+        /// 127.0.0.1:7700; off unless given).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Enable the HTTP operator actions with the bearer token in this environment
+        /// variable (never on the command line).
+        #[arg(long, value_name = "NAME", requires = "http")]
+        http_token_env: Option<String>,
+    },
+    /// Serve the HTTP endpoints from the database alone, read-only, with no agents.
+    ///
+    /// The same /metrics, /healthz, /readyz and /api/v1/ as `vigil run --http`, read
+    /// from the database: liveness decided at each request, no operator actions. Runs
+    /// until Ctrl-C or SIGTERM.
+    Dashboard {
+        /// The address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+        http: std::net::SocketAddr,
     },
     /// List the nodes of the cluster (PostgreSQL) and the agents each runs.
     ///
@@ -440,7 +459,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Nodes { json } => {
             operate::nodes(&connect_read_only(resolve(explicit_url)?).await?, json).await
         }
-        Command::Run { run_for, config, no_status, log_format, force, lease, node_id } => {
+        Command::Dashboard { http } => {
+            serve::dashboard(connect_read_only(resolve(explicit_url)?).await?, http).await
+        }
+        Command::Run {
+            run_for,
+            config,
+            no_status,
+            log_format,
+            force,
+            lease,
+            node_id,
+            http,
+            http_token_env,
+        } => {
             let options = run::RunOptions {
                 run_for,
                 force,
@@ -450,6 +482,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 config: config.unwrap_or_else(|| "vigil.json".into()),
                 status_line: !no_status && run::status_line_default(),
                 json_logs: log_format == LogFormat::Json,
+                http,
+                http_token: serve::http_token(http_token_env.as_deref())?,
             };
             run::run_platform(resolve(explicit_url)?, options).await
         }

@@ -27,6 +27,11 @@ pub use vigil_runtime::{
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod command;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod report;
+pub mod values;
 
 /// The names most programs need: `use vigil::prelude::*;` is the one import an
 /// embedding application or an agent author writes.

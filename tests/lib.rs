@@ -3,6 +3,7 @@
 mod cli;
 mod cli_props;
 mod cluster;
+mod http;
 mod outage;
 mod pooler;
 mod run;

@@ -38,22 +38,13 @@ pub(super) async fn migrate(config: DatabaseConfig) -> Result<(), CliError> {
 
 /// `vigil health [--json]`.
 pub(super) async fn health(state: &SharedState, json: bool) -> Result<(), CliError> {
-    let report = state.get_database_health().await?;
-    // The writer's figures, as the running platform last published them.
-    let persistence = state.get_system_state(super::run::PERSISTENCE_STATS_KEY).await?;
-    // Its pool and query figures; `report.pool` and `report.queries` are this command's.
-    let platform = state.get_system_state(super::run::PLATFORM_STATS_KEY).await?;
-    // Whether those figures are the present: only while a platform runs.
-    let liveness = state.liveness().await?;
-    let running = liveness.platform_running();
+    let health = crate::report::HealthReport::read(state).await?;
     if json {
-        let mut value = serde_json::to_value(&report).map_err(|e| CliError::Output(e.to_string()))?;
-        value["platform_running"] = running.into();
-        value["platforms"] = serde_json::to_value(&liveness.platforms).unwrap_or_default();
-        value["persistence"] = persistence.unwrap_or(serde_json::Value::Null);
-        value["platform"] = platform.unwrap_or(serde_json::Value::Null);
-        return print_json(&value);
+        return print_json(&health.to_json());
     }
+    // `report.pool` and `report.queries` are this command's; `platform`, the platform's.
+    let crate::report::HealthReport { database: report, persistence, platform, liveness } = health;
+    let running = liveness.platform_running();
     if running {
         let nodes: Vec<String> = liveness
             .running()

@@ -12,7 +12,9 @@ use vigil_persistence::models::SystemEventRecord;
 use vigil_persistence::nodes::AgentLease;
 use vigil_persistence::presence::{self, Liveness, LivenessReport};
 use vigil_persistence::shared_state::EventFilter;
-use vigil_persistence::types::Ts;
+
+use crate::command::{self, CommandError};
+use crate::report::{self, NodesReport, StatusReport};
 use vigil_persistence::workflow_runs::WorkflowStatus;
 use vigil_persistence::{HelpStatus, Severity};
 use vigil_persistence::{SharedState, StoreError};
@@ -30,19 +32,16 @@ const POLL: Duration = Duration::from_millis(200);
 pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Result<(), CliError> {
     let database = state.store().config().describe();
     loop {
-        let report = state.liveness().await?;
-        let summary = state.get_system_state(vigil_actors::coordinator::SUMMARY_KEY).await?;
-        let health = running_health(&report, summary.as_ref());
-        let owners = owners(state).await?;
+        let report = StatusReport::read(state).await?;
         if json {
-            print_json(&status_json(&report, &health, &owners, summary))?;
+            print_json(&report.to_json())?;
         } else {
             if watch {
                 use std::io::Write as _;
                 write!(std::io::stdout(), "\x1b[2J\x1b[H").map_err(CliError::from_write)?;
             }
-            print_platforms(&report, &database)?;
-            print_agents(&report, &health, &owners)?;
+            print_platforms(&report.liveness, &database)?;
+            print_agents(&report.liveness, &report.health, &report.owners)?;
         }
         if !watch {
             return Ok(());
@@ -52,65 +51,6 @@ pub(super) async fn status(state: &SharedState, json: bool, watch: bool) -> Resu
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
-}
-
-/// The coordinator's last health score of each agent that runs now. A score it wrote
-/// about an agent that no longer runs (or before its own runtime died) is not shown.
-fn running_health(report: &LivenessReport, summary: Option<&serde_json::Value>) -> HashMap<String, f64> {
-    let scores = summary.and_then(|s| s.get("agents")).and_then(|a| a.as_object());
-    report
-        .agents
-        .iter()
-        .filter(|agent| agent.liveness == Liveness::Running)
-        .filter_map(|agent| {
-            let score = scores?.get(&agent.agent_id)?.get("health")?.as_f64()?;
-            Some((agent.agent_id.clone(), score))
-        })
-        .collect()
-}
-
-/// Which node holds each agent's lease (cluster mode, PostgreSQL); empty on SQLite,
-/// where one node runs everything.
-async fn owners(state: &SharedState) -> Result<HashMap<String, AgentLease>, CliError> {
-    match state.store().agent_leases().await {
-        Ok(leases) => Ok(leases.into_iter().map(|lease| (lease.agent_id.clone(), lease)).collect()),
-        Err(StoreError::Unsupported { .. }) => Ok(HashMap::new()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn status_json(
-    report: &LivenessReport,
-    health: &HashMap<String, f64>,
-    owners: &HashMap<String, AgentLease>,
-    summary: Option<serde_json::Value>,
-) -> serde_json::Value {
-    let agents: Vec<serde_json::Value> = report
-        .agents
-        .iter()
-        .map(|agent| {
-            let mut value = serde_json::to_value(agent).unwrap_or_default();
-            value["health"] = health.get(&agent.agent_id).copied().into();
-            let lease = owners.get(&agent.agent_id);
-            value["owner"] = lease.and_then(|l| l.node_id.clone()).into();
-            value["epoch"] = lease.map(|l| l.epoch).into();
-            value
-        })
-        .collect();
-    let count = |liveness: Liveness| report.agents.iter().filter(|a| a.liveness == liveness).count();
-    serde_json::json!({
-        "platform_running": report.platform_running(),
-        "healthy": report.healthy(),
-        "platforms": report.platforms,
-        "agents": agents,
-        "counts": {
-            "running": count(Liveness::Running),
-            "silent": count(Liveness::Silent),
-            "not_running": count(Liveness::NotRunning),
-        },
-        // What the coordinator last wrote, with its own `at`: a record, not the present.
-        "last_coordinator_summary": summary,
-    })
 }
 
 fn print_platforms(report: &LivenessReport, database: &str) -> Result<(), CliError> {
@@ -187,9 +127,8 @@ fn print_agents(
 /// `vigil nodes [--json]`: the nodes of the cluster (PostgreSQL), alive or not as the
 /// server's clock decides now, with how many agents each holds.
 pub(super) async fn nodes(state: &SharedState, json: bool) -> Result<(), CliError> {
-    let store = state.store();
-    let nodes = match store.nodes().await {
-        Ok(nodes) => nodes,
+    let report = match NodesReport::read(state).await {
+        Ok(report) => report,
         Err(StoreError::Unsupported { .. }) => {
             return Err(CliError::Input(
                 "nodes are a PostgreSQL feature: on SQLite one `vigil run` runs every agent (see `vigil status`)"
@@ -198,36 +137,22 @@ pub(super) async fn nodes(state: &SharedState, json: bool) -> Result<(), CliErro
         }
         Err(e) => return Err(e.into()),
     };
-    let mut agents: HashMap<String, Vec<String>> = HashMap::new();
-    for lease in store.agent_leases().await? {
-        if let Some(node) = lease.node_id {
-            agents.entry(node).or_default().push(lease.agent_id);
-        }
-    }
     if json {
-        let nodes: Vec<serde_json::Value> = nodes
-            .iter()
-            .map(|node| {
-                let mut value = serde_json::to_value(node).unwrap_or_default();
-                value["lease_age_secs"] = node.lease_age.as_secs_f64().into();
-                value["agents"] = agents.get(&node.record.node_id).cloned().unwrap_or_default().into();
-                value
-            })
-            .collect();
-        return print_json(&serde_json::json!({ "nodes": nodes }));
+        return print_json(&report.to_json());
     }
+    let nodes = &report.nodes;
     if nodes.is_empty() {
-        out!("no node has joined {}", store.config().describe())?;
+        out!("no node has joined {}", state.store().config().describe())?;
         return Ok(());
     }
     out!("{:<36} {:<8} {:>10} {:<24} {:>8} {:>6}", "NODE", "STATUS", "LEASE AGE", "HOST", "PID", "AGENTS")?;
-    for node in &nodes {
+    for node in nodes {
         let status = match (node.alive, node.stopped_at.is_some()) {
             (true, _) => "alive",
             (false, true) => "left",
             (false, false) => "dead",
         };
-        let owned = agents.get(&node.record.node_id).map_or(0, Vec::len);
+        let owned = report.agents.get(&node.record.node_id).map_or(0, Vec::len);
         out!(
             "{:<36} {status:<8} {:>10} {:<24} {:>8} {owned:>6}",
             node.record.node_id,
@@ -239,18 +164,18 @@ pub(super) async fn nodes(state: &SharedState, json: bool) -> Result<(), CliErro
     Ok(())
 }
 
-/// Fails at once, saying so, when no platform runs on the database: a command filed
-/// for the platform to carry out would only wait for nobody.
+/// Fails at once, saying so, when no platform runs on the database (see
+/// [`command::require_platform`]).
 pub(super) async fn require_platform(state: &SharedState, what: &str) -> Result<(), CliError> {
-    let report = state.liveness().await?;
-    if report.platform_running() {
-        return Ok(());
+    command::require_platform(state, what).await.map_err(command_error)
+}
+
+/// An operator command that was not carried out, as the command reports it.
+fn command_error(error: CommandError) -> CliError {
+    match error {
+        CommandError::Store(e) => e.into(),
+        e => CliError::Input(e.to_string()),
     }
-    let database = state.store().config().describe();
-    Err(CliError::Input(format!(
-        "{}; start `vigil run` there before {what}",
-        report.no_platform_message(&database)
-    )))
 }
 
 /// What `vigil events` shows.
@@ -270,10 +195,6 @@ pub struct EventsQuery {
     pub json: bool,
 }
 
-fn about_agent(event: &SystemEventRecord, agent: &str) -> bool {
-    event.event_data.as_ref().is_some_and(|d| d.0.get("agent_id").and_then(|a| a.as_str()) == Some(agent))
-}
-
 fn print_event(event: &SystemEventRecord, json: bool) -> Result<(), CliError> {
     if json {
         let line = serde_json::to_string(event).map_err(|e| CliError::Output(e.to_string()))?;
@@ -288,18 +209,11 @@ fn print_event(event: &SystemEventRecord, json: bool) -> Result<(), CliError> {
 
 /// `vigil events [--follow] [--agent ID] [--severity S] [--type T]`.
 pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<(), CliError> {
-    let filter = |after_id: Option<i32>, limit: i64| EventFilter {
-        event_type: query.event_type.clone(),
-        min_severity: query.severity,
-        after_id,
-        since: None,
-        // Agent filtering happens here, so read more than asked when it applies.
-        limit: Some(if query.agent.is_some() { limit.saturating_mul(20) } else { limit }),
-    };
-    let keep = |e: &SystemEventRecord| query.agent.as_deref().is_none_or(|a| about_agent(e, a));
-    let mut recent: Vec<_> =
-        state.recent_events(filter(None, query.limit)).await?.into_iter().filter(keep).collect();
-    recent.truncate(query.limit as usize);
+    let mut read = report::EventQuery::new(query.limit);
+    read.agent = query.agent.clone();
+    read.severity = query.severity;
+    read.event_type = query.event_type.clone();
+    let recent = report::recent_events(state, &read).await?;
     let mut last_id = recent.first().map(|e| e.id).unwrap_or(0);
     if recent.is_empty() {
         // Start following from the newest event of any kind.
@@ -320,11 +234,11 @@ pub(super) async fn events(state: &SharedState, query: EventsQuery) -> Result<()
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let new = state.recent_events(filter(Some(last_id), 1000)).await?;
+        let new = state.recent_events(read.filter(Some(last_id), 1000)).await?;
         if let Some(newest) = new.first() {
             last_id = newest.id;
         }
-        for event in new.iter().rev().filter(|e| keep(e)) {
+        for event in new.iter().rev().filter(|e| read.keeps(e)) {
             print_event(event, query.json)?;
         }
     }
@@ -373,9 +287,7 @@ pub(super) async fn metrics(
     limit: i64,
     json: bool,
 ) -> Result<(), CliError> {
-    // `parse_duration` caps `since` at a hundred years, which chrono takes whole.
-    let since = Ts::from(Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::TimeDelta::MAX));
-    let samples = state.recent_metrics(name, agent, since, limit).await?;
+    let samples = report::recent_metrics(state, agent, name, since, limit).await?;
     if json {
         return print_json(&samples);
     }
@@ -407,34 +319,11 @@ pub(super) async fn agent_command(
     agent_id: &str,
     timeout: Duration,
 ) -> Result<(), CliError> {
-    if state.get_agent(agent_id).await?.is_none() {
-        return Err(CliError::Input(format!("no agent `{agent_id}` is registered (see `vigil status`)")));
-    }
-    require_platform(state, &format!("asking it to {}", action.as_str())).await?;
     let requester = format!("vigil-cli@{}", std::process::id());
-    let id = state.submit_agent_command(agent_id, action, Some(&requester)).await?;
-    let started = Instant::now();
-    loop {
-        let command =
-            state.get_agent_command(id).await?.ok_or_else(|| CliError::Input("command vanished".into()))?;
-        if command.is_finished() {
-            let outcome = command.outcome.unwrap_or_default();
-            return if command.status == "done" {
-                out!("{} {agent_id}: {outcome}", action.as_str())?;
-                Ok(())
-            } else {
-                Err(CliError::Input(format!("{} {agent_id} failed: {outcome}", action.as_str())))
-            };
-        }
-        if started.elapsed() > timeout {
-            return Err(CliError::Input(format!(
-                "no running platform carried out `{} {agent_id}` within {timeout:?} (is `vigil run` running on this database?); command {id} stays {}",
-                action.as_str(),
-                command.status
-            )));
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let outcome =
+        command::carry_out(state, action, agent_id, &requester, timeout).await.map_err(command_error)?;
+    out!("{} {agent_id}: {outcome}", action.as_str())?;
+    Ok(())
 }
 
 /// The question of `vigil ask`: the argument, or standard input for `-` (and for no

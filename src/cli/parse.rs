@@ -24,21 +24,15 @@
 //! ```
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use clap::Parser as _;
-use vigil_persistence::Severity;
 use vigil_persistence::shared_state::MAX_DAYS_TO_KEEP;
 use vigil_persistence::workflow_runs::WorkflowStatus;
 
 use super::Cli;
 
-/// The most rows a `--limit` asks for.
-pub const MAX_LIMIT: i64 = 1_000_000;
-
-/// The longest duration the command line takes: a hundred years, the history Vigil keeps
-/// at most ([`MAX_DAYS_TO_KEEP`]).
-const MAX_DURATION_MS: u64 = MAX_DAYS_TO_KEEP as u64 * 86_400_000;
+use crate::values::negative;
+pub use crate::values::{MAX_LIMIT, parse_duration, parse_limit, parse_severity};
 
 /// A command line that does not run a command: help, the version, or bad usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,41 +96,6 @@ pub(crate) fn url_passwords(arg: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Whether a refused value is negative (`-5`, `-5m`, `-0.5`): said as "must be positive".
-fn negative(text: &str) -> bool {
-    text.strip_prefix('-').is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
-}
-
-/// Parses `500ms`, `30s`, `10m`, `2h`, `1d` (a bare number is seconds) with
-/// [`vigil_persistence::duration::parse`], the grammar of the configs and the derive
-/// too, up to a hundred years.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    use vigil_persistence::duration::{self, DurationError};
-    match duration::parse(text) {
-        Ok(parsed) if parsed <= Duration::from_millis(MAX_DURATION_MS) => Ok(parsed),
-        Ok(_) | Err(DurationError::TooLarge(_)) => {
-            Err(format!("`{}` is too long: at most {}d", text.trim(), MAX_DURATION_MS / 86_400_000))
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Parses a `--limit`: 1 to [`MAX_LIMIT`].
-pub fn parse_limit(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let range = format!("1 to {MAX_LIMIT}");
-    match text.parse::<i64>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Ok(n) if n < 1 => Err(format!("`{text}` must be positive ({range})")),
-        _ if negative(text) => Err(format!("`{text}` must be positive ({range})")),
-        Ok(_) => Err(format!("`{text}` is too large ({range})")),
-        Err(_) if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() => {
-            Err(format!("`{text}` is too large ({range})"))
-        }
-        Err(_) => Err(format!("`{text}` is not a whole number ({range})")),
-    }
-}
-
 /// Parses a `--days`: 0 to [`MAX_DAYS_TO_KEEP`].
 pub fn parse_days(text: &str) -> Result<u32, String> {
     let text = text.trim();
@@ -164,12 +123,6 @@ pub fn parse_min_ms(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a severity name for `--severity`.
-pub fn parse_severity(text: &str) -> Result<Severity, String> {
-    Severity::parse(&text.to_ascii_lowercase())
-        .ok_or_else(|| format!("`{text}` is not a severity (debug, info, warning, error, critical)"))
-}
-
 /// Parses a `--status` of `vigil workflows`.
 pub fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
     WorkflowStatus::parse(text)
@@ -179,6 +132,7 @@ pub fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn negative_values_must_be_positive() {

@@ -181,15 +181,7 @@ impl PlatformConfig {
     }
 }
 
-/// The system-state key under which `vigil run` publishes the writer's statistics
-/// (after the first second, then every 5 s), so `vigil health` in another process
-/// can show them.
-pub const PERSISTENCE_STATS_KEY: &str = "persistence_stats";
-
-/// The system-state key under which `vigil run` publishes its store's pool and query
-/// statistics with the writer's, so `vigil health` elsewhere shows the platform's
-/// figures next to its own connection's.
-pub const PLATFORM_STATS_KEY: &str = "platform_stats";
+pub use crate::report::{PERSISTENCE_STATS_KEY, PLATFORM_STATS_KEY};
 
 /// Options of `vigil run`.
 #[derive(Debug)]
@@ -210,6 +202,10 @@ pub struct RunOptions {
     pub node_id: Option<String>,
     /// Every line on stderr is JSON (`--log-format json`), these notices included.
     pub json_logs: bool,
+    /// Serve the HTTP endpoints ([`crate::http`]) on this address.
+    pub http: Option<std::net::SocketAddr>,
+    /// The bearer token that enables the HTTP operator actions (never printed).
+    pub http_token: Option<String>,
 }
 
 /// Tells the operator something on stderr: a `vigil: ...` line, or with JSON logs a
@@ -347,6 +343,24 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
         notice(options.json_logs, &format!("{} agents running on {description} (Ctrl-C to stop)", ids.len()));
     }
     tracing::info!(database = %description, agents = ids.len(), "platform started");
+    let http = match options.http {
+        Some(addr) => {
+            let mut state = crate::http::HttpState::new(shared.clone()).with_runtime(runtime.clone());
+            if let Some(token) = &options.http_token {
+                state = state.with_operator_token(token.clone());
+            }
+            match super::serve::start_http(addr, state, options.json_logs) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    // Nothing ran yet: stop what started, every write flushed.
+                    runtime.shutdown().await;
+                    writer.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
 
     let stop = shutdown_signal(options.run_for);
     tokio::pin!(stop);
@@ -406,6 +420,9 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
         eprintln!();
     }
     notice(options.json_logs, &format!("{reason}; shutting down"));
+    if let Some(server) = &http {
+        server.stop().await;
+    }
     let report = runtime.shutdown().await;
     let persistence = writer.shutdown().await;
     let stats = writer.stats();
@@ -455,7 +472,7 @@ fn status_line(statuses: &[vigil_runtime::AgentStatus], writes_per_s: u64, queue
 }
 
 /// Resolves with the reason to stop: Ctrl-C, SIGTERM, or the end of `--for`.
-async fn shutdown_signal(run_for: Option<Duration>) -> String {
+pub(super) async fn shutdown_signal(run_for: Option<Duration>) -> String {
     let deadline = async {
         match run_for {
             Some(limit) => {
