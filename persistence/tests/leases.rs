@@ -230,6 +230,21 @@ async fn release_hands_over_at_once_and_rejoining_ends_the_earlier_life_as_lost(
     assert_eq!(store.renew_node("a", LONG).await.unwrap().node, NodeRenewal::NotAMember);
     let last = store.ownership_log(Some("x")).await.unwrap().pop().unwrap();
     assert_eq!(last.end_reason, Some(EndReason::Released));
+
+    // Retention: ended intervals and nodes that left go; an open interval and a node
+    // that is still a member stay.
+    assert_eq!(store.claim_agents("b", &wanted(&x), 1, LONG).await.unwrap()[0].epoch, 4);
+    let state = SharedState::direct(store.clone());
+    state
+        .cleanup_before(vigil_persistence::types::Ts::from(
+            chrono::Utc::now() + chrono::Duration::seconds(60),
+        ))
+        .await
+        .unwrap();
+    let log = store.ownership_log(Some("x")).await.unwrap();
+    assert_eq!(log.iter().map(|i| (i.epoch, i.ended_at.is_none())).collect::<Vec<_>>(), [(4, true)]);
+    let nodes: Vec<String> = store.nodes().await.unwrap().into_iter().map(|n| n.record.node_id).collect();
+    assert_eq!(nodes, ["b"], "a left, b is a member");
 }
 
 #[tokio::test]

@@ -219,10 +219,18 @@ impl RuntimeBuilder {
                     .filter(|child| child.placement_of() == Placement::Singleton)
                     .map(|child| child.id().to_owned())
                     .collect();
-                let (node, held) =
-                    Node::join(&shared, config, presence.node.clone(), singletons, fences.clone())
-                        .await
-                        .map_err(RuntimeError::Cluster)?;
+                let joined =
+                    Node::join(&shared, config, presence.node.clone(), singletons, fences.clone()).await;
+                let (node, held) = match joined {
+                    Ok(joined) => joined,
+                    Err(error) => {
+                        // Nothing started yet but the writer, if it is ours.
+                        if let Some(writer) = &owned_writer {
+                            writer.shutdown().await;
+                        }
+                        return Err(RuntimeError::Cluster(error));
+                    }
+                };
                 self.top.hold(held);
                 Some(node)
             }

@@ -284,3 +284,25 @@ async fn a_rolling_restart_keeps_every_agent_running_and_loses_no_acknowledged_w
     );
     assert_no_overlap(&store.ownership_log(None).await.unwrap());
 }
+
+/// Cluster mode needs PostgreSQL: on SQLite the runtime refuses to start, saying why,
+/// and leaves nothing running.
+#[actix_rt::test]
+async fn cluster_mode_on_sqlite_is_refused_clearly() {
+    let db = TestDb::sqlite();
+    let store = Store::connect(db.config()).await.expect("connect");
+    let started = Runtime::builder(SharedState::direct(store))
+        .cluster(ClusterConfig::new())
+        .child(ChildSpec::agent("worker-0", Worker::default))
+        .start()
+        .await;
+    let error = started.expect_err("SQLite has one node");
+    assert!(
+        matches!(
+            &error,
+            vigil_runtime::RuntimeError::Cluster(vigil_persistence::StoreError::Unsupported { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("could not join the cluster"), "{error}");
+}

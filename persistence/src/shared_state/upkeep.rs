@@ -115,7 +115,8 @@ impl SharedState {
 
     /// Deletes heartbeats, metrics, events (but not error or critical ones),
     /// communications and conversations older than `days_to_keep` days, in one
-    /// transaction, and says how many rows went from each table.
+    /// transaction, and says how many rows went from each table. The cluster's history
+    /// goes too: ownership intervals that ended and nodes that left before then.
     /// More than [`MAX_DAYS_TO_KEEP`] is [`StoreError::InvalidInput`].
     pub async fn cleanup_old_data(&self, days_to_keep: u32) -> Result<CleanupReport, StoreError> {
         if days_to_keep > MAX_DAYS_TO_KEEP {
@@ -168,6 +169,18 @@ impl SharedState {
                             .bind::<crate::types::sql_types::TsTz, _>(marker_cutoff)
                             .execute(conn)
                             .await?;
+                        // Cluster history (see `crate::nodes`): ownership intervals that
+                        // ended, and nodes that left, before the cutoff. Open intervals
+                        // and live or dead-but-not-left nodes are kept.
+                        for history in [
+                            "DELETE FROM vigil_ownership_log WHERE ended_at < $1",
+                            "DELETE FROM vigil_nodes WHERE stopped_at < $1",
+                        ] {
+                            diesel::sql_query(history)
+                                .bind::<crate::types::sql_types::TsTz, _>(cutoff)
+                                .execute(conn)
+                                .await?;
+                        }
                         Ok::<_, StoreError>(CleanupReport {
                             heartbeats,
                             metrics,
