@@ -105,5 +105,5 @@ pub use crate::models::{IncidentClaim, incident_claim_key};
 pub use agents::{DEFAULT_STALE_AFTER, Heartbeat};
 pub use events::EventFilter;
 pub use metrics::Metric;
-pub use upkeep::{CleanupReport, MAX_DAYS_TO_KEEP, OrphanRows};
+pub use upkeep::{CleanupReport, HelpBacklog, MAX_DAYS_TO_KEEP, OrphanRows};
 pub use writer::{PendingWrite, SharedState, Writer};

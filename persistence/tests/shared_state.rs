@@ -162,6 +162,10 @@ on_both_backends! {
         state.create_help_request("r2", "status of Y?", None).await.unwrap();
         let pending = state.get_pending_help_requests().await.unwrap();
         assert_eq!(pending.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["r1", "r2"], "oldest first");
+        // The backlog, counted by the database: two pending, the oldest r1's.
+        let backlog = state.help_backlog().await.unwrap();
+        assert_eq!((backlog.pending, backlog.processing), (2, 0));
+        assert_eq!(backlog.oldest_pending_at, pending[0].created_at);
         state.respond_to_help_request("r1", "because", HelpStatus::Complete).await.unwrap();
         let pending = state.get_pending_help_requests().await.unwrap();
         assert_eq!(pending.len(), 1);
@@ -176,6 +180,10 @@ on_both_backends! {
         assert_eq!(state.get_help_response("r1").await.unwrap().unwrap().response, "because");
         // A duplicate request id is refused.
         assert!(state.create_help_request("r2", "dup", None).await.is_err());
+        // r2 claimed: nothing pending, one processing.
+        assert_eq!(state.claim_help_requests("helper", 5).await.unwrap().len(), 1);
+        let backlog = state.help_backlog().await.unwrap();
+        assert_eq!((backlog.pending, backlog.processing, backlog.oldest_pending_at), (0, 1, None));
     }
 }
 

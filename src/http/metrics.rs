@@ -58,7 +58,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use vigil_persistence::HelpStatus;
 use vigil_persistence::presence::{Liveness, PlatformVerdict, age_of};
 
 use super::HttpState;
@@ -133,9 +132,9 @@ pub async fn render(state: &HttpState) -> String {
 
     // From the database, judged now.
     let report = shared.liveness().await.ok();
-    let pending = shared.help_requests_with_status(HelpStatus::Pending).await.ok();
-    let processing = shared.help_requests_with_status(HelpStatus::Processing).await.ok();
-    let database_up = report.is_some() && pending.is_some() && processing.is_some();
+    // Counted by the database: no request's text is read at a scrape.
+    let backlog = shared.help_backlog().await.ok();
+    let database_up = report.is_some() && backlog.is_some();
     s.gauge(
         "vigil_database_up",
         "Whether the database answered this scrape's reads.",
@@ -201,20 +200,20 @@ pub async fn render(state: &HttpState) -> String {
             interval.get_or_create(&agent(&view.agent_id)).set(view.heartbeat_interval_secs);
         }
     }
-    if let (Some(pending), Some(processing)) = (&pending, &processing) {
+    if let Some(backlog) = &backlog {
         s.gauge(
             "vigil_help_requests_pending",
             "Help requests waiting for the help agent.",
             None,
-            pending.len() as f64,
+            backlog.pending as f64,
         );
         s.gauge(
             "vigil_help_requests_processing",
             "Help requests claimed and not yet answered.",
             None,
-            processing.len() as f64,
+            backlog.processing as f64,
         );
-        let oldest = pending.first().and_then(|r| r.created_at).map_or(0.0, |at| age_of(at).as_secs_f64());
+        let oldest = backlog.oldest_pending_at.map_or(0.0, |at| age_of(at).as_secs_f64());
         s.gauge(
             "vigil_help_request_oldest_pending_age",
             "Age of the oldest pending help request (0 when none).",

@@ -22,6 +22,17 @@ use crate::types::Ts;
 /// cutoff further back would fall outside the timestamps the backends store).
 pub const MAX_DAYS_TO_KEEP: u32 = 36_500;
 
+/// The help requests not answered yet ([`SharedState::help_backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HelpBacklog {
+    /// Waiting for the help agent.
+    pub pending: i64,
+    /// Claimed by the help agent, not answered yet.
+    pub processing: i64,
+    /// When the oldest pending one was filed; `None` when none is pending.
+    pub oldest_pending_at: Option<Ts>,
+}
+
 /// Rows removed by [`SharedState::cleanup_old_data`], per table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CleanupReport {
@@ -86,6 +97,27 @@ impl SharedState {
             .select(HelpRequestRecord::as_select())
             .load(conn)
             .await?)
+    }
+
+    /// The help-request backlog, counted by the database (no request's text is read):
+    /// what the help agent has not answered yet, for dashboards and `/metrics`.
+    pub async fn help_backlog(&self) -> Result<HelpBacklog, StoreError> {
+        read!(self.store, [], |conn| {
+            let count = |status: HelpStatus| {
+                help_requests::table.filter(help_requests::status.eq(status.as_str())).count()
+            };
+            let pending: i64 = count(HelpStatus::Pending).get_result(conn).await?;
+            let processing: i64 = count(HelpStatus::Processing).get_result(conn).await?;
+            let oldest_pending_at: Option<Ts> = help_requests::table
+                .filter(help_requests::status.eq(HelpStatus::Pending.as_str()))
+                .order(help_requests::created_at.asc())
+                .select(help_requests::created_at)
+                .first::<Option<Ts>>(conn)
+                .await
+                .optional()?
+                .flatten();
+            HelpBacklog { pending, processing, oldest_pending_at }
+        })
     }
 
     /// The database health report.
