@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_persistence::testing::TestDb;
+use vigil_persistence::testing::{TestDb, assert_no_overlapping_ownership};
 use vigil_persistence::{DatabaseConfig, Store};
 
 use crate::cli::{block_on, pg_url, temp_dir, vigil};
@@ -99,17 +99,7 @@ fn assert_no_overlap(url: &str) {
         let store = Store::connect(DatabaseConfig::postgres(url).unwrap()).await.unwrap();
         store.ownership_log(None).await.unwrap()
     });
-    let mut by_agent: HashMap<&str, Vec<_>> = HashMap::new();
-    for interval in &log {
-        by_agent.entry(interval.agent_id.as_str()).or_default().push(interval);
-    }
-    for (agent, mut intervals) in by_agent {
-        intervals.sort_by_key(|i| i.epoch);
-        for pair in intervals.windows(2) {
-            let ended = pair[0].ended_at.as_ref().expect("an earlier interval ended");
-            assert!(*ended <= pair[1].acquired_at, "{agent} owned twice at once: {pair:?}");
-        }
-    }
+    assert_no_overlapping_ownership(&log);
 }
 
 #[test]

@@ -247,3 +247,32 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Asserts that no agent had two owners at once in `log` (an ownership log, see
+/// [`Store::ownership_log`]): per agent, by epoch, every interval but the last has
+/// ended, epochs rise, and each ended (server time) before the next began.
+///
+/// # Panics
+///
+/// Naming the agent and the overlapping intervals.
+pub fn assert_no_overlapping_ownership(log: &[crate::nodes::OwnershipInterval]) {
+    let mut by_agent: std::collections::HashMap<&str, Vec<&crate::nodes::OwnershipInterval>> =
+        std::collections::HashMap::new();
+    for interval in log {
+        by_agent.entry(&interval.agent_id).or_default().push(interval);
+    }
+    for (agent, mut intervals) in by_agent {
+        intervals.sort_by_key(|i| i.epoch);
+        for pair in intervals.windows(2) {
+            let ended =
+                pair[0].ended_at.unwrap_or_else(|| panic!("{agent}: an open interval before a later one"));
+            assert!(pair[0].epoch < pair[1].epoch, "{agent}: epochs rise");
+            assert!(
+                ended <= pair[1].acquired_at,
+                "{agent} owned twice at once: {:?} and {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+}

@@ -2,15 +2,15 @@
 //! fencing (`vigil_persistence::nodes`). Leases are short (1 s) and every wait is a
 //! poll against a deadline, never a sleep followed by an assertion.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use vigil_persistence::nodes::{
-    AgentLease, EndReason, Fence, NodeRecord, NodeRenewal, OwnershipInterval, Placement,
-};
+use vigil_persistence::nodes::{AgentLease, EndReason, Fence, NodeRecord, NodeRenewal, Placement};
 use vigil_persistence::shared_state::{Heartbeat, Writer};
 use vigil_persistence::{CommitFault, PersistenceActor, PersistenceConfig, SharedState, Store, StoreError};
+
+use vigil_persistence::testing::assert_no_overlapping_ownership;
 
 use crate::common::{TestDb, heartbeat_copies};
 
@@ -44,22 +44,6 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The intervals of one agent never overlap, and at most the last is open.
-fn assert_no_overlap(log: &[OwnershipInterval]) {
-    let mut by_agent: HashMap<&str, Vec<&OwnershipInterval>> = HashMap::new();
-    for interval in log {
-        by_agent.entry(&interval.agent_id).or_default().push(interval);
-    }
-    for (agent, intervals) in by_agent {
-        for pair in intervals.windows(2) {
-            let ended =
-                pair[0].ended_at.unwrap_or_else(|| panic!("{agent}: an open interval before a later one"));
-            assert!(pair[0].epoch < pair[1].epoch, "{agent}: epochs rise");
-            assert!(ended <= pair[1].acquired_at, "{agent}: {:?} overlaps {:?}", pair[0], pair[1]);
-        }
     }
 }
 
@@ -182,7 +166,7 @@ async fn a_node_that_stops_renewing_loses_its_agents_with_a_new_epoch() {
 
     let log = a.ownership_log(None).await.unwrap();
     assert_eq!(log.len(), 6);
-    assert_no_overlap(&log);
+    assert_no_overlapping_ownership(&log);
     for agent in &three {
         let intervals: Vec<_> = log.iter().filter(|i| &i.agent_id == agent).collect();
         assert_eq!((intervals[0].node_id.as_str(), intervals[0].epoch), ("a", 1));
@@ -222,7 +206,7 @@ async fn release_hands_over_at_once_and_rejoining_ends_the_earlier_life_as_lost(
         reasons,
         [("a", 1, Some(EndReason::Released)), ("b", 2, Some(EndReason::Lost)), ("a", 3, None)]
     );
-    assert_no_overlap(&log);
+    assert_no_overlapping_ownership(&log);
 
     // Leaving releases everything the node holds.
     store.leave_cluster("a").await.unwrap();

@@ -110,7 +110,7 @@ pub(crate) struct Node {
     paused: Arc<AtomicBool>,
 }
 
-/// Renewals in a row over its share before a node hands an agent over.
+/// Renewals in a row over its share before a node hands its surplus over.
 const OVER_SHARE_RENEWALS: u32 = 2;
 
 impl Node {

@@ -12,9 +12,8 @@ use std::time::Duration;
 
 mod common;
 
-use vigil_persistence::nodes::OwnershipInterval;
 use vigil_persistence::shared_state::{Metric, Writer};
-use vigil_persistence::testing::TestDb;
+use vigil_persistence::testing::{TestDb, assert_no_overlapping_ownership};
 use vigil_persistence::{SharedState, Store};
 use vigil_runtime::testkit::eventually;
 use vigil_runtime::{Agent, AgentContext, AgentResult, ChildSpec, ClusterConfig, Runtime, State};
@@ -109,23 +108,6 @@ async fn running(node: &Runtime) -> HashSet<String> {
     node.statuses().await.into_iter().filter(|s| s.state == State::Active).map(|s| s.agent_id).collect()
 }
 
-/// No two ownership intervals of one agent overlap (server time), and each agent has
-/// at most one open interval.
-fn assert_no_overlap(log: &[OwnershipInterval]) {
-    let mut by_agent: HashMap<&str, Vec<&OwnershipInterval>> = HashMap::new();
-    for interval in log {
-        by_agent.entry(&interval.agent_id).or_default().push(interval);
-    }
-    for (agent, mut intervals) in by_agent {
-        intervals.sort_by_key(|i| i.epoch);
-        assert!(intervals.iter().filter(|i| i.ended_at.is_none()).count() <= 1, "{agent}: {intervals:?}");
-        for pair in intervals.windows(2) {
-            let ended = pair[0].ended_at.as_ref().expect("an earlier interval ended");
-            assert!(*ended <= pair[1].acquired_at, "{agent}: overlapping ownership {pair:?}");
-        }
-    }
-}
-
 /// Waits until every agent is owned once, by the nodes' own trees as by the leases,
 /// each node running at least `min_each`.
 async fn wait_for_placement(store: &Store, nodes: &[&Runtime], min_each: usize) -> HashMap<String, String> {
@@ -162,7 +144,7 @@ async fn nodes_started_one_after_another_spread_the_agents_each_once() {
         counts
     });
     eprintln!("placement over three nodes: {per_node:?}");
-    assert_no_overlap(&store.ownership_log(None).await.unwrap());
+    assert_no_overlapping_ownership(&store.ownership_log(None).await.unwrap());
     for node in [&c, &b, &a] {
         assert!(node.shutdown().await.failed.is_empty());
     }
@@ -183,7 +165,7 @@ async fn a_node_that_shuts_down_hands_its_agents_over_at_once() {
     let took = started.elapsed();
     eprintln!("handover after a clean shutdown: {took:?}");
     assert!(took < LEASE, "handed over at once, not after the lease expired: {took:?}");
-    assert_no_overlap(&store.ownership_log(None).await.unwrap());
+    assert_no_overlapping_ownership(&store.ownership_log(None).await.unwrap());
     assert!(b.shutdown().await.failed.is_empty());
 }
 
@@ -223,7 +205,7 @@ async fn a_node_that_stops_renewing_is_fenced_and_stops_its_agents() {
     wait_for_placement(&store, &[&a, &b], 0).await;
     eprintln!("fenced writes of the paused node: {fenced}");
     let log = store.ownership_log(None).await.unwrap();
-    assert_no_overlap(&log);
+    assert_no_overlapping_ownership(&log);
     for id in &taken {
         let epochs: Vec<i64> = log.iter().filter(|i| &i.agent_id == id).map(|i| i.epoch).collect();
         assert!(epochs.len() >= 2, "{id} changed owner with a new epoch: {epochs:?}");
@@ -282,7 +264,7 @@ async fn a_rolling_restart_keeps_every_agent_running_and_loses_no_acknowledged_w
         lost.len(),
         &lost[..lost.len().min(10)]
     );
-    assert_no_overlap(&store.ownership_log(None).await.unwrap());
+    assert_no_overlapping_ownership(&store.ownership_log(None).await.unwrap());
 }
 
 /// Cluster mode needs PostgreSQL: on SQLite the runtime refuses to start, saying why,
