@@ -105,6 +105,14 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
+                // A histogram's value here is its observation count (the `+Inf` bucket);
+                // its buckets must be cumulative.
+                prometheus_parse::Value::Histogram(buckets) => {
+                    let counts: Vec<f64> = buckets.iter().map(|b| b.count).collect();
+                    assert!(counts.is_sorted(), "{}: buckets not cumulative: {counts:?}", sample.metric);
+                    assert_eq!(buckets.last().map(|b| b.less_than), Some(f64::INFINITY), "{}", sample.metric);
+                    counts.last().copied().unwrap_or(0.0)
+                }
                 other => panic!("{}: unexpected {other:?}", sample.metric),
             };
             (format!("{}{{{}}}", sample.metric, labels.join(",")), value)
@@ -232,8 +240,6 @@ async fn every_endpoint_on_sqlite_with_a_running_platform() {
         "vigil_writer_batches_total{}",
         "vigil_writer_writes_total{}",
         "vigil_writer_batch_size_mean{}",
-        "vigil_writer_commit_latency_seconds{quantile=0.5}",
-        "vigil_writer_commit_latency_seconds{quantile=0.99}",
         "vigil_writer_retries_total{}",
         "vigil_writer_rejected_writes_total{}",
         "vigil_writer_fenced_writes_total{}",
@@ -257,6 +263,16 @@ async fn every_endpoint_on_sqlite_with_a_running_platform() {
         assert!(value.is_finite() && *value >= 0.0, "{name} = {value}");
     }
     assert!(metrics["vigil_writer_writes_total{}"] > 0.0);
+    // Every committed batch is in both histograms (the writer may commit more between
+    // the two reads of one scrape, never fewer).
+    let batches = metrics["vigil_writer_batches_total{}"];
+    for histogram in ["vigil_writer_commit_latency_seconds{}", "vigil_writer_batch_size{}"] {
+        let observed = metrics.get(histogram).unwrap_or_else(|| panic!("{histogram} missing: {metrics:?}"));
+        assert!(
+            *observed >= 1.0 && *observed <= batches,
+            "{histogram} counted {observed} of {batches} batches"
+        );
+    }
     assert!(metrics.keys().all(|k| k.starts_with("vigil_")));
 
     runtime.shutdown().await;

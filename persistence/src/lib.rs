@@ -90,7 +90,7 @@ pub use limits::PayloadLimits;
 #[cfg(feature = "testing")]
 pub use persistence_actor::CommitFault;
 pub use persistence_actor::{
-    EnqueueError, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats,
+    EnqueueError, Histogram, PersistenceActor, PersistenceConfig, PersistenceHandle, PersistenceStats,
     WriterShutdownReport,
 };
 pub use requests::{Reply, Request};

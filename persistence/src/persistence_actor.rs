@@ -86,7 +86,7 @@
 //! | `persistence_actor/queue`     | the bounded queue, [`EnqueueError`]                 |
 //! | `persistence_actor/actor`     | [`PersistenceActor`], [`PersistenceHandle`], [`Flush`], [`Shutdown`] |
 //! | `persistence_actor/writer_loop` | draining, committing, splitting, retrying         |
-//! | `persistence_actor/stats`     | [`PersistenceStats`], [`WriterShutdownReport`]      |
+//! | `persistence_actor/stats`     | [`PersistenceStats`], [`Histogram`], [`WriterShutdownReport`] |
 //! | `persistence_actor/faults`    | test hooks (feature `testing`)                      |
 
 mod actor;
@@ -102,4 +102,4 @@ pub use crate::commit::CommitFault;
 pub use actor::{Flush, PersistenceActor, PersistenceHandle, Shutdown};
 pub use config::{MAX_BATCH_BYTES, PersistenceConfig};
 pub use queue::EnqueueError;
-pub use stats::{PersistenceStats, WriterShutdownReport};
+pub use stats::{Histogram, PersistenceStats, WriterShutdownReport};

@@ -27,7 +27,8 @@
 //! | `vigil_writer_writes_total` | counter | | writes committed |
 //! | `vigil_writer_rows_total` | counter | `kind` (the write kind) | writes committed by kind |
 //! | `vigil_writer_batch_size_mean` | gauge | | mean writes per transaction |
-//! | `vigil_writer_commit_latency_seconds` | gauge | `quantile` (`0.5`, `0.99`) | drain-to-commit time over recent batches |
+//! | `vigil_writer_batch_size` | histogram | `le` (1 … 5000 writes) | writes per drained batch, every batch since the writer started |
+//! | `vigil_writer_commit_latency_seconds` | histogram | `le` (1 ms … 10 s) | drain-to-commit time of every batch since the writer started |
 //! | `vigil_writer_retries_total` | counter | | transient failures retried |
 //! | `vigil_writer_rejected_writes_total` | counter | | writes refused with their own error |
 //! | `vigil_writer_fenced_writes_total` | counter | | late writes of agents another node took over |
@@ -46,14 +47,16 @@
 //! | `vigil_query_duration_mean_seconds` | gauge | | mean time per attempt |
 //!
 //! The writer's metrics are this process's writer, or (dashboard) those a running
-//! platform published; none when neither. The commit latency is two quantile gauges
-//! because the writer keeps only its percentiles, not a histogram. Labels are bounded:
+//! platform published; none when neither. The two histograms are the writer's own
+//! bucket counts ([`vigil_persistence::Histogram`]), served as they are. Labels are bounded:
 //! agent ids (the fleet), enums; never free text.
 
 use std::sync::atomic::AtomicU64;
 
 use actix_web::{HttpResponse, web};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -112,6 +115,44 @@ impl Scrape {
         let family = Family::<Labels, Counter<f64, AtomicU64>>::default();
         self.registry.register_with_unit(name, help, unit, family.clone());
         family
+    }
+}
+
+/// A histogram whose buckets were counted elsewhere (by the writer), encoded as a
+/// Prometheus histogram. `buckets` are `(upper bound, count)`, not cumulative, the
+/// last bound `f64::MAX` (`+Inf` to the encoder).
+#[derive(Debug)]
+struct CountedHistogram {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl CountedHistogram {
+    /// Reads a serialized [`vigil_persistence::Histogram`]; `None` when it is missing
+    /// or malformed (figures published by an older platform).
+    fn from_json(value: &serde_json::Value) -> Option<Self> {
+        let bounds = value["bounds"].as_array()?;
+        let counts = value["counts"].as_array()?;
+        if counts.len() != bounds.len() + 1 {
+            return None;
+        }
+        let bounds = bounds.iter().map(serde_json::Value::as_f64).chain([Some(f64::MAX)]);
+        let buckets = bounds
+            .zip(counts)
+            .map(|(bound, count)| Some((bound?, count.as_u64()?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { sum: value["sum"].as_f64()?, count: value["count"].as_u64()?, buckets })
+    }
+}
+
+impl EncodeMetric for CountedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -294,17 +335,17 @@ pub async fn render(state: &HttpState) -> String {
             None,
             number("mean_batch_size"),
         );
-        let latency = s.gauges(
-            "vigil_writer_commit_latency",
-            "Time from draining a batch to its commit, over recent batches.",
-            Some(Unit::Seconds),
-        );
-        latency
-            .get_or_create(&vec![("quantile", "0.5".to_owned())])
-            .set(number("flush_latency_p50_ms") / 1e3);
-        latency
-            .get_or_create(&vec![("quantile", "0.99".to_owned())])
-            .set(number("flush_latency_p99_ms") / 1e3);
+        if let Some(histogram) = CountedHistogram::from_json(&stats["batch_size"]) {
+            s.registry.register("vigil_writer_batch_size", "Writes per drained batch.", histogram);
+        }
+        if let Some(histogram) = CountedHistogram::from_json(&stats["commit_latency_seconds"]) {
+            s.registry.register_with_unit(
+                "vigil_writer_commit_latency",
+                "Time from draining a batch to its commit.",
+                Unit::Seconds,
+                histogram,
+            );
+        }
         s.counter(
             "vigil_writer_retries",
             "Write attempts that failed transiently and were retried.",

@@ -197,6 +197,8 @@ impl PersistenceHandle {
             mean_batch_size: if c.batches == 0 { 0.0 } else { c.writes as f64 / c.batches as f64 },
             flush_latency_p50_ms: percentile(0.50),
             flush_latency_p99_ms: percentile(0.99),
+            commit_latency_seconds: c.commit_latency.clone(),
+            batch_size: c.batch_size.clone(),
             retries: c.retries,
             rejected_writes: c.rejected,
             fenced_writes: c.fenced,

@@ -214,6 +214,10 @@ async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<
         c.latencies.pop_front();
     }
     c.latencies.push_back(started.elapsed());
+    if transactions > 0 {
+        c.commit_latency.observe(started.elapsed().as_secs_f64());
+        c.batch_size.observe(writes.len() as f64);
+    }
     drop(c);
 
     for (ack, result) in acks.into_iter().zip(results) {
