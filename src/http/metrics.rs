@@ -20,6 +20,7 @@
 //! | `vigil_agent_cycle_busy_seconds_total` | counter | `agent` | time spent in cycles (runtime) |
 //! | `vigil_agent_failures_total` | counter | `agent`, `stage`, `kind` | failures seen since the service started (runtime) |
 //! | `vigil_agent_restarts_total` | counter | `agent`, `cause` (`failure`, `requested`, `sibling`, `other`) | restarts since the service started (runtime) |
+//! | `vigil_supervisor_escalations_total` | counter | `supervisor` | supervisors that exceeded their restart intensity and gave up (runtime) |
 //! | `vigil_lifecycle_events_missed_total` | counter | | lifecycle events the counter fell behind on (runtime) |
 //! | `vigil_writer_queue_depth` | gauge | | writes queued |
 //! | `vigil_writer_queue_capacity` | gauge | | the queue's capacity |
@@ -280,6 +281,10 @@ pub async fn render(state: &HttpState) -> String {
             .counters("vigil_agent_failures", "Agent failures by stage and kind, since the service started.");
         let restarts =
             s.counters("vigil_agent_restarts", "Agent restarts by cause, since the service started.");
+        let escalations = s.counters(
+            "vigil_supervisor_escalations",
+            "Supervisors that exceeded their restart intensity and gave up, since the service started.",
+        );
         let missed = match state.counts.lock() {
             Ok(counts) => {
                 for ((id, stage, kind), n) in &counts.failures {
@@ -289,6 +294,10 @@ pub async fn render(state: &HttpState) -> String {
                         ("kind", (*kind).to_owned()),
                     ];
                     failures.get_or_create(&labels).inc_by(*n);
+                    // A supervisor that gives up reports an escalated failure of its own.
+                    if *kind == "escalated" {
+                        escalations.get_or_create(&vec![("supervisor", id.clone())]).inc_by(*n);
+                    }
                 }
                 for ((id, cause), n) in &counts.restarts {
                     restarts
