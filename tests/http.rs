@@ -359,3 +359,42 @@ async fn vigil_run_serves_http() {
     assert!(log.contains(&format!("serving http://{addr}/metrics")), "{log}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A nested supervisor that exceeds its restart intensity shows in
+/// `vigil_supervisor_escalations_total`, labelled with the supervisor.
+#[actix_rt::test]
+async fn a_supervisor_escalation_is_counted() {
+    use vigil_runtime::supervisor::{Strategy, SupervisorSpec};
+    use vigil_runtime::testkit::{Fault, FaultPlan, faulty_child, memory_state};
+    use vigil_runtime::{EventKind, RestartIntensity};
+
+    // `inner` allows one restart a minute and x fails twice (well after the counter
+    // follows the runtime: cycles are 10 ms apart).
+    let plan = FaultPlan::new().at_cycle("x", 30, Fault::Panic).at_cycle("x", 32, Fault::Panic);
+    let inner = SupervisorSpec::new("inner", Strategy::OneForOne)
+        .intensity(RestartIntensity::new(1, Duration::from_secs(60)))
+        .child(faulty_child(&plan, "x"));
+    let runtime = Runtime::builder(memory_state().await)
+        .intensity(RestartIntensity::new(100, Duration::from_secs(60)))
+        .supervisor(inner)
+        .start()
+        .await
+        .expect("runtime starts");
+    let state = HttpState::new(runtime.shared_state().clone()).with_runtime(runtime.clone());
+    let mut events = runtime.subscribe();
+    events
+        .wait_for(DEADLINE, |e| e.agent_id == "inner" && matches!(e.kind, EventKind::Failure { .. }))
+        .await
+        .expect("inner escalates");
+    let app = test::init_service(App::new().configure(|cfg| configure(cfg, &state))).await;
+    let started = Instant::now();
+    loop {
+        let metrics = parse_metrics(&get(&app, "/metrics").await.1);
+        if metrics.get("vigil_supervisor_escalations_total{supervisor=inner}") == Some(&1.0) {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "the escalation was never counted: {metrics:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runtime.shutdown().await;
+}
