@@ -135,7 +135,8 @@ impl Node {
             over_share: 0,
             paused: Arc::default(),
         };
-        for lease in node.claim_up_to_share().await? {
+        let live = node.live_nodes().await?;
+        for lease in node.claim_up_to_share(&live).await? {
             node.fences.lock().expect("fences lock").insert(lease.agent_id.clone(), lease);
         }
         let running = node.running();
@@ -159,10 +160,10 @@ impl Node {
         self.fences.lock().expect("fences lock").keys().cloned().collect()
     }
 
-    /// Claims unowned or orphaned singletons up to this node's fair share; returns the
-    /// fences of those claimed.
-    async fn claim_up_to_share(&mut self) -> Result<Vec<Fence>, StoreError> {
-        let (share, running) = self.share().await?;
+    /// Claims unowned or orphaned singletons up to this node's fair share among the
+    /// live nodes `live`; returns the fences of those claimed.
+    async fn claim_up_to_share(&mut self, live: &[String]) -> Result<Vec<Fence>, StoreError> {
+        let (share, running) = (self.share(live), self.running());
         if running.len() >= share {
             return Ok(Vec::new());
         }
@@ -177,24 +178,22 @@ impl Node {
         Ok(claimed.iter().filter_map(|lease| lease.fence()).collect())
     }
 
-    /// This node's fair share of the singletons, and what it runs now.
-    async fn share(&self) -> Result<(usize, HashSet<String>), StoreError> {
-        let live = self.store.nodes().await?.iter().filter(|n| n.alive).count().max(1);
-        Ok((self.singletons.len().div_ceil(live), self.running()))
+    /// The ids of the live nodes, read once per renewal so that every decision of one
+    /// tick (the share, the least loaded node) sees the same membership.
+    async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.store.nodes().await?.into_iter().filter(|n| n.alive).map(|n| n.record.node_id).collect())
     }
 
-    /// How many singletons the least loaded live node runs (by the leases).
-    async fn least_loaded(&self) -> Result<usize, StoreError> {
-        let mut counts: HashMap<String, usize> = self
-            .store
-            .nodes()
-            .await?
-            .into_iter()
-            .filter(|n| n.alive)
-            .map(|n| (n.record.node_id, 0))
-            .collect();
+    /// This node's fair share of the singletons among `live` nodes.
+    fn share(&self, live: &[String]) -> usize {
+        self.singletons.len().div_ceil(live.len().max(1))
+    }
+
+    /// How many singletons the least loaded of the `live` nodes runs (by the leases).
+    async fn least_loaded(&self, live: &[String]) -> Result<usize, StoreError> {
+        let mut counts: HashMap<&str, usize> = live.iter().map(|id| (id.as_str(), 0)).collect();
         for lease in self.store.agent_leases().await? {
-            if let Some(count) = lease.node_id.and_then(|node| counts.get_mut(&node)) {
+            if let Some(count) = lease.node_id.as_deref().and_then(|node| counts.get_mut(node)) {
                 *count += 1;
             }
         }
@@ -213,7 +212,8 @@ impl Node {
             tracing::warn!(node = %self.node_id, agent.id = %lost.agent_id, epoch = lost.epoch, "lease lost to another node; stopping the agent");
             self.stop(root, &lost.agent_id).await;
         }
-        for fence in self.claim_up_to_share().await? {
+        let live = self.live_nodes().await?;
+        for fence in self.claim_up_to_share(&live).await? {
             let id = fence.agent_id.clone();
             tracing::info!(node = %self.node_id, agent.id = %id, epoch = fence.epoch, "lease claimed; starting the agent");
             self.fences.lock().expect("fences lock").insert(id.clone(), fence);
@@ -226,7 +226,7 @@ impl Node {
         // Two more than the least loaded node: one handed over makes it fairer (a
         // difference of one is as even as it gets).
         let running = self.running();
-        if running.len() >= self.least_loaded().await? + 2 {
+        if running.len() >= self.least_loaded(&live).await? + 2 {
             self.over_share += 1;
         } else {
             self.over_share = 0;
@@ -235,7 +235,7 @@ impl Node {
             self.over_share = 0;
             // What it runs beyond its fair share (at least one: 4, 4, 2 becomes 3, 4, 3),
             // the ones started last, so the earlier ones keep running where they are.
-            let (share, _) = self.share().await?;
+            let share = self.share(&live);
             let excess = running.len().saturating_sub(share).max(1);
             let handed: Vec<String> = self
                 .singletons
