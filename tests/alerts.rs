@@ -306,6 +306,10 @@ async fn a_receiver_answering_500_is_retried_and_every_attempt_recorded() {
         assert_eq!((stats.delivered, stats.failed_attempts, stats.gave_up), (1, 2, 0));
 
         alerter.shutdown().await;
+        // The records are history: the retention cleanup removes them with the rest.
+        let cutoff = vigil_persistence::types::Ts::from(chrono::Utc::now() + chrono::Duration::seconds(1));
+        assert!(shared.cleanup_before(cutoff).await.unwrap().alert_deliveries >= 3);
+        assert!(shared.recent_alert_deliveries(50).await.unwrap().is_empty());
         runtime.shutdown().await;
     }
 }
