@@ -25,6 +25,7 @@ pub use vigil_runtime::{
     Agent, AgentContext, AgentDescriptor, AgentError, AgentResult, AgentSettings, Restart,
 };
 
+pub mod alerts;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod command;

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `vigil` facade and command.
 
+mod alerts;
 mod cli;
 mod cli_props;
 mod cluster;

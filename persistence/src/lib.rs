@@ -54,12 +54,14 @@
 //! | [`presence`]          | which runtime node is alive                             |
 //! | [`nodes`]             | many nodes on one PostgreSQL: leases, epochs, fencing   |
 //! | [`help_queue`], [`agent_commands`], [`workflow_runs`] | queues built on requests      |
+//! | [`alert_deliveries`]  | the record of every attempt to deliver an alert         |
 //! | [`import`]            | the SQLite → PostgreSQL migration, verified             |
 //! | [`limits`]            | [`PayloadLimits`]: what a write may carry               |
 //! | [`schema`], [`models`], [`types`] | the tables, their rows, the column types    |
 //! | [`error`]             | [`StoreError`]                                          |
 //! | [`testing`]           | test databases ([`testing::TestDb`]), [`on_both_backends!`]; hooks with feature `testing` |
 pub mod agent_commands;
+pub mod alert_deliveries;
 mod backend;
 pub mod commit;
 pub mod config;

@@ -212,3 +212,27 @@ diesel::table! {
         updated_at -> Nullable<TsTz>,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::types::sql_types::TsTz;
+
+    /// Every attempt to deliver an alert to a webhook (migration alert_deliveries; see
+    /// crate::alert_deliveries).
+    alert_deliveries (id) {
+        id -> Int4,
+        #[max_length = 255]
+        webhook_name -> Varchar,
+        #[max_length = 255]
+        incident_key -> Varchar,
+        #[max_length = 20]
+        status -> Varchar,
+        attempt -> Int4,
+        #[max_length = 20]
+        outcome -> Varchar,
+        http_status -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        duration_ms -> Int8,
+        attempted_at -> TsTz,
+    }
+}

@@ -21,6 +21,7 @@
 //! | `get_query_stats`           | [`SharedState::get_query_stats`]                       |
 //! | pool monitoring             | [`SharedState::get_pool_stats`]                        |
 //! | `cleanup_old_data`          | [`SharedState::cleanup_old_data`]                      |
+//! | alert delivery records     | [`SharedState::record_alert_delivery`], [`SharedState::recent_alert_deliveries`] |
 //! | restart claims (monitors)   | [`SharedState::claim_incident`], [`SharedState::incident_claim`] |
 //! | consistency checks          | [`SharedState::orphan_rows`], [`SharedState::help_requests_with_status`] |
 //!
@@ -60,6 +61,7 @@
 //! | `shared_state/system_state`    | the key-value `system_state` table                 |
 //! | `shared_state/help`            | help requests and responses                        |
 //! | `shared_state/communications`  | agent communications, LLM conversations            |
+//! | `shared_state/alert_deliveries` | the record of alert deliveries ([`crate::alert_deliveries`]) |
 //! | `shared_state/claims`          | incident claims ([`IncidentClaim`])                |
 //! | `shared_state/upkeep`          | health, statistics, consistency ([`OrphanRows`]), cleanup ([`CleanupReport`]) |
 
@@ -89,6 +91,7 @@ macro_rules! optional_setters {
 }
 
 mod agents;
+mod alert_deliveries;
 mod claims;
 mod communications;
 mod events;

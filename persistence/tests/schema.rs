@@ -106,6 +106,7 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
 /// Tables added after the specification's nine, by later migrations.
 const EXTENSION_TABLES: &[&str] = &[
     "agent_commands",
+    "alert_deliveries",
     "vigil_agent_leases",
     "vigil_nodes",
     "vigil_ownership_log",
@@ -155,7 +156,7 @@ async fn postgres_schema_is_the_specification() {
          FROM information_schema.columns c
          JOIN pg_attribute a ON a.attrelid = c.table_name::regclass AND a.attname = c.column_name
          WHERE c.table_schema = 'public' AND c.table_name NOT LIKE '\\_\\_diesel%'
-           AND c.table_name NOT IN ('agent_commands', 'vigil_write_batches', 'vigil_nodes',
+           AND c.table_name NOT IN ('agent_commands', 'alert_deliveries', 'vigil_write_batches', 'vigil_nodes',
                                     'vigil_agent_leases', 'vigil_ownership_log')
          ORDER BY 1, 2",
     )

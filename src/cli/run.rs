@@ -33,6 +33,9 @@ pub struct PlatformConfig {
     pub langgraph: LangGraphConfig,
     /// How long history is kept.
     pub retention: RetentionConfig,
+    /// Alert delivery to webhooks ([`crate::alerts`]); validated as it is read.
+    #[serde(deserialize_with = "crate::alerts::config::deserialize_validated")]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// How long `vigil run` keeps history: every `interval` (and once at start) it deletes
@@ -63,7 +66,9 @@ impl Default for RetentionConfig {
 /// Whether a key of a configuration file holds a secret.
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["key", "password", "passwd", "secret", "token", "authorization"].iter().any(|word| key.contains(word))
+    ["key", "password", "passwd", "secret", "token", "authorization", "headers"]
+        .iter()
+        .any(|w| key.contains(w))
 }
 
 /// Every secret in a configuration document: each scalar under a secret key (and inside
@@ -361,7 +366,7 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
         }
         None => None,
     };
-
+    let alerter = crate::alerts::start_for_platform(&shared, &platform.alerts, runtime.node_id());
     let stop = shutdown_signal(options.run_for);
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -423,6 +428,7 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
     if let Some(server) = &http {
         server.stop().await;
     }
+    crate::alerts::shutdown(alerter).await; // first: stopping agents is no incident
     let report = runtime.shutdown().await;
     let persistence = writer.shutdown().await;
     let stats = writer.stats();

@@ -46,12 +46,19 @@ pub struct CleanupReport {
     pub communications: usize,
     /// `llm_conversations` rows removed.
     pub conversations: usize,
+    /// `alert_deliveries` rows removed.
+    pub alert_deliveries: usize,
 }
 
 impl CleanupReport {
     /// Rows removed in all.
     pub fn total(&self) -> usize {
-        self.heartbeats + self.metrics + self.events + self.communications + self.conversations
+        self.heartbeats
+            + self.metrics
+            + self.events
+            + self.communications
+            + self.conversations
+            + self.alert_deliveries
     }
 }
 
@@ -146,7 +153,8 @@ impl SharedState {
     }
 
     /// Deletes heartbeats, metrics, events (but not error or critical ones),
-    /// communications and conversations older than `days_to_keep` days, in one
+    /// communications, conversations and alert delivery records older than
+    /// `days_to_keep` days, in one
     /// transaction, and says how many rows went from each table. The cluster's history
     /// goes too: ownership intervals that ended and nodes that left before then.
     /// More than [`MAX_DAYS_TO_KEEP`] is [`StoreError::InvalidInput`].
@@ -193,6 +201,11 @@ impl SharedState {
                         )
                         .execute(conn)
                         .await?;
+                        let alert_deliveries = diesel::delete(
+                            alert_deliveries::table.filter(alert_deliveries::attempted_at.lt(cutoff)),
+                        )
+                        .execute(conn)
+                        .await?;
                         // Commit markers of writers that are gone (a live writer keeps
                         // only its latest); never one younger than a day, which a writer
                         // may still be resolving (see `crate::commit`).
@@ -219,6 +232,7 @@ impl SharedState {
                             events,
                             communications,
                             conversations,
+                            alert_deliveries,
                         })
                     })
                     .await

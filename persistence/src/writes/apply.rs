@@ -14,6 +14,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use super::rows::{AgentUpdate, InsertRows, UpdateAgents, upsert_system_state};
 use super::status::HelpStatus;
 use super::write::Write;
+use crate::alert_deliveries::NewAlertDelivery;
 use crate::backend::SqliteConn;
 use crate::error::StoreError;
 use crate::lifecycle::State;
@@ -128,6 +129,7 @@ macro_rules! define_apply {
                 let mut requests = Vec::new();
                 let mut communications = Vec::new();
                 let mut conversations = Vec::new();
+                let mut deliveries = Vec::new();
                 let mut updates: HashMap<i32, AgentUpdate> = HashMap::new();
                 let mut state: HashMap<&str, (&serde_json::Value, Ts)> = HashMap::new();
                 let mut answers = Vec::new();
@@ -226,6 +228,7 @@ macro_rules! define_apply {
                                 timestamp: Some(*at),
                                 metadata: metadata.clone().map(Json),
                             }),
+                            Write::AlertDelivery(delivery) => deliveries.push(NewAlertDelivery::from(delivery)),
                         }
                         Ok(())
                     })();
@@ -240,6 +243,7 @@ macro_rules! define_apply {
                 conn.insert_rows(requests).await?;
                 conn.insert_rows(communications).await?;
                 conn.insert_rows(conversations).await?;
+                conn.insert_rows(deliveries).await?;
 
                 // 4. The agents rows: one statement (PostgreSQL) or one per agent (SQLite).
                 let mut updates: Vec<(i32, AgentUpdate)> = updates.into_iter().collect();

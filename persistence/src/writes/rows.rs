@@ -7,6 +7,7 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::alert_deliveries::NewAlertDelivery;
 use crate::backend::SqliteConn;
 use crate::lifecycle::State;
 use crate::models::*;
@@ -17,17 +18,20 @@ use crate::types::{Json, Ts};
 /// PostgreSQL's 65,535 and SQLite's 32,766 bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 4_000;
 
+/// Rows per INSERT of `alert_deliveries`, whose 9 columns × 3,000 stay under them too.
+const DELIVERIES_PER_STATEMENT: usize = 3_000;
+
 /// Inserts rows with as few statements as the backend allows.
 pub(crate) trait InsertRows<T> {
     async fn insert_rows(&mut self, rows: Vec<T>) -> QueryResult<usize>;
 }
 
 macro_rules! insert_rows_impl {
-    ($($model:ty => $table:path),* $(,)?) => {$(
+    ($($model:ty => $table:path, $rows:expr);* $(;)?) => {$(
         impl InsertRows<$model> for AsyncPgConnection {
             async fn insert_rows(&mut self, rows: Vec<$model>) -> QueryResult<usize> {
                 let mut written = 0;
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                for chunk in rows.chunks($rows) {
                     written += diesel::insert_into($table).values(chunk).execute(self).await?;
                 }
                 Ok(written)
@@ -43,7 +47,7 @@ macro_rules! insert_rows_impl {
                 }
                 self.spawn_blocking(move |conn| {
                     let mut written = 0;
-                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    for chunk in rows.chunks($rows) {
                         written += diesel::RunQueryDsl::execute(diesel::insert_into($table).values(chunk), conn)?;
                     }
                     Ok(written)
@@ -55,11 +59,12 @@ macro_rules! insert_rows_impl {
 }
 
 insert_rows_impl! {
-    NewMetric => performance_metrics::table,
-    NewSystemEvent => system_events::table,
-    NewHelpRequest => help_requests::table,
-    NewCommunication => agent_communications::table,
-    NewConversation => llm_conversations::table,
+    NewMetric => performance_metrics::table, ROWS_PER_STATEMENT;
+    NewSystemEvent => system_events::table, ROWS_PER_STATEMENT;
+    NewHelpRequest => help_requests::table, ROWS_PER_STATEMENT;
+    NewCommunication => agent_communications::table, ROWS_PER_STATEMENT;
+    NewConversation => llm_conversations::table, ROWS_PER_STATEMENT;
+    NewAlertDelivery => alert_deliveries::table, DELIVERIES_PER_STATEMENT;
 }
 
 impl InsertRows<NewHeartbeat> for AsyncPgConnection {

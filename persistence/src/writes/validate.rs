@@ -81,6 +81,14 @@ impl Write {
                 limits.check_opt_json("metadata", metadata.as_ref())
             }
             Write::Request(request) => request.validate(limits),
+            Write::AlertDelivery(delivery) => {
+                text("webhook_name", &delivery.webhook_name, 255)?;
+                text("incident_key", &delivery.incident_key, 255)?;
+                if delivery.attempt == 0 {
+                    return Err(StoreError::invalid("attempt", "attempts count from 1"));
+                }
+                limits.check_opt_text("error", delivery.error.as_deref())
+            }
         }
     }
 
@@ -163,6 +171,11 @@ impl Write {
                         + text(message.as_deref())
                         + text(response.as_deref())
                         + json(metadata.as_ref())
+                }
+                Write::AlertDelivery(delivery) => {
+                    delivery.webhook_name.len()
+                        + delivery.incident_key.len()
+                        + text(delivery.error.as_deref())
                 }
                 Write::Request(request) => match request {
                     Request::ClaimIncident { claim } => claim.agent_id.len() + claim.claimant.len(),

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use super::status::{HelpStatus, Severity};
+use crate::alert_deliveries::AlertDelivery;
 use crate::lifecycle::State;
 use crate::requests::Request;
 use crate::types::Ts;
@@ -140,6 +141,8 @@ pub enum Write {
         /// When.
         at: Ts,
     },
+    /// One attempt to deliver an alert to a webhook (see [`crate::alert_deliveries`]).
+    AlertDelivery(AlertDelivery),
 }
 
 /// Which table a write lands in (for statistics).
@@ -158,6 +161,7 @@ pub enum WriteKind {
     Communication,
     Conversation,
     Request,
+    AlertDelivery,
 }
 
 impl Write {
@@ -175,6 +179,7 @@ impl Write {
             Write::Communication { .. } => WriteKind::Communication,
             Write::Conversation { .. } => WriteKind::Conversation,
             Write::Request(_) => WriteKind::Request,
+            Write::AlertDelivery(_) => WriteKind::AlertDelivery,
         }
     }
 

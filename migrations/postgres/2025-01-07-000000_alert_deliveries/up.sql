@@ -1,0 +1,18 @@
+-- Every attempt to deliver an alert to a webhook (the facade's `vigil::alerts`): one
+-- row per HTTP attempt, written through the persistence actor, removed by the
+-- retention cleanup with the rest of the history. `error` never holds the webhook's
+-- URL or header values (they may carry tokens).
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id SERIAL PRIMARY KEY,
+    webhook_name VARCHAR(255) NOT NULL,
+    incident_key VARCHAR(255) NOT NULL,
+    status VARCHAR(20) NOT NULL CHECK (status IN ('firing', 'resolved')),
+    attempt INTEGER NOT NULL CHECK (attempt >= 1),
+    outcome VARCHAR(20) NOT NULL CHECK (outcome IN ('delivered', 'failed', 'gave_up')),
+    http_status INTEGER,
+    error TEXT,
+    duration_ms BIGINT NOT NULL,
+    attempted_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+CREATE INDEX IF NOT EXISTS idx_alert_deliveries_attempted_at ON alert_deliveries (attempted_at);
+CREATE INDEX IF NOT EXISTS idx_alert_deliveries_incident ON alert_deliveries (incident_key, id);
