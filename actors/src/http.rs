@@ -139,7 +139,7 @@ async fn post_once(
 }
 
 /// The error with its sources, `a: b: c` (reqwest's own message is terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use vigil_actors::HttpRetryPolicy;
+use vigil_actors::http::error_chain;
 use vigil_persistence::SharedState;
 use vigil_persistence::alert_deliveries::{AlertDelivery, DeliveryOutcome};
 use vigil_persistence::types::Ts;
@@ -236,16 +237,4 @@ impl Courier {
         }
         text
     }
-}
-
-/// The error with its sources, `a: b: c` (reqwest's own message is terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -411,13 +411,14 @@ pub(super) async fn cleanup(state: &SharedState, days: u32, json: bool) -> Resul
         return print_json(&report);
     }
     out!(
-        "removed {} rows older than {days} days: {} heartbeats, {} metrics, {} events (errors kept), {} communications, {} conversations",
+        "removed {} rows older than {days} days: {} heartbeats, {} metrics, {} events (errors kept), {} communications, {} conversations, {} alert deliveries",
         report.total(),
         report.heartbeats,
         report.metrics,
         report.events,
         report.communications,
-        report.conversations
+        report.conversations,
+        report.alert_deliveries
     )?;
     Ok(())
 }

@@ -39,8 +39,8 @@ pub struct PlatformConfig {
 }
 
 /// How long `vigil run` keeps history: every `interval` (and once at start) it deletes
-/// heartbeats, metrics, events, communications and conversations older than `days`,
-/// as `vigil cleanup --days` does (error and critical events are kept), and records a
+/// heartbeats, metrics, events, communications, conversations and alert deliveries
+/// older than `days`, as `vigil cleanup --days` does (error and critical events are kept), and records a
 /// `data_retention_cleanup` event with the counts. `"days": null` keeps everything.
 ///
 /// | field      | default |
