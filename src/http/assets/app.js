@@ -310,6 +310,9 @@ async function refreshMetricNames() {
 }
 
 async function refreshCharts() {
+  // The boxes first, in a fixed order, whichever answer comes back first.
+  for (const c of FIXED_CHARTS) chartBox(c.name, c.title);
+  chartBox("picked", $("metric-name").value || "metric");
   await refreshMetricNames().catch(showError);
   const agent = $("metric-agent").value;
   const jobs = FIXED_CHARTS.map((c) => drawChart(c.name, c.title, c.name, c.name === "heartbeats" ? view.selectedAgent : null));

@@ -123,7 +123,9 @@ function drawTimeline(svg, transitions, from, to) {
     return;
   }
   const segments = [];
-  let state = transitions[0].from;
+  // Before its first transition from `initializing` the agent did not exist yet: that
+  // stretch stays blank rather than painted as a state.
+  let state = transitions[0].from === "initializing" ? null : transitions[0].from;
   let since = from;
   for (const t of transitions) {
     const at = new Date(t.at).getTime();
@@ -133,6 +135,7 @@ function drawTimeline(svg, transitions, from, to) {
   }
   segments.push([state, since, to]);
   for (const [name, begin, end] of segments) {
+    if (name === null) continue;
     const x0 = x(begin);
     const w = Math.max(x(end) - x0, 1);
     const rect = svgEl("rect", { x: x0, y: band.top, width: w, height: band.height, fill: STATE_COLOURS[name] || "#56616d" }, svg);
