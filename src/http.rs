@@ -12,7 +12,16 @@
 //! | GET    | `/api/v1/metrics?agent=&name=&since=&limit=`   | `{"metrics": [...]}`, newest first, as `vigil metrics --json` |
 //! | GET    | `/api/v1/health`                       | what `vigil health --json` prints                       |
 //! | GET    | `/api/v1/nodes`                        | what `vigil nodes --json` prints (PostgreSQL; `409` on SQLite) |
+//! | GET    | `/api/v1/service`                      | what serves it: `mode` (`runtime`/`database`), `node`, `database`, `backend`, `operator_actions`, `version` |
+//! | GET    | `/api/v1/agents?since=24h`             | `/api/v1/status` with each agent's `restarts` and `failures` in the window, `since_secs`, `transitions_truncated`, `writer` (the writer's figures or `null`) |
+//! | GET    | `/api/v1/agents/{id}/timeline?since=1h&limit=200` | `{"agent_id", "since_secs", "transitions": [{"event_id", "at", "from", "to", "trigger", "cause", "failure"}]}`, oldest first; `404` for an unknown agent |
+//! | GET    | `/api/v1/series?name=&agent=&since=1h&step=` | a metric (or `heartbeats`: per minute) bucketed over the window: `{"name", "agent", "unit", "since_secs", "step_secs", "start", "truncated", "points": [{"t", "count", "value", "min", "max"}]}` (see [`crate::report::Series`]); `name` required, at most 1000 buckets |
+//! | GET    | `/api/v1/series/names?since=1h`        | `{"since_secs", "series": [{"name", "agents", "samples"}]}`: `heartbeats`, then every metric recorded in the window |
+//! | GET    | `/api/v1/help?limit=20&status=`        | `{"requests": [{"request_id", "query", "query_truncated", "status", "created_at", "claimed_at", "claimed_by", "response": {"response", "truncated", "status", "at", "took_secs"} or null}]}`, newest first, texts cut at 2000 characters |
+//! | GET    | `/api/v1/workflows?limit=20&status=`   | `{"runs": [...]}`, newest first, each as `vigil workflows --json` |
+//! | GET    | `/api/v1/events/stream?after=`         | server-sent events: each new event as `id: N`, `event: event`, `data: <JSON as /api/v1/events>`; resumes after `Last-Event-ID` (see [`stream`]) |
 //! | POST   | `/api/v1/agents/{id}/restart\|stop\|fix` | an operator action (bearer token; see below), `200 {"outcome": ...}` |
+//! | GET    | `/`                                    | the dashboard page (see [`dashboard`]); `/assets/app.js`, `/assets/charts.js`, `/assets/style.css` |
 //!
 //! Errors are JSON: `{"error": "..."}` with `400` (a bad query value, named), `401`
 //! (no or wrong token), `403` (operator actions not enabled), `404` (no such agent),
@@ -28,6 +37,11 @@
 //! figures are not served as the present. Cycle, failure and restart counts need a
 //! runtime in the process ([`HttpState::with_runtime`]); failures and restarts are
 //! counted from its lifecycle events from the moment the state is built.
+//!
+//! **The dashboard.** `/` is a page compiled into the binary that shows the agents, a
+//! live events feed, charts, help requests and workflow runs from the endpoints above
+//! (see [`dashboard`]). It works in `vigil dashboard` too, where it says the data comes
+//! from the database alone and offers no operator actions.
 //!
 //! **Security.** Every endpoint reads, unless operator actions are enabled with a
 //! bearer token ([`HttpState::with_operator_token`]; `vigil run --http-token-env NAME`
@@ -65,9 +79,12 @@ use vigil_runtime::Runtime;
 
 mod api;
 mod counters;
+pub mod dashboard;
+mod history;
 pub mod metrics;
 mod probes;
 mod server;
+pub mod stream;
 
 pub use server::{HttpServerHandle, serve};
 
@@ -85,6 +102,10 @@ pub struct HttpState {
     counts: Arc<Mutex<counters::LifecycleCounts>>,
     /// How long an operator action waits for the platform's outcome.
     action_timeout: Duration,
+    /// The event streams: how many are open, and the signal that ends them.
+    streams: Arc<stream::StreamRegistry>,
+    /// The longest silence of an event stream before a keepalive comment.
+    stream_keepalive: Duration,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -107,6 +128,8 @@ impl HttpState {
             token: None,
             counts: Arc::default(),
             action_timeout: Duration::from_secs(30),
+            streams: Arc::default(),
+            stream_keepalive: stream::KEEPALIVE,
         }
     }
 
@@ -134,6 +157,27 @@ impl HttpState {
     pub fn with_action_timeout(mut self, timeout: Duration) -> Self {
         self.action_timeout = timeout;
         self
+    }
+
+    /// The longest silence of `/api/v1/events/stream` before a `: keepalive` comment
+    /// (default [`stream::KEEPALIVE`], 15 s): shorter behind a proxy that closes idle
+    /// connections sooner. A client that went away is noticed at the next write.
+    #[must_use]
+    pub fn with_stream_keepalive(mut self, keepalive: Duration) -> Self {
+        self.stream_keepalive = keepalive;
+        self
+    }
+
+    /// How many `/api/v1/events/stream` responses are open (not ended or dropped).
+    pub fn open_event_streams(&self) -> usize {
+        self.streams.open()
+    }
+
+    /// Ends every open `/api/v1/events/stream` response, and those opened later, so a
+    /// graceful shutdown does not wait for browsers ([`HttpServerHandle::stop`] calls
+    /// it; an application serving [`configure`] itself calls it before stopping).
+    pub fn close_event_streams(&self) {
+        self.streams.close_all();
     }
 
     /// Whether operator actions are enabled (a token was given).
@@ -164,6 +208,8 @@ impl HttpState {
 /// `App::new().configure(|cfg| vigil::http::configure(cfg, &state))`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: &HttpState) {
     cfg.app_data(web::Data::new(state.clone()))
+        .route("/", web::get().to(dashboard::index))
+        .route("/assets/{name}", web::get().to(dashboard::asset))
         .route("/healthz", web::get().to(probes::healthz))
         .route("/readyz", web::get().to(probes::readyz))
         .route("/metrics", web::get().to(metrics::scrape))
@@ -171,9 +217,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &HttpState) {
             web::scope("/api/v1")
                 .route("/status", web::get().to(api::status))
                 .route("/events", web::get().to(api::events))
+                .route("/events/stream", web::get().to(stream::events))
                 .route("/metrics", web::get().to(api::metrics))
                 .route("/health", web::get().to(api::health))
                 .route("/nodes", web::get().to(api::nodes))
+                .route("/service", web::get().to(dashboard::service))
+                .route("/agents", web::get().to(history::agents))
+                .route("/agents/{id}/timeline", web::get().to(history::timeline))
+                .route("/series", web::get().to(history::series))
+                .route("/series/names", web::get().to(history::series_names))
+                .route("/help", web::get().to(history::help))
+                .route("/workflows", web::get().to(history::workflows))
                 .route("/agents/{id}/{action}", web::post().to(api::agent_action)),
         );
 }

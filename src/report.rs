@@ -11,6 +11,10 @@
 //! | [`NodesReport`]     | [`NodesReport::read`]  | `nodes` (PostgreSQL; [`StoreError::Unsupported`] on SQLite) |
 //! | events              | [`recent_events`]      | system event rows, newest first         |
 //! | metrics             | [`recent_metrics`]     | performance samples, newest first       |
+//! | [`AgentsReport`]    | [`AgentsReport::read`] | the status's agents + `restarts`, `failures` over a window |
+//! | [`Timeline`]        | [`Timeline::read`]     | one agent's state transitions, oldest first |
+//! | [`Series`]          | [`Series::read`]       | a metric (or the heartbeat rate) in buckets over a window |
+//! | help exchanges      | [`help_exchange_json`] | a help request and its answer, texts cut |
 //!
 //! Nothing here replays a state column as the present: whether a platform and its
 //! agents run is decided at read time ([`vigil_persistence::presence`]), and the
@@ -35,6 +39,12 @@ use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::store::DatabaseHealth;
 use vigil_persistence::types::Ts;
 use vigil_persistence::{Severity, SharedState, StoreError};
+
+mod history;
+mod series;
+
+pub use history::{Activity, AgentsReport, MAX_HELP_TEXT_CHARS, Timeline, help_exchange_json};
+pub use series::{Bucket, HEARTBEATS, MAX_BUCKETS, MAX_POINTS, Series, SeriesQuery};
 
 /// The system-state key under which `vigil run` publishes the writer's statistics
 /// (after the first second, then every 5 s), so `vigil health` in another process
@@ -212,6 +222,8 @@ pub struct EventQuery {
     pub severity: Option<Severity>,
     /// Only this event type.
     pub event_type: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Ts>,
     /// At most this many.
     pub limit: i64,
 }
@@ -229,7 +241,7 @@ impl EventQuery {
             event_type: self.event_type.clone(),
             min_severity: self.severity,
             after_id,
-            since: None,
+            since: self.since,
             // Agent filtering happens here, so read more than asked when it applies.
             limit: Some(if self.agent.is_some() { limit.saturating_mul(20) } else { limit }),
         }
@@ -271,7 +283,11 @@ pub async fn recent_metrics(
     since: Duration,
     limit: i64,
 ) -> Result<Vec<MetricRecord>, StoreError> {
-    // `parse_duration` caps `since` at a hundred years, which chrono takes whole.
-    let since = Ts::from(Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::TimeDelta::MAX));
-    state.recent_metrics(name, agent, since, limit).await
+    state.recent_metrics(name, agent, ts_ago(since), limit).await
+}
+
+/// The instant `ago` before now. (`parse_duration` caps a duration at a hundred years,
+/// which chrono takes whole.)
+pub(crate) fn ts_ago(ago: Duration) -> Ts {
+    Ts::from(Utc::now() - chrono::Duration::from_std(ago).unwrap_or(chrono::TimeDelta::MAX))
 }

@@ -7,6 +7,8 @@
 //! | a duration | [`parse_duration`] | `500ms`, `30s`, `10m`, `2h`, `1d`, up to 36500 days |
 //! | a limit    | [`parse_limit`]    | 1 to [`MAX_LIMIT`]                                  |
 //! | a severity | [`parse_severity`] | `debug`, `info`, `warning`, `error`, `critical`     |
+//! | a workflow status | [`parse_workflow_status`] | `pending`, `running`, `completed`, `failed` |
+//! | a help status | [`parse_help_status`] | `pending`, `processing`, `complete`, `failed`   |
 //!
 //! Each error is a sentence that names the value and the range, and says "must be
 //! positive" for a negative one.
@@ -19,8 +21,9 @@
 
 use std::time::Duration;
 
-use vigil_persistence::Severity;
 use vigil_persistence::shared_state::MAX_DAYS_TO_KEEP;
+use vigil_persistence::workflow_runs::WorkflowStatus;
+use vigil_persistence::{HelpStatus, Severity};
 
 /// The most rows a limit asks for.
 pub const MAX_LIMIT: i64 = 1_000_000;
@@ -67,4 +70,18 @@ pub fn parse_limit(text: &str) -> Result<i64, String> {
 pub fn parse_severity(text: &str) -> Result<Severity, String> {
     Severity::parse(&text.to_ascii_lowercase())
         .ok_or_else(|| format!("`{text}` is not a severity (debug, info, warning, error, critical)"))
+}
+
+/// A workflow run's status: `pending`, `running`, `completed` or `failed`.
+pub fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
+    WorkflowStatus::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed or failed"))
+}
+
+/// A help request's status: `pending`, `processing`, `complete` or `failed`.
+pub fn parse_help_status(text: &str) -> Result<HelpStatus, String> {
+    [HelpStatus::Pending, HelpStatus::Processing, HelpStatus::Complete, HelpStatus::Failed]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .ok_or_else(|| format!("`{text}` is not a help status: pending, processing, complete or failed"))
 }

@@ -18,6 +18,8 @@ use vigil_runtime::{Agent, AgentContext, AgentResult, ChildSpec, ClusterConfig, 
 
 use crate::run::{DEADLINE, spawn_run, stop_with_sigterm};
 
+mod dashboard;
+
 const TOKEN: &str = "t0ken-for-the-http-tests";
 
 #[derive(vigil_runtime::Agent, Default)]
@@ -353,6 +355,8 @@ async fn vigil_run_serves_http() {
     let metrics = parse_metrics(&metrics);
     assert_eq!(metrics.get("vigil_platform_running{}"), Some(&1.0));
     assert_eq!(metrics.keys().filter(|k| k.starts_with("vigil_agent_up{")).count(), 10, "{metrics:?}");
+    let page = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let denied = client.post(format!("{base}/api/v1/agents/ai_help/restart")).send().await.unwrap();
     assert_eq!(denied.status(), reqwest::StatusCode::FORBIDDEN);
     let log = stop_with_sigterm(&mut platform, &dir.join("run.log"));

@@ -60,6 +60,7 @@
 //! | `shared_state/events`          | system events, [`EventFilter`], recent transitions |
 //! | `shared_state/system_state`    | the key-value `system_state` table                 |
 //! | `shared_state/help`            | help requests and responses                        |
+//! | `shared_state/history`         | dashboards' reads: events after a cursor, chart points, recorded metrics, help exchanges |
 //! | `shared_state/communications`  | agent communications, LLM conversations            |
 //! | `shared_state/alert_deliveries` | the record of alert deliveries ([`crate::alert_deliveries`]) |
 //! | `shared_state/claims`          | incident claims ([`IncidentClaim`])                |
@@ -97,6 +98,7 @@ mod communications;
 mod events;
 mod help;
 mod help_claims;
+mod history;
 mod metrics;
 mod operator_commands;
 mod system_state;
@@ -107,6 +109,7 @@ mod writer;
 pub use crate::models::{IncidentClaim, incident_claim_key};
 pub use agents::{DEFAULT_STALE_AFTER, Heartbeat};
 pub use events::EventFilter;
+pub use history::{HelpExchange, RecordedMetric};
 pub use metrics::Metric;
 pub use upkeep::{CleanupReport, HelpBacklog, MAX_DAYS_TO_KEEP, OrphanRows};
 pub use writer::{PendingWrite, SharedState, Writer};

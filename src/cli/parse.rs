@@ -27,7 +27,6 @@ use std::ffi::OsString;
 
 use clap::Parser as _;
 use vigil_persistence::shared_state::MAX_DAYS_TO_KEEP;
-use vigil_persistence::workflow_runs::WorkflowStatus;
 
 use super::Cli;
 
@@ -123,11 +122,8 @@ pub fn parse_min_ms(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a `--status` of `vigil workflows`.
-pub fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
-    WorkflowStatus::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed or failed"))
-}
+/// Parses a `--status` of `vigil workflows` (shared with the HTTP API's `?status=`).
+pub use crate::values::parse_workflow_status;
 
 #[cfg(test)]
 mod tests {

@@ -15,22 +15,23 @@ use crate::command::{self, CommandError};
 use crate::report::{self, EventQuery, HealthReport, NodesReport, StatusReport};
 use crate::values;
 
-type Query = web::Query<HashMap<String, String>>;
+/// A query string, parsed by [`param`] and [`text`] so a bad value is a named `400`.
+pub(super) type Query = web::Query<HashMap<String, String>>;
 
 /// `{"error": message}` with `status`.
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message.into() }))
 }
 
 /// A database failure: `503` (the message names no password: the store's errors do
 /// not quote the connection string).
-fn store_error(e: &StoreError) -> HttpResponse {
+pub(super) fn store_error(e: &StoreError) -> HttpResponse {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 /// The query parameter `name` parsed by `parse`; a bad value's error names it (and
 /// becomes a `400`).
-fn param<T>(
+pub(super) fn param<T>(
     query: &Query,
     name: &str,
     parse: impl Fn(&str) -> Result<T, String>,
@@ -42,7 +43,7 @@ fn param<T>(
 }
 
 /// A text filter (`agent`, `name`, `type`); empty counts as absent.
-fn text(query: &Query, name: &str) -> Option<String> {
+pub(super) fn text(query: &Query, name: &str) -> Option<String> {
     query.get(name).filter(|v| !v.is_empty()).cloned()
 }
 

@@ -15,6 +15,8 @@ pub struct HttpServerHandle {
     addr: SocketAddr,
     /// actix-web's handle, to stop it.
     handle: actix_web::dev::ServerHandle,
+    /// The state served, to end its event streams first.
+    state: HttpState,
 }
 
 impl HttpServerHandle {
@@ -23,8 +25,10 @@ impl HttpServerHandle {
         self.addr
     }
 
-    /// Stops the server gracefully and waits until it has stopped.
+    /// Stops the server gracefully and waits until it has stopped. Open event streams
+    /// are ended first: they would otherwise hold the graceful stop until its timeout.
     pub async fn stop(&self) {
+        self.state.close_event_streams();
         self.handle.stop(true).await;
     }
 }
@@ -33,8 +37,9 @@ impl HttpServerHandle {
 /// [`HttpServerHandle::stop`]. Call it inside an actix system (`vigil run` does); the
 /// server runs one worker, which is plenty for scrapes, probes and operators.
 pub fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<HttpServerHandle> {
+    let served = state.clone();
     let server = HttpServer::new(move || {
-        let state = state.clone();
+        let state = served.clone();
         App::new().configure(move |cfg| configure(cfg, &state))
     })
     .workers(1)
@@ -50,5 +55,5 @@ pub fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<HttpServerHa
         }
     });
     tracing::info!(%addr, "HTTP service listening");
-    Ok(HttpServerHandle { addr, handle })
+    Ok(HttpServerHandle { addr, handle, state })
 }
