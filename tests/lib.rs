@@ -1,6 +1,7 @@
 //! End-to-end tests of the `vigil` facade and command.
 
 mod alerts;
+mod browser;
 mod cli;
 mod cli_props;
 mod cluster;

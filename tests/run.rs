@@ -19,10 +19,16 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 /// Starts `vigil run` in the background; its stderr goes to `dir/run.log` (a pipe
 /// nobody reads would fill up and block it).
 pub(crate) fn spawn_run(dir: &Path, args: &[&str]) -> Child {
+    spawn_run_with_env(dir, args, &[])
+}
+
+/// [`spawn_run`] with `env` set for the process (an operator token, say).
+pub(crate) fn spawn_run_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(dir.join("run.log")).expect("create run.log");
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .arg("run")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env_remove("POSTGRES_CONNECTION_STRING")
         .env_remove("USE_POSTGRESQL")
