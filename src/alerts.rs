@@ -72,6 +72,7 @@ use vigil_persistence::{Severity, SharedState, State};
 
 pub use config::{AlertConfigError, AlertsConfig, WebhookConfig, WebhookFormat, WebhookUrl};
 pub use delivery::WebhookStats;
+
 use delivery::{Courier, WebhookQueue};
 use incidents::IncidentBook;
 
@@ -99,9 +100,35 @@ pub struct Alerter {
     stop: watch::Sender<bool>,
     evaluator: JoinHandle<()>,
     couriers: Vec<JoinHandle<()>>,
+    view: AlerterView,
+    grace: Duration,
+}
+
+/// A running alerter's figures, cheap to clone and to read: what `/metrics` and
+/// `/api/v1/alerts` show of the alerter of their process
+/// ([`HttpState::with_alerts`](crate::http::HttpState::with_alerts)).
+#[derive(Debug, Clone)]
+pub struct AlerterView {
     queues: Vec<Arc<WebhookQueue>>,
     status: Arc<EvaluatorStatus>,
-    grace: Duration,
+}
+
+impl AlerterView {
+    /// Evaluation passes completed successfully so far (as leader or not): a pass that
+    /// ends after an event was committed has seen it.
+    pub fn passes(&self) -> u64 {
+        self.status.passes.load(Ordering::Acquire)
+    }
+
+    /// Whether this alerter evaluates (holds the leader claim, see the module doc).
+    pub fn is_leading(&self) -> bool {
+        self.status.leading.load(Ordering::Acquire)
+    }
+
+    /// Each webhook's figures, in configuration order.
+    pub fn stats(&self) -> Vec<WebhookStats> {
+        self.queues.iter().map(|q| q.stats()).collect()
+    }
 }
 
 /// What the evaluator shows of itself.
@@ -163,23 +190,27 @@ impl Alerter {
             status: status.clone(),
         };
         let evaluator = tokio::spawn(evaluator.run(stopped));
-        Ok(Self { stop, evaluator, couriers, queues, status, grace })
+        Ok(Self { stop, evaluator, couriers, view: AlerterView { queues, status }, grace })
     }
 
-    /// Evaluation passes completed successfully so far (as leader or not): a pass that
-    /// ends after an event was committed has seen it.
+    /// Its figures, now and later (a view that outlives no task: it reads counters).
+    pub fn view(&self) -> AlerterView {
+        self.view.clone()
+    }
+
+    /// Evaluation passes completed successfully so far (see [`AlerterView::passes`]).
     pub fn passes(&self) -> u64 {
-        self.status.passes.load(Ordering::Acquire)
+        self.view.passes()
     }
 
     /// Whether this alerter evaluates (holds the leader claim, see the module doc).
     pub fn is_leading(&self) -> bool {
-        self.status.leading.load(Ordering::Acquire)
+        self.view.is_leading()
     }
 
     /// Each webhook's figures, in configuration order.
     pub fn stats(&self) -> Vec<WebhookStats> {
-        self.queues.iter().map(|q| q.stats()).collect()
+        self.view.stats()
     }
 
     /// Stops evaluating, lets the webhooks' tasks deliver what is queued for up to
@@ -187,14 +218,14 @@ impl Alerter {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.evaluator.await;
-        self.queues.iter().for_each(|q| q.close());
+        self.view.queues.iter().for_each(|q| q.close());
         let deadline = Instant::now() + self.grace;
         for mut courier in self.couriers {
             if tokio::time::timeout_at(deadline, &mut courier).await.is_err() {
                 courier.abort();
             }
         }
-        for stats in self.queues.iter().map(|q| q.stats()).filter(|s| s.queued > 0 || s.dropped > 0) {
+        for stats in self.view.stats().into_iter().filter(|s| s.queued > 0 || s.dropped > 0) {
             tracing::warn!(webhook = %stats.name, unsent = stats.queued, dropped = stats.dropped, "alerter stopped with notifications not delivered");
         }
     }

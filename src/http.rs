@@ -19,6 +19,7 @@
 //! | GET    | `/api/v1/series/names?since=1h`        | `{"since_secs", "series": [{"name", "agents", "samples"}]}`: `heartbeats`, then every metric recorded in the window |
 //! | GET    | `/api/v1/help?limit=20&status=`        | `{"requests": [{"request_id", "query", "query_truncated", "status", "created_at", "claimed_at", "claimed_by", "response": {"response", "truncated", "status", "at", "took_secs"} or null}]}`, newest first, texts cut at 2000 characters |
 //! | GET    | `/api/v1/workflows?limit=20&status=`   | `{"runs": [...]}`, newest first, each as `vigil workflows --json` |
+//! | GET    | `/api/v1/alerts?limit=50`              | `{"deliveries": [...], "webhooks": [...] \| null, "leading": bool \| null}`: alert delivery attempts, newest first (webhook names, never URLs); the webhooks' figures when this process alerts |
 //! | GET    | `/api/v1/events/stream?after=`         | server-sent events: each new event as `id: N`, `event: event`, `data: <JSON as /api/v1/events>`; resumes after `Last-Event-ID` (see [`stream`]) |
 //! | POST   | `/api/v1/agents/{id}/restart\|stop\|fix` | an operator action (bearer token; see below), `200 {"outcome": ...}` |
 //! | GET    | `/`                                    | the dashboard page (see [`dashboard`]); `/assets/app.js`, `/assets/charts.js`, `/assets/style.css` |
@@ -106,6 +107,8 @@ pub struct HttpState {
     streams: Arc<stream::StreamRegistry>,
     /// The longest silence of an event stream before a keepalive comment.
     stream_keepalive: Duration,
+    /// The alerter of this process, when it has one (`vigil run` with webhooks).
+    alerts: Option<crate::alerts::AlerterView>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -130,7 +133,16 @@ impl HttpState {
             action_timeout: Duration::from_secs(30),
             streams: Arc::default(),
             stream_keepalive: stream::KEEPALIVE,
+            alerts: None,
         }
+    }
+
+    /// Adds the alerter of this process: its webhooks' figures in `/metrics` and
+    /// `/api/v1/alerts` (the delivery records are read from the database either way).
+    #[must_use]
+    pub fn with_alerts(mut self, alerter: crate::alerts::AlerterView) -> Self {
+        self.alerts = Some(alerter);
+        self
     }
 
     /// Adds the runtime of this process: its agents' cycle counts, and its failures and
@@ -228,6 +240,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &HttpState) {
                 .route("/series/names", web::get().to(history::series_names))
                 .route("/help", web::get().to(history::help))
                 .route("/workflows", web::get().to(history::workflows))
+                .route("/alerts", web::get().to(api::alerts))
                 .route("/agents/{id}/{action}", web::post().to(api::agent_action)),
         );
 }

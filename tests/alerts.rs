@@ -304,6 +304,7 @@ async fn a_receiver_answering_500_is_retried_and_every_attempt_recorded() {
         assert_eq!(flaky.about("event:disk_full/w1", "firing").len(), 3, "three requests, one per attempt");
         let stats = &alerter.stats()[0];
         assert_eq!((stats.delivered, stats.failed_attempts, stats.gave_up), (1, 2, 0));
+        served_by_http(&shared, &alerter).await;
 
         alerter.shutdown().await;
         // The records are history: the retention cleanup removes them with the rest.
@@ -444,4 +445,39 @@ fn bad_configurations_are_typed_errors_without_secrets() {
     let error = file(hook(json!({ "format": "xml" }))).unwrap_err();
     assert!(error.contains("alerts.webhooks[0].format") && !error.contains("pa55word"), "{error}");
     assert!(file(hook(json!({}))).is_ok());
+}
+
+/// The HTTP service shows the alerter: `/api/v1/alerts` (the attempts of
+/// `a_receiver_answering_500_is_retried_and_every_attempt_recorded`, the webhook's
+/// figures, no secret) and its series in `/metrics`.
+async fn served_by_http(shared: &SharedState, alerter: &Alerter) {
+    use actix_web::{App, test};
+    let state = vigil::http::HttpState::new(shared.clone()).with_alerts(alerter.view());
+    let app = test::init_service(App::new().configure(|cfg| vigil::http::configure(cfg, &state))).await;
+    let request = test::TestRequest::get().uri("/api/v1/alerts?limit=10").to_request();
+    let body: Value = test::call_and_read_body_json(&app, request).await;
+    let outcomes: Vec<&str> =
+        body["deliveries"].as_array().unwrap().iter().filter_map(|d| d["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["delivered", "failed", "failed"], "{body}");
+    assert_eq!(body["webhooks"][0]["name"], "flaky");
+    assert_eq!(body["webhooks"][0]["delivered"], 1);
+    assert_eq!(body["leading"], true);
+    let text = body.to_string();
+    assert!(
+        !text.contains("s3cret") && !text.contains("h3ader-secret") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let bad = test::TestRequest::get().uri("/api/v1/alerts?limit=zero").to_request();
+    assert_eq!(test::call_service(&app, bad).await.status(), actix_web::http::StatusCode::BAD_REQUEST);
+
+    let metrics = test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    for line in [
+        "vigil_alert_notifications_total{webhook=\"flaky\",outcome=\"delivered\"} 1",
+        "vigil_alert_failed_attempts_total{webhook=\"flaky\"} 2",
+        "vigil_alert_queue_depth{webhook=\"flaky\"} 0",
+        "vigil_alerter_leading 1",
+    ] {
+        assert!(metrics.lines().any(|l| l.starts_with(line)), "{line} missing:\n{metrics}");
+    }
 }

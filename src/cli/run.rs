@@ -348,16 +348,16 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
         notice(options.json_logs, &format!("{} agents running on {description} (Ctrl-C to stop)", ids.len()));
     }
     tracing::info!(database = %description, agents = ids.len(), "platform started");
+    let alerter = crate::alerts::start_for_platform(&shared, &platform.alerts, runtime.node_id());
     let http = match options.http {
         Some(addr) => {
-            let mut state = crate::http::HttpState::new(shared.clone()).with_runtime(runtime.clone());
-            if let Some(token) = &options.http_token {
-                state = state.with_operator_token(token.clone());
-            }
+            let state =
+                super::serve::platform_state(&runtime, options.http_token.as_deref(), alerter.as_ref());
             match super::serve::start_http(addr, state, options.json_logs) {
                 Ok(server) => Some(server),
                 Err(e) => {
                     // Nothing ran yet: stop what started, every write flushed.
+                    crate::alerts::shutdown(alerter).await;
                     runtime.shutdown().await;
                     writer.shutdown().await;
                     return Err(e);
@@ -366,7 +366,6 @@ pub(super) async fn run_platform(database: DatabaseConfig, options: RunOptions) 
         }
         None => None,
     };
-    let alerter = crate::alerts::start_for_platform(&shared, &platform.alerts, runtime.node_id());
     let stop = shutdown_signal(options.run_for);
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));

@@ -19,6 +19,23 @@ pub(super) fn http_token(variable: Option<&str>) -> Result<Option<String>, CliEr
     }
 }
 
+/// What `vigil run --http` serves: the platform's runtime, its operator token if any,
+/// its alerter's figures if it alerts.
+pub(super) fn platform_state(
+    runtime: &vigil_runtime::Runtime,
+    token: Option<&str>,
+    alerter: Option<&crate::alerts::Alerter>,
+) -> crate::http::HttpState {
+    let mut state = crate::http::HttpState::new(runtime.shared_state().clone()).with_runtime(runtime.clone());
+    if let Some(token) = token {
+        state = state.with_operator_token(token);
+    }
+    if let Some(alerter) = alerter {
+        state = state.with_alerts(alerter.view());
+    }
+    state
+}
+
 /// Starts the HTTP service on `addr` and says where.
 pub(super) fn start_http(
     addr: std::net::SocketAddr,

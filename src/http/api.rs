@@ -174,3 +174,22 @@ pub(super) async fn agent_action(
         }
     }
 }
+
+/// `GET /api/v1/alerts?limit=50`: the recorded delivery attempts, newest first, and the
+/// figures of this process's alerter when it has one.
+pub(super) async fn alerts(state: web::Data<HttpState>, query: Query) -> HttpResponse {
+    let limit = match param(&query, "limit", values::parse_limit) {
+        Ok(limit) => limit.unwrap_or(50),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let deliveries = match state.shared_state().recent_alert_deliveries(limit).await {
+        Ok(deliveries) => deliveries,
+        Err(e) => return store_error(&e),
+    };
+    let alerter = state.alerts.as_ref();
+    HttpResponse::Ok().json(json!({
+        "deliveries": deliveries,
+        "webhooks": alerter.map(|a| a.stats()),
+        "leading": alerter.map(|a| a.is_leading()),
+    }))
+}

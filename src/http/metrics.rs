@@ -35,6 +35,10 @@
 //! | `vigil_writer_fenced_writes_total` | counter | | late writes of agents another node took over |
 //! | `vigil_writer_refused_writes_total` | counter | | fire-and-forget writes refused on a full queue |
 //! | `vigil_writer_recovered_commits_total` | counter | | commits of unknown outcome that had succeeded |
+//! | `vigil_alerter_leading` | gauge | | this process's alerter evaluates incidents (alerter) |
+//! | `vigil_alert_notifications_total` | counter | `webhook` (configured name), `outcome` (`delivered`, `gave_up`, `dropped`) | notifications by how they ended (alerter) |
+//! | `vigil_alert_failed_attempts_total` | counter | `webhook` | delivery attempts that failed (alerter) |
+//! | `vigil_alert_queue_depth` | gauge | `webhook` | notifications waiting (alerter) |
 //! | `vigil_pool_connections` | gauge | `state` (`idle`, `in_use`) | this process's pool |
 //! | `vigil_pool_max_connections` | gauge | | its maximum |
 //! | `vigil_pool_checkouts_total` | counter | | checkouts |
@@ -380,6 +384,30 @@ pub async fn render(state: &HttpState) -> String {
             "Commits of unknown outcome that had succeeded.",
             count("recovered_commits"),
         );
+    }
+
+    // This process's alerter, when it has one.
+    if let Some(alerter) = &state.alerts {
+        s.gauge(
+            "vigil_alerter_leading",
+            "Whether this process's alerter evaluates incidents (holds the leader claim).",
+            None,
+            if alerter.is_leading() { 1.0 } else { 0.0 },
+        );
+        let notifications =
+            s.counters("vigil_alert_notifications", "Alert notifications by webhook and how they ended.");
+        let failed = s.counters("vigil_alert_failed_attempts", "Delivery attempts that failed, by webhook.");
+        let queued = s.gauges("vigil_alert_queue_depth", "Notifications waiting, by webhook.", None);
+        for webhook in alerter.stats() {
+            for (outcome, n) in
+                [("delivered", webhook.delivered), ("gave_up", webhook.gave_up), ("dropped", webhook.dropped)]
+            {
+                let labels = vec![("webhook", webhook.name.clone()), ("outcome", outcome.to_owned())];
+                notifications.get_or_create(&labels).inc_by(n);
+            }
+            failed.get_or_create(&vec![("webhook", webhook.name.clone())]).inc_by(webhook.failed_attempts);
+            queued.get_or_create(&vec![("webhook", webhook.name.clone())]).set(webhook.queued as f64);
+        }
     }
 
     // This process's pool and queries.

@@ -348,6 +348,25 @@ async function refreshWorkflows() {
   $("workflows").tBodies[0].replaceChildren(...rows);
 }
 
+async function refreshAlerts() {
+  const alerts = await getJson("/api/v1/alerts?limit=10");
+  if (alerts.webhooks) {
+    const delivered = alerts.webhooks.reduce((sum, w) => sum + w.delivered, 0);
+    $("alerter").textContent = `${alerts.webhooks.length} webhook(s), ${delivered} delivered` +
+      (alerts.leading ? " · this node alerts" : " · another node alerts");
+  }
+  const rows = alerts.deliveries.map((d) => el("tr", { title: d.error || "" },
+    el("td", { class: "mono" }, dateTimeOf(d.attempted_at)),
+    el("td", {}, d.webhook_name),
+    el("td", { class: "mono clip", title: d.incident_key }, d.incident_key),
+    el("td", {}, badge(d.status)),
+    el("td", { class: "num" }, d.attempt),
+    el("td", {}, badge(d.outcome)),
+    el("td", { class: "clip" }, d.http_status !== null ? String(d.http_status) : (d.error || "–"))));
+  if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no alerts delivered")));
+  $("alerts").tBodies[0].replaceChildren(...rows);
+}
+
 // ---- wiring -------------------------------------------------------------------------
 
 function showError(error) {
@@ -385,6 +404,7 @@ async function main() {
   every(SLOW_REFRESH_MS, refreshCharts);
   every(SLOW_REFRESH_MS, refreshHelp);
   every(SLOW_REFRESH_MS, refreshWorkflows);
+  every(SLOW_REFRESH_MS, refreshAlerts);
   followEvents().catch((error) => {
     setConnection(false, "offline");
     showError(error);
