@@ -87,7 +87,8 @@ pub enum Command {
     /// The configuration file (--config, or ./vigil.json when present) is a JSON object
     /// of optional sections: monitoring (the seven monitoring agents), ai_help (the help
     /// agent and its OpenAI-compatible model), langsmith (trace export), langgraph
-    /// (workflow runs) and retention (how long history is kept: days, interval).
+    /// (workflow runs), retention (how long history is kept: days, interval) and alerts
+    /// (webhooks for critical incidents: firing and resolved, retried, recorded).
     Run {
         /// Stop after this long (e.g. 30s, 10m), then shut down gracefully.
         #[arg(long = "for", value_name = "DURATION", allow_hyphen_values = true, value_parser = parse::parse_duration)]
