@@ -47,7 +47,13 @@
 //! other stops, but both nodes' effects happened).
 
 mod executor;
+pub mod file_nodes;
 mod graph;
+mod graph_checks;
+pub mod node_spec;
+pub mod registry;
+mod template;
+pub mod workflow_file;
 
 use std::fmt;
 
@@ -56,7 +62,12 @@ use vigil_persistence::SharedState;
 use vigil_runtime::AgentContext;
 
 pub use executor::{LangGraphConfig, LangGraphExecutor};
-pub use graph::{Graph, GraphBuilder, GraphError, RunError};
+pub use graph::{Graph, GraphBuilder, GraphError, NodePolicy, RunError};
+
+/// The system event type of a run's node history: one per node run (see `vigil
+/// workflow show`), with `run_id`, `graph`, `node`, `step`, `started_at`,
+/// `duration_ms`, `outcome` (`ok`, `waiting`, `failed`) and `error`.
+pub const STEP_EVENT: &str = "workflow_step";
 
 /// The virtual node a run starts from.
 pub const START: &str = "__start__";

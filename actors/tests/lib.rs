@@ -11,6 +11,7 @@ mod monitor_common;
 mod ai_help;
 mod langgraph;
 mod langsmith;
+mod workflow_checks;
 
 mod anomaly;
 mod claims;

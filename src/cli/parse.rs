@@ -126,7 +126,7 @@ pub fn parse_min_ms(text: &str) -> Result<f64, String> {
 /// Parses a `--status` of `vigil workflows`.
 pub fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
     WorkflowStatus::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed or failed"))
+        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed, failed, waiting, cancelled or rejected"))
 }
 
 #[cfg(test)]
