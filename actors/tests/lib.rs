@@ -12,6 +12,7 @@ mod ai_help;
 mod langgraph;
 mod langsmith;
 mod workflow_checks;
+mod workflow_runs;
 
 mod anomaly;
 mod claims;

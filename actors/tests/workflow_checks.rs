@@ -29,7 +29,7 @@ pub(crate) fn triage(base_url: &str) -> Value {
         "inputs": ["ticket_id"],
         "nodes": [
             {"name": "fetch", "kind": "http", "url": format!("{base_url}/tickets/{{{{ticket_id}}}}"), "output": "ticket"},
-            {"name": "classify", "kind": "llm", "prompt": "Classify: {{ticket.body}}", "output": "class", "format": "json"},
+            {"name": "classify", "kind": "llm", "prompt": "Classify: {{ticket.body.text}}", "output": "class", "format": "json"},
             {"name": "approve", "kind": "approval"},
             {"name": "page", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null; echo '{\"paged\": true}'"], "outputs": ["paged"]}
         ],
