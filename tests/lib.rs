@@ -7,3 +7,4 @@ mod http;
 mod outage;
 mod pooler;
 mod run;
+mod workflow;
