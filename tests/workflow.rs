@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use crate::cli::{temp_dir, vigil};
 use crate::run::{DEADLINE, spawn_run, stop_with_sigterm, wait_for_active};
 
-/// A local HTTP server answering `{"ok": true}` to everything, counting requests by path.
-fn counting_server() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+/// A local HTTP server counting requests by path; `answer(path)` is the JSON reply.
+fn counting_server(answer: fn(&str) -> String) -> (String, Arc<Mutex<HashMap<String, usize>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let counts = Arc::new(Mutex::new(HashMap::new()));
@@ -40,8 +40,8 @@ fn counting_server() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
             let mut body = vec![0u8; length];
             let _ = stream.read_exact(&mut body);
             let path = text.split(' ').nth(1).unwrap_or_default().to_owned();
+            let reply = answer(&path);
             *seen.lock().unwrap().entry(path).or_insert(0) += 1;
-            let reply = "{\"ok\": true}";
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
@@ -73,6 +73,19 @@ fn show(dir: &Path, run: &str) -> Value {
     let out = vigil(dir, &["workflow", "show", run, "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until run `run` is `status`; a run that ends otherwise fails at once, with its error.
+fn wait_run(dir: &Path, run: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    wait_for(&format!("{run} {status}"), || {
+        last = show(dir, run);
+        let now = last["status"].as_str().unwrap_or_default().to_owned();
+        let ended = ["completed", "failed", "cancelled", "rejected"].contains(&now.as_str());
+        assert!(now == status || !ended, "run {run} ended {now}, not {status}: {}", last["error"]);
+        now == status
+    });
+    last
 }
 
 fn wait_for(what: &str, mut probe: impl FnMut() -> bool) {
@@ -116,7 +129,7 @@ fn check_reports_every_problem_and_a_bad_folder_stops_the_platform_at_start() {
 
 #[test]
 fn a_run_survives_kill_9_without_repeating_completed_nodes_and_is_operated_from_the_cli() {
-    let (base, counts) = counting_server();
+    let (base, counts) = counting_server(|_| r#"{"ok": true}"#.into());
     let dir = temp_dir();
     std::fs::create_dir_all(dir.join("flows")).unwrap();
     std::fs::write(dir.join("flows/relay.json"), relay(&base).to_string()).unwrap();
@@ -136,14 +149,13 @@ fn a_run_survives_kill_9_without_repeating_completed_nodes_and_is_operated_from_
     assert_eq!(show(&dir, "k1")["step"], 1);
 
     let mut platform = spawn_run(&dir, &["--no-status"]);
-    wait_for("k1 waiting", || show(&dir, "k1")["status"] == "waiting");
+    wait_run(&dir, "k1", "waiting");
     assert_eq!(count("/record"), 1, "the completed http node was not repeated");
     assert_eq!(slow_runs(), 2, "the command in flight when the platform died ran again");
     let stderr = fails(&dir, &["workflow", "resume", "k1"]);
     assert!(stderr.contains("run k1 is waiting, not failed"), "{stderr}");
     ok(&dir, &["workflow", "approve", "k1"]);
-    wait_for("k1 completed", || show(&dir, "k1")["status"] == "completed");
-    let run = show(&dir, "k1");
+    let run = wait_run(&dir, "k1", "completed");
     assert_eq!((run["step"].clone(), run["state"]["finished"]["status"].clone()), (json!(4), json!(200)));
     assert_eq!((count("/record"), count("/done")), (1, 1));
     // The `slow` that died with the platform left no history line; its re-run did.
@@ -165,5 +177,45 @@ fn a_run_survives_kill_9_without_repeating_completed_nodes_and_is_operated_from_
     assert!(out.contains("run k2 cancelled"), "{out}");
     let workflows = ok(&dir, &["workflows", "--status", "cancelled"]);
     assert!(workflows.contains("k2"), "{workflows}");
+    stop_with_sigterm(&mut platform, &dir.join("run.log"));
+}
+
+/// The example folder as shipped, its endpoints moved to a local server that also
+/// plays the OpenAI-compatible model: submitted, approved, run to its end.
+#[test]
+fn the_example_triage_workflow_runs_end_to_end() {
+    let (base, counts) = counting_server(|path| match path {
+        "/v1/chat/completions" => json!({"model": "fake", "choices": [{"message": {"role": "assistant",
+            "content": "{\"urgent\": true, \"reason\": \"a full disk stops writes\"}"}}]})
+        .to_string(),
+        ticket => {
+            std::fs::read_to_string(format!("{}/examples/workflows{ticket}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap_or_else(|_| "{}".into())
+        }
+    });
+    let dir = temp_dir();
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflows");
+    assert!(ok(&dir, &["workflow", "check", example.join("triage.json").to_str().unwrap()]).contains("ok"));
+    let triage = std::fs::read_to_string(example.join("triage.json")).unwrap();
+    std::fs::write(flows.join("triage.json"), triage.replace("http://127.0.0.1:8765", &base)).unwrap();
+    std::fs::copy(example.join("page.sh"), flows.join("page.sh")).unwrap();
+    let config = json!({"langgraph": {"workflows_dir": "flows"}, "ai_help": {"openai": {"base_url": base, "api_key": "sk-test"}}});
+    std::fs::write(dir.join("vigil.json"), config.to_string()).unwrap();
+
+    let mut platform = spawn_run(&dir, &["--no-status"]);
+    wait_for_active(&dir, &[], 10);
+    ok(&dir, &["workflow", "submit", "triage", "--input", r#"{"ticket_id": "42"}"#, "--id", "t42"]);
+    let waiting = wait_run(&dir, "t42", "waiting");
+    assert_eq!(waiting["state"]["classification"]["urgent"], true);
+    ok(&dir, &["workflow", "approve", "t42"]);
+    let run = wait_run(&dir, "t42", "completed");
+    assert_eq!(
+        (run["state"]["paged"].clone(), run["state"]["page_id"].clone()),
+        (json!(true), json!("page-42"))
+    );
+    assert_eq!(std::fs::read_to_string(flows.join("pages.log")).unwrap(), "ticket 42\n");
+    assert_eq!(counts.lock().unwrap().get("/tickets/42.json"), Some(&1));
     stop_with_sigterm(&mut platform, &dir.join("run.log"));
 }

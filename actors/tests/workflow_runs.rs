@@ -254,3 +254,49 @@ async fn retries_timeouts_step_limits_cancel_and_resume_after_a_fix() {
         "a cancelled run is not resumed"
     );
 }
+
+/// gate (approval) -> after: in version 1 `after` records `{"v": 1}`, in version 2 `{"v": 2}`.
+fn versioned(v: u32) -> Value {
+    json!({
+        "name": "pinned", "version": "1", "start": "gate",
+        "nodes": [
+            {"name": "gate", "kind": "approval"},
+            {"name": "after", "kind": "command", "program": "sh", "args": ["-c", format!("cat >/dev/null; echo '{{\"v\": {v}}}'")], "outputs": ["v"]}
+        ],
+        "edges": [{"from": "gate", "to": "after"}, {"from": "after", "to": "end"}]
+    })
+}
+
+#[actix_rt::test]
+async fn a_run_in_flight_finishes_on_the_version_it_started_with() {
+    let db = TestDb::sqlite();
+    let state = db.shared_state().await;
+    let dir = temp_dir("wf-versions");
+    write(&dir, "pinned.json", &versioned(1));
+    let runtime = start(&state, &dir, None).await;
+    registry::submit(&state, "pinned", json!({}), Some("old".into())).await.unwrap();
+    let old = wait_status(&state, "old", WorkflowStatus::Waiting).await;
+    runtime.shutdown().await;
+
+    // The file changes (same declared version) while the run waits; the platform restarts.
+    write(&dir, "pinned.json", &versioned(2));
+    let runtime = start(&state, &dir, None).await;
+    let registry = Registry::read(&state).await.unwrap();
+    assert_ne!(registry.current["pinned"], old.graph, "the changed file is a new version");
+    assert!(registry.versions.contains_key(&old.graph), "the old version stays registered");
+    registry::submit(&state, "pinned", json!({}), Some("new".into())).await.unwrap();
+    wait_status(&state, "new", WorkflowStatus::Waiting).await;
+    for run in ["old", "new"] {
+        assert!(
+            state
+                .set_workflow_status(run, &[WorkflowStatus::Waiting], WorkflowStatus::Running, None)
+                .await
+                .unwrap()
+        );
+    }
+    let old = wait_status(&state, "old", WorkflowStatus::Completed).await;
+    let new = wait_status(&state, "new", WorkflowStatus::Completed).await;
+    assert_eq!((old.state.0["v"].clone(), new.state.0["v"].clone()), (json!(1), json!(2)));
+    assert_ne!(old.graph, new.graph);
+    runtime.shutdown().await;
+}

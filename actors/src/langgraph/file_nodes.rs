@@ -34,7 +34,10 @@ pub fn compile(spec: &WorkflowSpec, llm: Option<&OpenAiConfig>) -> Result<Graph<
             problem,
         }])
     };
-    let folder: PathBuf = spec.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Absolute: the child runs in this folder, so a relative `./page.sh` must not be
+    // resolved against it a second time.
+    let folder: &Path = spec.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
     let client = reqwest::Client::new();
     let target = |name: &str| if name == END_NAME { END.to_owned() } else { name.to_owned() };
     let mut builder =
@@ -146,7 +149,7 @@ async fn run_command(spec: CommandSpec, folder: PathBuf, mut state: Value) -> Re
         if spec.program.contains('/') { folder.join(&spec.program) } else { PathBuf::from(&spec.program) };
     let mut child = Command::new(&program)
         .args(&args)
-        .current_dir(if folder.as_os_str().is_empty() { Path::new(".") } else { &folder })
+        .current_dir(&folder)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
