@@ -167,7 +167,7 @@ fn limits(base_url: &str) -> Value {
         "name": "limits", "version": "1", "start": "pick", "max_steps": 4, "inputs": ["way"],
         "nodes": [
             {"name": "pick", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null"], "outputs": []},
-            {"name": "slow", "kind": "command", "program": "sleep", "args": ["5"], "timeout": "200ms", "outputs": []},
+            {"name": "slow", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null; sleep 5"], "timeout": "200ms", "outputs": []},
             {"name": "spin", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null; echo '{\"n\": 1}'"], "outputs": ["n"]},
             {"name": "nap", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null; touch napping; sleep 1"], "outputs": []},
             {"name": "after", "kind": "http", "url": format!("{base_url}/after"), "output": "after"}

@@ -38,7 +38,8 @@ pub fn compile(spec: &WorkflowSpec, llm: Option<&OpenAiConfig>) -> Result<Graph<
     // resolved against it a second time.
     let folder: &Path = spec.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
-    let client = reqwest::Client::new();
+    // No client-wide timeout: each attempt is bounded by the node's own `timeout`.
+    let client = reqwest::Client::builder().build().map_err(|e| issue(None, format!("HTTP client: {e}")))?;
     let target = |name: &str| if name == END_NAME { END.to_owned() } else { name.to_owned() };
     let mut builder =
         Graph::<Value>::builder(spec.key()).step_limit(spec.max_steps).edge(START, target(&spec.start));
@@ -125,12 +126,20 @@ async fn run_http(client: reqwest::Client, spec: HttpSpec, mut state: Value) -> 
 }
 
 /// Kills the child if it still runs when dropped: when the node's timeout drops the
-/// future, or the executor stops mid-node.
+/// future, or the executor stops mid-node. On Unix the child leads its own process
+/// group and the whole group is killed, so a `sh -c "...; sleep 60"` does not leave
+/// its `sleep` behind holding the output pipe.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
+            #[cfg(unix)]
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
@@ -147,7 +156,10 @@ async fn run_command(spec: CommandSpec, folder: PathBuf, mut state: Value) -> Re
     // A path is relative to the workflow file; a bare name is looked up in PATH.
     let program =
         if spec.program.contains('/') { folder.join(&spec.program) } else { PathBuf::from(&spec.program) };
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .args(&args)
         .current_dir(&folder)
         .stdin(Stdio::piped())

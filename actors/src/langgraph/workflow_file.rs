@@ -261,6 +261,8 @@ pub struct WorkflowSpec {
     pub name: String,
     /// Declared version + content hash (`1+4f2a09c1`).
     pub version: String,
+    /// What it is for (free text, optional).
+    pub description: Option<String>,
     /// The first node.
     pub start: String,
     /// The keys a submitted input is expected to have.
@@ -379,7 +381,6 @@ pub fn parse(
             return Err(WorkflowErrors(issues));
         }
     };
-    let _ = raw.description;
     let declared = match &raw.version {
         Value::String(v) if !v.trim().is_empty() => v.trim().to_owned(),
         Value::Number(n) => n.to_string(),
@@ -466,6 +467,7 @@ pub fn parse(
     let spec = WorkflowSpec {
         name: raw.name,
         version: version.map(str::to_owned).unwrap_or_else(|| format!("{declared}+{hash}")),
+        description: raw.description,
         start: raw.start,
         inputs: raw.inputs,
         max_steps: raw.max_steps,
