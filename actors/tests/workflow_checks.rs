@@ -254,3 +254,28 @@ fn a_folder_loads_every_file_and_a_changed_file_is_a_new_version() {
     let err = load_dir(&dir).unwrap_err().to_string();
     assert!(err.contains("workflow `triage` is also defined in"), "{err}");
 }
+
+#[test]
+fn cases_test_equality_comparison_and_presence() {
+    use vigil_actors::langgraph::workflow_file::Case;
+    let case = |test: Value| -> Case {
+        let mut document = json!({"key": "a.b", "to": "x"});
+        document.as_object_mut().unwrap().extend(test.as_object().unwrap().clone());
+        serde_json::from_value(document).unwrap()
+    };
+    let state = json!({"a": {"b": 5, "nothing": null}});
+    let holds = |test: Value| case(test).holds(&state);
+    assert!(holds(json!({"equals": 5})) && !holds(json!({"equals": "5"})));
+    assert!(holds(json!({"not_equals": 4})) && !holds(json!({"not_equals": 5})));
+    assert!(holds(json!({"gt": 4})) && !holds(json!({"gt": 5})) && holds(json!({"gte": 5})));
+    assert!(holds(json!({"lt": 6})) && !holds(json!({"lt": 5})) && holds(json!({"lte": 5})));
+    assert!(holds(json!({"exists": true})) && !holds(json!({"exists": false})));
+    let missing = |test: Value| {
+        let mut c = case(test);
+        c.key = "a.nothing".into();
+        c.holds(&state)
+    };
+    assert!(missing(json!({"exists": false})), "null counts as absent");
+    assert!(!missing(json!({"gt": 0})), "a comparison needs a number");
+    assert!(missing(json!({"not_equals": 1})), "a missing key is not equal");
+}

@@ -300,3 +300,39 @@ async fn a_run_in_flight_finishes_on_the_version_it_started_with() {
     assert_ne!(old.graph, new.graph);
     runtime.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn status_codes_outside_fail_on_are_data_for_the_edges() {
+    let db = TestDb::sqlite();
+    let state = db.shared_state().await;
+    let server = FakeServer::start(|n| {
+        Reply::Json(if n == 0 { 404 } else { 503 }, json!({"error": "no such ticket"}))
+    })
+    .await;
+    let dir = temp_dir("wf-fail-on");
+    let lookup = json!({
+        "name": "lookup", "version": "1", "start": "find", "inputs": ["id"],
+        "nodes": [
+            {"name": "find", "kind": "http", "url": format!("{}/t/{{{{id}}}}?key=secret-key", server.url), "output": "found", "fail_on": ["5xx"]},
+            {"name": "missing", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null; echo '{\"missing\": true}'"], "outputs": ["missing"]}
+        ],
+        "edges": [
+            {"from": "find", "when": [{"key": "found.status", "equals": 404, "to": "missing"}], "default": "end"},
+            {"from": "missing", "to": "end"}
+        ]
+    });
+    write(&dir, "lookup.json", &lookup);
+    let runtime = start(&state, &dir, None).await;
+    registry::submit(&state, "lookup", json!({"id": 7}), Some("a".into())).await.unwrap();
+    let a = wait_status(&state, "a", WorkflowStatus::Completed).await;
+    assert_eq!(
+        (a.state.0["found"]["status"].clone(), a.state.0["missing"].clone()),
+        (json!(404), json!(true))
+    );
+    registry::submit(&state, "lookup", json!({"id": 8}), Some("b".into())).await.unwrap();
+    let b = wait_status(&state, "b", WorkflowStatus::Failed).await;
+    let error = b.error.unwrap();
+    assert!(error.contains("HTTP 503 from http://127.0.0.1:") && error.contains("/t/8:"), "{error}");
+    assert!(!error.contains("secret-key"), "the query string stays out of errors: {error}");
+    runtime.shutdown().await;
+}

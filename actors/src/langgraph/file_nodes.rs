@@ -109,20 +109,40 @@ async fn run_http(client: reqwest::Client, spec: HttpSpec, mut state: Value) -> 
     if let Some(body) = &spec.body {
         request = request.json(&render_json(body, &state).map_err(NodeError::msg)?);
     }
-    let response = request.send().await.map_err(|e| NodeError::msg(format!("{} {url}: {e}", spec.method)))?;
+    // Errors name the URL without its query and credentials, which may hold a key.
+    let shown = shown_url(&url);
+    let response = request
+        .send()
+        .await
+        .map_err(|e| NodeError::msg(format!("{} {shown}: {}", spec.method, e.without_url())))?;
     let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| NodeError::msg(format!("reading {url}: {e}")))?;
+    let text =
+        response.text().await.map_err(|e| NodeError::msg(format!("reading {shown}: {}", e.without_url())))?;
     let failed =
         spec.fail_on.iter().filter_map(|p| status_pattern(p)).any(|(lo, hi)| (lo..=hi).contains(&status));
     if failed {
         return Err(NodeError::msg(format!(
-            "HTTP {status} from {url}: {}",
+            "HTTP {status} from {shown}: {}",
             crate::http::truncate(&text, 300)
         )));
     }
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     object(&mut state)?.insert(spec.output, json!({ "status": status, "body": body }));
     Ok(state)
+}
+
+/// `url` as errors show it: no `user:password@`, no query string.
+fn shown_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let path = if path.is_empty() { String::new() } else { format!("/{path}") };
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_query.to_owned(),
+    }
 }
 
 /// Kills the child if it still runs when dropped: when the node's timeout drops the
@@ -251,4 +271,16 @@ async fn run_llm(
     };
     object(&mut state)?.insert(spec.output, value);
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_show_urls_without_credentials_or_query() {
+        assert_eq!(
+            super::shown_url("https://u:secret@api.example/v1/x?key=abc#f"),
+            "https://api.example/v1/x"
+        );
+        assert_eq!(super::shown_url("http://127.0.0.1:8765"), "http://127.0.0.1:8765");
+    }
 }
