@@ -159,9 +159,13 @@ fn a_run_survives_kill_9_without_repeating_completed_nodes_and_is_operated_from_
     assert_eq!((run["step"].clone(), run["state"]["finished"]["status"].clone()), (json!(4), json!(200)));
     assert_eq!((count("/record"), count("/done")), (1, 1));
     // The `slow` that died with the platform left no history line; its re-run did.
+    let history = run["history"].as_array().unwrap();
     let nodes: Vec<&str> =
-        run["history"].as_array().unwrap().iter().map(|s| s["node"].as_str().unwrap()).collect();
+        history.iter().map(|s| s["node"].as_str().unwrap()).filter(|n| *n != "operator").collect();
     assert_eq!(nodes, ["record", "slow", "gate", "done"]);
+    let decisions: Vec<&str> =
+        history.iter().filter(|s| s["node"] == "operator").map(|s| s["outcome"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["approved"], "the operator's decision is in the history");
     let text = ok(&dir, &["workflow", "show", "k1"]);
     assert!(
         text.contains("run k1 of relay@1+") && text.contains("completed, step 4") && text.contains("gate"),

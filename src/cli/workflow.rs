@@ -11,7 +11,8 @@
 //!
 //! Everything goes through the database, as `vigil agent ...` does: `submit` inserts a
 //! run row, the others move the run's status in one fenced `UPDATE`
-//! ([`SharedState::set_workflow_status`]); the executor of a running `vigil run` —
+//! ([`SharedState::set_workflow_status`]) and leave a line in the run's history (node
+//! `operator`, outcome and who); the executor of a running `vigil run` —
 //! in this shell or another, on this machine or another — acts on it within a cycle.
 
 use std::io::Read as _;
@@ -21,9 +22,9 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vigil_actors::langgraph::registry::{self, SubmitError};
 use vigil_actors::langgraph::{STEP_EVENT, workflow_file};
-use vigil_persistence::SharedState;
 use vigil_persistence::shared_state::EventFilter;
 use vigil_persistence::workflow_runs::{WorkflowRunRecord, WorkflowStatus};
+use vigil_persistence::{Severity, SharedState};
 
 use super::{CliError, connect, connect_read_only, out, print_json, resolve};
 
@@ -98,7 +99,14 @@ pub(super) async fn run(action: WorkflowAction, explicit_url: Option<String>) ->
         }
         WorkflowAction::Approve(target) => {
             let state = connect(resolve(explicit_url)?).await?;
-            operate(&state, &target.run, &[Waiting], Running, None, "approved: the run goes on").await
+            let change = Move {
+                from: &[Waiting],
+                to: Running,
+                error: None,
+                outcome: "approved",
+                done: "approved: the run goes on",
+            };
+            operate(&state, &target.run, change, &who).await
         }
         WorkflowAction::Reject { target, reason } => {
             let state = connect(resolve(explicit_url)?).await?;
@@ -106,18 +114,36 @@ pub(super) async fn run(action: WorkflowAction, explicit_url: Option<String>) ->
                 Some(reason) => format!("rejected by {who}: {reason}"),
                 None => format!("rejected by {who}"),
             };
-            operate(&state, &target.run, &[Waiting], Rejected, Some(error), "rejected: the run ends").await
+            let change = Move {
+                from: &[Waiting],
+                to: Rejected,
+                error: Some(error),
+                outcome: "rejected",
+                done: "rejected: the run ends",
+            };
+            operate(&state, &target.run, change, &who).await
         }
         WorkflowAction::Cancel(target) => {
             let state = connect(resolve(explicit_url)?).await?;
-            let error = Some(format!("cancelled by {who}"));
-            let from = [Pending, Running, Waiting, Failed];
-            operate(&state, &target.run, &from, Cancelled, error, "cancelled").await
+            let change = Move {
+                from: &[Pending, Running, Waiting, Failed],
+                to: Cancelled,
+                error: Some(format!("cancelled by {who}")),
+                outcome: "cancelled",
+                done: "cancelled",
+            };
+            operate(&state, &target.run, change, &who).await
         }
         WorkflowAction::Resume(target) => {
             let state = connect(resolve(explicit_url)?).await?;
-            let done = "resumed: the run goes on from its last checkpoint";
-            operate(&state, &target.run, &[Failed], Running, None, done).await
+            let change = Move {
+                from: &[Failed],
+                to: Running,
+                error: None,
+                outcome: "resumed",
+                done: "resumed: the run goes on from its last checkpoint",
+            };
+            operate(&state, &target.run, change, &who).await
         }
     }
 }
@@ -150,19 +176,34 @@ fn read_input(input: Option<String>) -> Result<Value, CliError> {
     serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("--input: not JSON: {e}")))
 }
 
-/// Moves `run` from one of `from` to `to`; says why not when it cannot.
-async fn operate(
-    state: &SharedState,
-    run: &str,
-    from: &[WorkflowStatus],
+/// An operator's move of a run: from which statuses to which, the error it leaves,
+/// and the word the history and the output use.
+struct Move<'a> {
+    from: &'a [WorkflowStatus],
     to: WorkflowStatus,
     error: Option<String>,
-    done: &str,
-) -> Result<(), CliError> {
-    if state.set_workflow_status(run, from, to, error).await? {
-        return out!("run {run} {done}");
+    /// `approved`, `rejected`, `cancelled`, `resumed`.
+    outcome: &'a str,
+    /// What the output says after `run ID`.
+    done: &'a str,
+}
+
+/// Carries out `change` on `run` and records it in the run's history (node
+/// `operator`, with who did it); says why not when the run is not in a status the
+/// move starts from.
+async fn operate(state: &SharedState, run: &str, change: Move<'_>, who: &str) -> Result<(), CliError> {
+    if state.set_workflow_status(run, change.from, change.to, change.error).await? {
+        if let Some(record) = state.get_workflow_run(run).await? {
+            let data = json!({
+                "run_id": run, "graph": record.graph, "node": "operator", "step": record.step,
+                "started_at": chrono::Utc::now().to_rfc3339(), "duration_ms": 0,
+                "outcome": change.outcome, "by": who, "error": null,
+            });
+            state.log_system_event(STEP_EVENT, Some(data), Severity::Info).await?;
+        }
+        return out!("run {run} {}", change.done);
     }
-    let expected: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let expected: Vec<&str> = change.from.iter().map(|s| s.as_str()).collect();
     Err(CliError::Input(match state.get_workflow_run(run).await? {
         None => format!("no workflow run `{run}` (see `vigil workflows`)"),
         Some(found) => format!("run {run} is {}, not {}", found.status, expected.join(" or ")),
@@ -206,8 +247,9 @@ async fn show(state: &SharedState, run: &str, json: bool) -> Result<(), CliError
     out!("history:")?;
     for step in &steps {
         let error = step["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+        let by = step["by"].as_str().map(|who| format!(" by {who}")).unwrap_or_default();
         out!(
-            "  {:>3} {:<20} {:<8} {:>7} ms  {}{error}",
+            "  {:>3} {:<20} {:<9} {:>7} ms  {}{by}{error}",
             step["step"],
             step["node"].as_str().unwrap_or("?"),
             step["outcome"].as_str().unwrap_or("?"),
