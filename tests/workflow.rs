@@ -182,6 +182,12 @@ fn a_run_survives_kill_9_without_repeating_completed_nodes_and_is_operated_from_
     let workflows = ok(&dir, &["workflows", "--status", "cancelled"]);
     assert!(workflows.contains("k2"), "{workflows}");
     stop_with_sigterm(&mut platform, &dir.join("run.log"));
+    // With no platform running, a run is still submitted, and the command says when it will run.
+    let out = vigil(&dir, &["workflow", "submit", "relay", "--input", r#"{"x": 3}"#, "--id", "k3"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no platform runs on this database now"), "{stderr}");
+    assert_eq!(show(&dir, "k3")["status"], "pending");
 }
 
 /// The example folder as shipped, its endpoints moved to a local server that also

@@ -92,7 +92,8 @@ pub(super) async fn run(action: WorkflowAction, explicit_url: Option<String>) ->
                 SubmitError::Store(e) => CliError::Store(e),
                 other => CliError::Input(other.to_string()),
             })?;
-            out!("submitted run {} of {}", run.run_id, run.graph)
+            out!("submitted run {} of {}", run.run_id, run.graph)?;
+            warn_without_platform(&state).await
         }
         WorkflowAction::Show { run, json } => {
             show(&connect_read_only(resolve(explicit_url)?).await?, &run, json).await
@@ -201,13 +202,23 @@ async fn operate(state: &SharedState, run: &str, change: Move<'_>, who: &str) ->
             });
             state.log_system_event(STEP_EVENT, Some(data), Severity::Info).await?;
         }
-        return out!("run {run} {}", change.done);
+        out!("run {run} {}", change.done)?;
+        return warn_without_platform(state).await;
     }
     let expected: Vec<&str> = change.from.iter().map(|s| s.as_str()).collect();
     Err(CliError::Input(match state.get_workflow_run(run).await? {
         None => format!("no workflow run `{run}` (see `vigil workflows`)"),
         Some(found) => format!("run {run} is {}, not {}", found.status, expected.join(" or ")),
     }))
+}
+
+/// A run row changed with no platform running waits for the next `vigil run`: say so
+/// on stderr (the command itself succeeded).
+async fn warn_without_platform(state: &SharedState) -> Result<(), CliError> {
+    if !state.liveness().await?.platform_running() {
+        eprintln!("note: no platform runs on this database now; the run goes on when `vigil run` starts");
+    }
+    Ok(())
 }
 
 /// The `workflow_step` events of `run`, oldest first.
