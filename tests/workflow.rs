@@ -188,6 +188,20 @@ fn a_run_survives_kill_9_without_repeating_completed_nodes_and_is_operated_from_
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no platform runs on this database now"), "{stderr}");
     assert_eq!(show(&dir, "k3")["status"], "pending");
+    // `--input -` reads the input from standard input.
+    let mut submit = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["workflow", "submit", "relay", "--input", "-", "--id", "k4"])
+        .current_dir(&dir)
+        .env_remove("POSTGRES_CONNECTION_STRING")
+        .env_remove("USE_POSTGRESQL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    submit.stdin.take().unwrap().write_all(br#"{"x": "from stdin"}"#).unwrap();
+    assert!(submit.wait().unwrap().success());
+    assert_eq!(show(&dir, "k4")["state"]["x"], "from stdin");
 }
 
 /// The example folder as shipped, its endpoints moved to a local server that also
