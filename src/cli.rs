@@ -30,6 +30,7 @@ pub mod operate;
 pub mod parse;
 pub mod run;
 mod serve;
+pub mod workflow;
 
 use database::print_json;
 #[doc(hidden)]
@@ -192,7 +193,7 @@ pub enum Command {
     },
     /// List LangGraph workflow runs, newest first, with their status and step.
     Workflows {
-        /// Only runs in this state: pending, running, completed or failed.
+        /// Only runs in this state: pending, running, completed, failed, waiting, cancelled, rejected.
         #[arg(long, value_parser = parse::parse_workflow_status)]
         status: Option<WorkflowStatus>,
         /// At most this many runs.
@@ -201,6 +202,12 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Check workflow files; submit, show, approve, reject, cancel or resume runs.
+    Workflow {
+        /// What to do.
+        #[command(subcommand)]
+        action: workflow::WorkflowAction,
     },
     /// Restart, stop, fix or pause an agent of a running platform, and wait.
     ///
@@ -498,6 +505,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Workflows { status, limit, json } => {
             operate::workflows(&connect_read_only(resolve(explicit_url)?).await?, status, limit, json).await
         }
+        Command::Workflow { action } => workflow::run(action, explicit_url).await,
         Command::Metrics { agent, name, since, limit, json } => {
             let state = connect_read_only(resolve(explicit_url)?).await?;
             operate::metrics(&state, agent.as_deref(), name.as_deref(), since, limit, json).await

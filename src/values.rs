@@ -7,7 +7,7 @@
 //! | a duration | [`parse_duration`] | `500ms`, `30s`, `10m`, `2h`, `1d`, up to 36500 days |
 //! | a limit    | [`parse_limit`]    | 1 to [`MAX_LIMIT`]                                  |
 //! | a severity | [`parse_severity`] | `debug`, `info`, `warning`, `error`, `critical`     |
-//! | a workflow status | [`parse_workflow_status`] | `pending`, `running`, `completed`, `failed` |
+//! | a workflow status | [`parse_workflow_status`] | `pending`, `running`, `waiting`, `completed`, `failed`, `cancelled`, `rejected` |
 //! | a help status | [`parse_help_status`] | `pending`, `processing`, `complete`, `failed`   |
 //!
 //! Each error is a sentence that names the value and the range, and says "must be
@@ -72,10 +72,13 @@ pub fn parse_severity(text: &str) -> Result<Severity, String> {
         .ok_or_else(|| format!("`{text}` is not a severity (debug, info, warning, error, critical)"))
 }
 
-/// A workflow run's status: `pending`, `running`, `completed` or `failed`.
+/// A workflow run's status: `pending`, `running`, `waiting`, `completed`, `failed`,
+/// `cancelled` or `rejected`.
 pub fn parse_workflow_status(text: &str) -> Result<WorkflowStatus, String> {
     WorkflowStatus::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a workflow status: pending, running, completed or failed"))
+        .ok_or_else(|| format!(
+            "`{text}` is not a workflow status: pending, running, waiting, completed, failed, cancelled or rejected"
+        ))
 }
 
 /// A help request's status: `pending`, `processing`, `complete` or `failed`.

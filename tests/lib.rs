@@ -9,3 +9,4 @@ mod http;
 mod outage;
 mod pooler;
 mod run;
+mod workflow;

@@ -7,6 +7,20 @@
 //! checked when built (unknown nodes, no edge from START, a node without an outgoing
 //! edge, unreachable nodes, duplicates: [`GraphError`]).
 //!
+//! Graphs can also be files: JSON documents in the folder
+//! [`LangGraphConfig::workflows_dir`] names, checked ([`workflow_file`]), compiled into
+//! this same model ([`file_nodes`]: `http`, `command`, `llm` and `approval` nodes,
+//! conditional edges on state values, per-node [`NodePolicy`]), and registered in the
+//! database under `name@version` ([`registry`]) so that `vigil workflow submit NAME`
+//! in any shell starts a run, and runs finish on the version they started with.
+//!
+//! An approval node ([`GraphBuilder::approval`]) checkpoints the run as `waiting`;
+//! operators approve (`running` again), reject (`rejected`), cancel (`cancelled`) or
+//! resume a `failed` run with
+//! [`SharedState::set_workflow_status`](vigil_persistence::SharedState::set_workflow_status).
+//! Every node run leaves a [`STEP_EVENT`] system event (timing, outcome, error): the
+//! run's history.
+//!
 //! Runs are submitted through the shared-state API,
 //! [`SharedState::submit_workflow_run`](vigil_persistence::SharedState::submit_workflow_run)
 //! (graph name, run id, initial state as JSON), and listed with
@@ -32,7 +46,8 @@
 //! | outcome of a node      | what happens                                                    |
 //! |------------------------|-----------------------------------------------------------------|
 //! | `Ok(state)`            | checkpoint; the next node runs (in this cycle, up to `max_steps_per_cycle`) |
-//! | `Err(e)`               | the run is `failed` with the error; its state stays at the last good step |
+//! | `Err(e)`               | retried per the node's [`NodePolicy`]; then the run is `failed` with the error; its state stays at the last good step |
+//! | an approval node       | checkpoint with status `waiting`; the run goes on once approved |
 //! | panic                  | the executor fails and is restarted by the runtime; the run resumes at this node |
 //! | step limit reached     | the run is `failed` ("step limit of N reached")                |
 //!
@@ -47,7 +62,13 @@
 //! other stops, but both nodes' effects happened).
 
 mod executor;
+pub mod file_nodes;
 mod graph;
+mod graph_checks;
+pub mod node_spec;
+pub mod registry;
+mod template;
+pub mod workflow_file;
 
 use std::fmt;
 
@@ -56,7 +77,12 @@ use vigil_persistence::SharedState;
 use vigil_runtime::AgentContext;
 
 pub use executor::{LangGraphConfig, LangGraphExecutor};
-pub use graph::{Graph, GraphBuilder, GraphError, RunError};
+pub use graph::{Graph, GraphBuilder, GraphError, NodePolicy, RunError};
+
+/// The system event type of a run's node history: one per node run (see `vigil
+/// workflow show`), with `run_id`, `graph`, `node`, `step`, `started_at`,
+/// `duration_ms`, `outcome` (`ok`, `waiting`, `failed`) and `error`.
+pub const STEP_EVENT: &str = "workflow_step";
 
 /// The virtual node a run starts from.
 pub const START: &str = "__start__";

@@ -11,6 +11,8 @@ mod monitor_common;
 mod ai_help;
 mod langgraph;
 mod langsmith;
+mod workflow_checks;
+mod workflow_runs;
 
 mod anomaly;
 mod claims;

@@ -25,6 +25,7 @@
 //! | [`Request::CompleteCommand`] | [`Reply::Done`]               | [`SharedState::complete_agent_command`](crate::SharedState::complete_agent_command) |
 //! | [`Request::SubmitWorkflowRun`] | [`Reply::WorkflowRun`] (`None`: id taken) | [`SharedState::submit_workflow_run`](crate::SharedState::submit_workflow_run) |
 //! | [`Request::SaveCheckpoint`]  | [`Reply::Applied`]            | [`SharedState::save_workflow_checkpoint`](crate::SharedState::save_workflow_checkpoint) |
+//! | [`Request::SetWorkflowStatus`] | [`Reply::Applied`]          | [`SharedState::set_workflow_status`](crate::SharedState::set_workflow_status) |
 //!
 //! A request that fails in the database fails its batch like any write; with the
 //! persistence actor the batch is then split and the request fails alone with its error.
@@ -134,6 +135,20 @@ pub enum Request {
         /// When.
         at: Ts,
     },
+    /// Move a run to `to` if its status is one of `from` (an operator's approve,
+    /// reject, cancel or resume); the error is replaced by `error`.
+    SetWorkflowStatus {
+        /// The run.
+        run_id: String,
+        /// The statuses the move starts from.
+        from: Vec<WorkflowStatus>,
+        /// The new status.
+        to: WorkflowStatus,
+        /// The run's error afterwards.
+        error: Option<String>,
+        /// When.
+        at: Ts,
+    },
 }
 
 /// The answer to a [`Write`](crate::Write): [`Reply::Done`] for a plain write, the
@@ -186,6 +201,10 @@ impl Request {
                 limits.check_opt_text("error", checkpoint.error.as_deref())
             }
             Request::CompleteCommand { outcome, .. } => limits.check_text("outcome", outcome),
+            Request::SetWorkflowStatus { run_id, error, .. } => {
+                bounded("run_id", run_id)?;
+                limits.check_opt_text("error", error.as_deref())
+            }
             Request::ReclaimHelpRequests { .. } | Request::ClaimCommands { .. } => Ok(()),
         }
     }
@@ -347,6 +366,22 @@ macro_rules! define_requests {
                             workflow_runs::state.eq(Json(cp.state.clone())),
                             workflow_runs::status.eq(cp.status.as_str()),
                             workflow_runs::error.eq(&cp.error),
+                            workflow_runs::updated_at.eq(Some(*at)),
+                        ))
+                        .execute(conn)
+                        .await?;
+                        Reply::Applied(updated == 1)
+                    }
+                    Request::SetWorkflowStatus { run_id, from, to, error, at } => {
+                        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+                        let updated = diesel::update(
+                            workflow_runs::table
+                                .filter(workflow_runs::run_id.eq(run_id))
+                                .filter(workflow_runs::status.eq_any(from)),
+                        )
+                        .set((
+                            workflow_runs::status.eq(to.as_str()),
+                            workflow_runs::error.eq(error),
                             workflow_runs::updated_at.eq(Some(*at)),
                         ))
                         .execute(conn)

@@ -8,9 +8,17 @@
 //!
 //! ```text
 //!  submit ─▶ pending ─▶ running ─(step, step, ...)─▶ completed
-//!                          │
-//!                          └────────────────────────▶ failed   (error kept, state of the last good step)
+//!                        │  ▲ │
+//!          approval node │  │ └──────────────────────▶ failed   (error kept, state of the last good step)
+//!                        ▼  │ approve                    │ resume: running again from the checkpoint
+//!                      waiting ──reject──▶ rejected      ▼
+//!  any unfinished or failed run ──cancel──▶ cancelled
 //! ```
+//!
+//! Operators move a run between statuses with
+//! [`SharedState::set_workflow_status`](crate::SharedState::set_workflow_status): one
+//! `UPDATE` that applies only if the run is still in one of the statuses the move
+//! starts from, so an approval and a cancel racing each other cannot both win.
 //!
 //! | column      | meaning                                                           |
 //! |-------------|-------------------------------------------------------------------|
@@ -55,8 +63,15 @@ pub enum WorkflowStatus {
     Running,
     /// Reached the end of its graph.
     Completed,
-    /// Stopped by an error (see the run's `error`).
+    /// Stopped by an error (see the run's `error`); `resume` runs it again from its
+    /// checkpoint.
     Failed,
+    /// Paused at an approval node until an operator approves or rejects it.
+    Waiting,
+    /// Stopped by an operator (`cancel`); never resumed.
+    Cancelled,
+    /// An operator rejected it at an approval node; never resumed.
+    Rejected,
 }
 
 impl WorkflowStatus {
@@ -67,23 +82,38 @@ impl WorkflowStatus {
             WorkflowStatus::Running => "running",
             WorkflowStatus::Completed => "completed",
             WorkflowStatus::Failed => "failed",
+            WorkflowStatus::Waiting => "waiting",
+            WorkflowStatus::Cancelled => "cancelled",
+            WorkflowStatus::Rejected => "rejected",
         }
     }
 
     /// Parses the stored form.
     pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "pending" => WorkflowStatus::Pending,
-            "running" => WorkflowStatus::Running,
-            "completed" => WorkflowStatus::Completed,
-            "failed" => WorkflowStatus::Failed,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
     }
 
-    /// Whether the run is finished (completed or failed).
+    /// Every status.
+    pub const ALL: [WorkflowStatus; 7] = [
+        WorkflowStatus::Pending,
+        WorkflowStatus::Running,
+        WorkflowStatus::Completed,
+        WorkflowStatus::Failed,
+        WorkflowStatus::Waiting,
+        WorkflowStatus::Cancelled,
+        WorkflowStatus::Rejected,
+    ];
+
+    /// Whether the run is finished: completed, failed, cancelled or rejected (a
+    /// failed run may still be resumed by an operator).
     pub fn is_finished(self) -> bool {
-        matches!(self, WorkflowStatus::Completed | WorkflowStatus::Failed)
+        matches!(
+            self,
+            WorkflowStatus::Completed
+                | WorkflowStatus::Failed
+                | WorkflowStatus::Cancelled
+                | WorkflowStatus::Rejected
+        )
     }
 }
 
@@ -102,7 +132,8 @@ pub struct WorkflowRunRecord {
     pub run_id: String,
     /// The graph that runs it.
     pub graph: String,
-    /// `pending`, `running`, `completed` or `failed` (see [`WorkflowStatus`]).
+    /// `pending`, `running`, `completed`, `failed`, `waiting`, `cancelled` or `rejected`
+    /// (see [`WorkflowStatus`]).
     pub status: String,
     /// Steps completed.
     pub step: i32,
@@ -119,7 +150,7 @@ pub struct WorkflowRunRecord {
 }
 
 impl WorkflowRunRecord {
-    /// The parsed status (`None` if the stored text is not one of the four).
+    /// The parsed status (`None` if the stored text is not one of [`WorkflowStatus::ALL`]).
     pub fn status(&self) -> Option<WorkflowStatus> {
         WorkflowStatus::parse(&self.status)
     }

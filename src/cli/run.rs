@@ -290,8 +290,11 @@ pub fn builtin_agents(config: &PlatformConfig) -> Result<Vec<ChildSpec>, CliErro
     }));
     let langsmith = config.langsmith.clone();
     children.push(ChildSpec::agent("langsmith", move || LangSmithBridge::new(langsmith.clone())));
-    let langgraph = config.langgraph.clone();
-    children.push(ChildSpec::agent("langgraph", move || LangGraphExecutor::new(langgraph.clone())));
+    // Workflow files are checked here: every problem is a startup error.
+    let langgraph =
+        LangGraphExecutor::with_workflow_files(config.langgraph.clone(), config.ai_help.openai.as_ref())
+            .map_err(|e| CliError::Input(format!("langgraph.workflows_dir:\n{e}")))?;
+    children.push(ChildSpec::agent("langgraph", move || langgraph.clone()));
     Ok(children)
 }
 

@@ -146,6 +146,44 @@ impl OpenAiResponder {
     }
 }
 
+impl OpenAiResponder {
+    /// One chat completion: `messages` (`{"role", "content"}` objects) to the endpoint,
+    /// retried per the configured policy; the answer's text and the whole answer
+    /// (model, usage). Workflow `llm` nodes call it directly.
+    pub async fn chat(
+        &self,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<(String, serde_json::Value), ResponderError> {
+        let body = json!({ "model": self.config.model, "messages": messages });
+        let bearer = format!("Bearer {}", self.config.api_key);
+        let answer = http::post_json(
+            &self.client,
+            &self.url(),
+            &[("authorization", bearer.as_str())],
+            &body,
+            self.config.timeout,
+            &self.config.retry,
+        )
+        .await?;
+        let text = answer["choices"][0]["message"]["content"]
+            .as_str()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                ResponderError::BadAnswer(format!(
+                    "no choices[0].message.content in {}",
+                    http::truncate(&answer.to_string(), 200)
+                ))
+            })?
+            .to_owned();
+        Ok((text, answer))
+    }
+
+    /// The model every request asks for.
+    pub fn model(&self) -> &str {
+        &self.config.model
+    }
+}
+
 impl Responder for OpenAiResponder {
     fn name(&self) -> &str {
         "openai"
@@ -167,28 +205,9 @@ impl Responder for OpenAiResponder {
             messages.push(json!({ "role": "system", "content": format!("Platform facts:\n{facts}") }));
         }
         messages.push(json!({ "role": "user", "content": user }));
-        let body = json!({ "model": self.config.model, "messages": messages });
-        let bearer = format!("Bearer {}", self.config.api_key);
-        let answer = http::post_json(
-            &self.client,
-            &self.url(),
-            &[("authorization", bearer.as_str())],
-            &body,
-            self.config.timeout,
-            &self.config.retry,
-        )
-        .await?;
-        let text = answer["choices"][0]["message"]["content"]
-            .as_str()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| {
-                ResponderError::BadAnswer(format!(
-                    "no choices[0].message.content in {}",
-                    http::truncate(&answer.to_string(), 200)
-                ))
-            })?;
+        let (text, answer) = self.chat(messages).await?;
         Ok(Answer::new(
-            text,
+            &text,
             json!({
                 "model": answer["model"].as_str().unwrap_or(&self.config.model),
                 "usage": answer["usage"],

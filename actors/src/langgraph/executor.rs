@@ -2,16 +2,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use vigil_persistence::Severity;
 use vigil_persistence::workflow_runs::{Checkpoint, WorkflowRunRecord, WorkflowStatus};
 use vigil_runtime::{Agent, AgentContext, AgentResult};
 
-use super::graph::{ErasedGraph, Graph, RunError};
-use super::{END, NodeContext};
+use super::file_nodes::compile;
+use super::graph::{ErasedGraph, Graph, RunError, Stepped};
+use super::registry::Registry;
+use super::workflow_file::{WorkflowErrors, WorkflowSpec, load_dir};
+use super::{END, NodeContext, STEP_EVENT};
+use crate::ai_help::OpenAiConfig;
 
 /// Settings of the [`LangGraphExecutor`]. Every field has a default (`#[serde(default)]`).
 ///
@@ -19,6 +26,7 @@ use super::{END, NodeContext};
 /// |-----------------------|---------|---------------------------------------------------|
 /// | `runs_per_cycle`      | `10`    | unfinished runs picked up per cycle               |
 /// | `max_steps_per_cycle` | `100`   | steps run per cycle at most, all runs together; the rest waits for the next cycle |
+/// | `workflows_dir`       | none    | a folder of workflow files (`*.json`, see [`super::workflow_file`]) checked at start and run by this executor |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -27,11 +35,13 @@ pub struct LangGraphConfig {
     pub runs_per_cycle: i64,
     /// Steps run per cycle at most.
     pub max_steps_per_cycle: u32,
+    /// The folder of workflow files (relative to the working directory).
+    pub workflows_dir: Option<PathBuf>,
 }
 
 impl Default for LangGraphConfig {
     fn default() -> Self {
-        Self { runs_per_cycle: 10, max_steps_per_cycle: 100 }
+        Self { runs_per_cycle: 10, max_steps_per_cycle: 100, workflows_dir: None }
     }
 }
 
@@ -82,6 +92,10 @@ pub struct LangGraphExecutor {
     completed: u64,
     /// Runs this instance failed.
     failed: u64,
+    /// The workflow files loaded at start (registered in `initialize`).
+    files: Arc<Vec<WorkflowSpec>>,
+    /// The endpoint of `llm` nodes, to rebuild registered older versions.
+    llm: Option<OpenAiConfig>,
 }
 
 impl fmt::Debug for LangGraphExecutor {
@@ -103,7 +117,42 @@ impl Default for LangGraphExecutor {
 impl LangGraphExecutor {
     /// An executor with no graphs yet.
     pub fn new(config: LangGraphConfig) -> Self {
-        Self { config, graphs: Arc::new(BTreeMap::new()), steps: 0, completed: 0, failed: 0 }
+        Self {
+            config,
+            graphs: Arc::new(BTreeMap::new()),
+            steps: 0,
+            completed: 0,
+            failed: 0,
+            files: Arc::new(Vec::new()),
+            llm: None,
+        }
+    }
+
+    /// An executor for `config` with the workflow files of `config.workflows_dir`,
+    /// checked and compiled now (every problem of every file, or the executor); `llm`
+    /// is the endpoint of `llm` nodes. In `initialize` it registers them in the
+    /// database ([`super::registry`]) and also compiles the older registered versions
+    /// that runs may still be on.
+    pub fn with_workflow_files(
+        config: LangGraphConfig,
+        llm: Option<&OpenAiConfig>,
+    ) -> Result<Self, WorkflowErrors> {
+        let mut executor = Self::new(config.clone());
+        let Some(dir) = &config.workflows_dir else { return Ok(executor) };
+        let specs = load_dir(dir)?;
+        let mut problems = Vec::new();
+        for spec in &specs {
+            match compile(spec, llm) {
+                Ok(graph) => executor = executor.graph(graph),
+                Err(WorkflowErrors(found)) => problems.extend(found),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(WorkflowErrors(problems));
+        }
+        executor.files = Arc::new(specs);
+        executor.llm = llm.cloned();
+        Ok(executor)
     }
 
     /// Adds a graph (replacing one of the same name).
@@ -176,18 +225,34 @@ impl LangGraphExecutor {
                 return self.fail_run(ctx, &run, step, Some(next), state, error).await;
             }
             let node_ctx = NodeContext::new(ctx.clone(), &run.run_id, &run.graph, &next, step as u32 + 1);
+            let began = Instant::now();
             // A panic here is not caught: it fails the executor, which the runtime
             // restarts; the run then resumes at this node from the last checkpoint.
-            let (after, following) = match graph.step(&next, state.clone(), node_ctx).await {
+            let stepped = graph.step(&next, state.clone(), node_ctx).await;
+            let outcome = match &stepped {
+                Ok(s) if s.waits => Ok("waiting"),
+                Ok(_) => Ok("ok"),
+                Err(error) => Err(error.to_string()),
+            };
+            record_step(ctx, &run, &next, step + 1, began, outcome).await;
+            let Stepped { state: after, next: following, waits } = match stepped {
                 Ok(done) => done,
                 Err(error) => return self.fail_run(ctx, &run, step, Some(next), state, error).await,
             };
-            let finished = following == END;
+            let finished = following == END && !waits;
             let checkpoint = Checkpoint {
                 step: step + 1,
+                // A run waiting before END keeps END as its next node: `None` means
+                // "not started".
                 next_node: (!finished).then(|| following.clone()),
                 state: after.clone(),
-                status: if finished { WorkflowStatus::Completed } else { WorkflowStatus::Running },
+                status: if waits {
+                    WorkflowStatus::Waiting
+                } else if finished {
+                    WorkflowStatus::Completed
+                } else {
+                    WorkflowStatus::Running
+                },
                 error: None,
             };
             if !ctx.shared_state().save_workflow_checkpoint(&run.run_id, step, checkpoint).await? {
@@ -204,12 +269,72 @@ impl LangGraphExecutor {
                 self.completed += 1;
                 return Ok(());
             }
+            if waits {
+                tracing::info!(run = %run.run_id, node = %next, "workflow run waits for an approval");
+                return Ok(());
+            }
         }
         Ok(())
     }
 }
 
+/// The `workflow_step` event every node leaves behind — run, graph, node, step, when
+/// it began, how long it took, `ok`/`waiting` or the error — the history `vigil
+/// workflow show` prints. Best effort: a lost event loses a line of history, never a
+/// step.
+async fn record_step(
+    ctx: &AgentContext,
+    run: &WorkflowRunRecord,
+    node: &str,
+    step: i32,
+    began: Instant,
+    outcome: Result<&str, String>,
+) {
+    let (result, error) = match outcome {
+        Ok(result) => (result, None),
+        Err(error) => ("failed", Some(error)),
+    };
+    let data = json!({
+        "run_id": run.run_id,
+        "graph": run.graph,
+        "node": node,
+        "step": step,
+        "started_at": (chrono::Utc::now() - began.elapsed()).to_rfc3339(),
+        "duration_ms": began.elapsed().as_millis() as u64,
+        "outcome": result,
+        "error": error,
+    });
+    let severity = if error.is_some() { Severity::Warning } else { Severity::Info };
+    if let Err(e) = ctx.shared_state().log_system_event(STEP_EVENT, Some(data), severity).await {
+        tracing::warn!(run = %run.run_id, error = %e, "could not record a workflow step");
+    }
+}
+
 impl Agent for LangGraphExecutor {
+    async fn initialize(&mut self, ctx: &AgentContext) -> AgentResult {
+        if self.config.workflows_dir.is_none() {
+            return Ok(());
+        }
+        let registry = Registry::register(ctx.shared_state(), &self.files).await?;
+        let mut graphs = (*self.graphs).clone();
+        for (key, stored) in &registry.versions {
+            if graphs.contains_key(key) {
+                continue;
+            }
+            let rebuilt = Registry::rebuild(key, stored).and_then(|spec| compile(&spec, self.llm.as_ref()));
+            match rebuilt {
+                Ok(graph) => {
+                    graphs.insert(key.clone(), Arc::new(graph));
+                }
+                Err(e) => {
+                    tracing::warn!(workflow = %key, error = %e, "a registered workflow version cannot be rebuilt; its runs wait")
+                }
+            }
+        }
+        self.graphs = Arc::new(graphs);
+        Ok(())
+    }
+
     #[tracing::instrument(name = "langgraph.cycle", skip_all, fields(agent.id = %ctx.agent_id()))]
     async fn cycle(&mut self, ctx: &AgentContext) -> AgentResult {
         if self.graphs.is_empty() {

@@ -1,10 +1,12 @@
-//! The typed graph: nodes over a serde state, edges, conditional edges, validation.
+//! The typed graph: nodes over a serde state, edges, conditional edges, approval
+//! nodes, per-node retry policies, validation.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,6 +16,67 @@ use super::{END, NodeContext, NodeError, START};
 type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 type NodeFn<S> = Arc<dyn Fn(S, NodeContext) -> LocalFuture<'static, Result<S, NodeError>> + Send + Sync>;
 type RouterFn<S> = Arc<dyn Fn(&S) -> String + Send + Sync>;
+
+/// What a node does when the executor reaches it.
+enum NodeKind<S> {
+    /// Runs the function and goes on.
+    Run(NodeFn<S>),
+    /// Pauses the run (`waiting`) until an operator approves (the run goes on along
+    /// the node's edge) or rejects it (the run ends `rejected`).
+    Approval,
+}
+
+impl<S> Clone for NodeKind<S> {
+    fn clone(&self) -> Self {
+        match self {
+            NodeKind::Run(run) => NodeKind::Run(run.clone()),
+            NodeKind::Approval => NodeKind::Approval,
+        }
+    }
+}
+
+/// How a node is tried: attempts, the backoff between them, a per-attempt timeout.
+/// The default is one attempt and no timeout (the executor's `cycle_timeout` bounds it).
+///
+/// Retries happen within one step, before any checkpoint: a node that succeeds on
+/// its third attempt is checkpointed once. Only errors and timeouts are retried, not
+/// panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodePolicy {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// The wait before the second attempt; it doubles before each later one.
+    pub backoff: Duration,
+    /// The longest one attempt may take.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for NodePolicy {
+    fn default() -> Self {
+        Self { attempts: 1, backoff: Duration::from_millis(500), timeout: None }
+    }
+}
+
+impl NodePolicy {
+    /// `attempts` attempts in all, waiting `backoff`, then twice that, ... in between.
+    pub fn retry(attempts: u32, backoff: Duration) -> Self {
+        Self { attempts: attempts.max(1), backoff, timeout: None }
+    }
+
+    /// Bounds each attempt by `timeout`.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The wait after failed attempt `attempt` (1-based): backoff × 2^(attempt-1),
+    /// at most a minute.
+    fn wait_after(&self, attempt: u32) -> Duration {
+        self.backoff.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(60))
+    }
+}
 
 /// Where a node (or [`START`]) goes next.
 enum Edge<S> {
@@ -87,8 +150,9 @@ pub enum GraphError {
 #[must_use = "call .build() to validate the graph"]
 pub struct GraphBuilder<S> {
     name: String,
-    nodes: Vec<(String, NodeFn<S>)>,
+    nodes: Vec<(String, NodeKind<S>)>,
     edges: Vec<(String, Edge<S>)>,
+    policies: BTreeMap<String, NodePolicy>,
     step_limit: u32,
 }
 
@@ -112,7 +176,21 @@ impl<S: Serialize + DeserializeOwned + 'static> GraphBuilder<S> {
         Fut: Future<Output = Result<S, NodeError>> + 'static,
     {
         let node: NodeFn<S> = Arc::new(move |state, ctx| Box::pin(node(state, ctx)));
-        self.nodes.push((name.into(), node));
+        self.nodes.push((name.into(), NodeKind::Run(node)));
+        self
+    }
+
+    /// Adds an approval node: a run that reaches it waits (status `waiting`) until an
+    /// operator approves it — it then goes on along this node's edge, routed on the
+    /// state it paused with — or rejects it (status `rejected`, the end of the run).
+    pub fn approval(mut self, name: impl Into<String>) -> Self {
+        self.nodes.push((name.into(), NodeKind::Approval));
+        self
+    }
+
+    /// Sets how node `name` is tried (attempts, backoff, timeout); see [`NodePolicy`].
+    pub fn policy(mut self, name: impl Into<String>, policy: NodePolicy) -> Self {
+        self.policies.insert(name.into(), policy);
         self
     }
 
@@ -208,16 +286,30 @@ impl<S: Serialize + DeserializeOwned + 'static> GraphBuilder<S> {
         if let Some(name) = nodes.keys().find(|n| !reached.contains(*n)) {
             return Err(GraphError::Unreachable(name.clone()));
         }
+        if let Some(name) = self.policies.keys().find(|n| !nodes.contains_key(*n)) {
+            return Err(GraphError::UnknownNode {
+                from: name.clone(),
+                to: name.clone(),
+                unknown: name.clone(),
+            });
+        }
         Ok(Graph {
-            inner: Arc::new(GraphInner { name: self.name, nodes, edges, step_limit: self.step_limit }),
+            inner: Arc::new(GraphInner {
+                name: self.name,
+                nodes,
+                edges,
+                policies: self.policies,
+                step_limit: self.step_limit,
+            }),
         })
     }
 }
 
 struct GraphInner<S> {
     name: String,
-    nodes: BTreeMap<String, NodeFn<S>>,
+    nodes: BTreeMap<String, NodeKind<S>>,
     edges: BTreeMap<String, Edge<S>>,
+    policies: BTreeMap<String, NodePolicy>,
     step_limit: u32,
 }
 
@@ -272,7 +364,13 @@ impl<S> fmt::Debug for Graph<S> {
 impl<S: Serialize + DeserializeOwned + 'static> Graph<S> {
     /// A builder for a graph named `name` (the `graph` of its runs).
     pub fn builder(name: impl Into<String>) -> GraphBuilder<S> {
-        GraphBuilder { name: name.into(), nodes: Vec::new(), edges: Vec::new(), step_limit: 25 }
+        GraphBuilder {
+            name: name.into(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            policies: BTreeMap::new(),
+            step_limit: 25,
+        }
     }
 
     /// The graph's name.
@@ -334,18 +432,29 @@ pub enum RunError {
     State(String),
 }
 
+/// What one step did: the new state, the node after it, and whether the run now waits
+/// for an operator (an approval node).
+pub(crate) struct Stepped {
+    /// The state after the step.
+    pub(crate) state: serde_json::Value,
+    /// The node to run next (or [`END`]).
+    pub(crate) next: String,
+    /// Whether the run waits for an approval before `next`.
+    pub(crate) waits: bool,
+}
+
 /// A graph with its state type erased to JSON, as the executor holds it.
 pub(crate) trait ErasedGraph: Send + Sync {
     fn step_limit(&self) -> u32;
     /// The first node for this initial state.
     fn entry(&self, state: &serde_json::Value) -> Result<String, RunError>;
-    /// Runs `node` on `state`; the new state and the node after it.
+    /// Runs `node` on `state` under its policy.
     fn step<'a>(
         &'a self,
         node: &'a str,
         state: serde_json::Value,
         ctx: NodeContext,
-    ) -> LocalFuture<'a, Result<(serde_json::Value, String), RunError>>;
+    ) -> LocalFuture<'a, Result<Stepped, RunError>>;
 }
 
 fn decode<S: DeserializeOwned>(state: &serde_json::Value) -> Result<S, RunError> {
@@ -366,17 +475,48 @@ impl<S: Serialize + DeserializeOwned + 'static> ErasedGraph for Graph<S> {
         node: &'a str,
         state: serde_json::Value,
         ctx: NodeContext,
-    ) -> LocalFuture<'a, Result<(serde_json::Value, String), RunError>> {
+    ) -> LocalFuture<'a, Result<Stepped, RunError>> {
         Box::pin(async move {
-            let run =
+            let kind =
                 self.inner.nodes.get(node).ok_or_else(|| RunError::UnknownNode(node.to_owned()))?.clone();
-            let state: S = decode(&state)?;
-            let after = run(state, ctx)
-                .await
-                .map_err(|e| RunError::Node { node: node.to_owned(), message: e.to_string() })?;
+            let run = match kind {
+                NodeKind::Run(run) => run,
+                NodeKind::Approval => {
+                    let next = self.route(node, &decode::<S>(&state)?)?;
+                    return Ok(Stepped { state, next, waits: true });
+                }
+            };
+            let policy = self.inner.policies.get(node).copied().unwrap_or_default();
+            let mut attempt = 0;
+            let after = loop {
+                attempt += 1;
+                let attempted = run(decode(&state)?, ctx.clone());
+                let outcome = match policy.timeout {
+                    Some(limit) => tokio::time::timeout(limit, attempted)
+                        .await
+                        .unwrap_or_else(|_| Err(NodeError::msg(format!("timed out after {limit:?}")))),
+                    None => attempted.await,
+                };
+                match outcome {
+                    Ok(after) => break after,
+                    Err(error) if attempt < policy.attempts => {
+                        let wait = policy.wait_after(attempt);
+                        tracing::info!(node, attempt, ?wait, %error, "workflow node failed; retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(error) => {
+                        let message = if attempt > 1 {
+                            format!("{error} (after {attempt} attempts)")
+                        } else {
+                            error.to_string()
+                        };
+                        return Err(RunError::Node { node: node.to_owned(), message });
+                    }
+                }
+            };
             let next = self.route(node, &after)?;
             let encoded = serde_json::to_value(&after).map_err(|e| RunError::State(e.to_string()))?;
-            Ok((encoded, next))
+            Ok(Stepped { state: encoded, next, waits: false })
         })
     }
 }

@@ -46,6 +46,26 @@ impl SharedState {
         expect_reply!(self.request(request).await?, Reply::Applied(applied) => applied)
     }
 
+    /// Moves `run_id` to `to` if its status is one of `from`, replacing its error with
+    /// `error`, in one statement; returns whether it did (`false`: no such run, or it
+    /// had moved on). Operators approve, reject, cancel and resume runs with it.
+    pub async fn set_workflow_status(
+        &self,
+        run_id: &str,
+        from: &[WorkflowStatus],
+        to: WorkflowStatus,
+        error: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let request = Request::SetWorkflowStatus {
+            run_id: run_id.to_owned(),
+            from: from.to_vec(),
+            to,
+            error,
+            at: Ts::now(),
+        };
+        expect_reply!(self.request(request).await?, Reply::Applied(applied) => applied)
+    }
+
     /// One run with its last checkpoint.
     pub async fn get_workflow_run(&self, run_id: &str) -> Result<Option<WorkflowRunRecord>, StoreError> {
         let id = run_id.to_owned();

@@ -195,6 +195,7 @@ impl Write {
                             + json(Some(&checkpoint.state))
                             + text(checkpoint.error.as_deref())
                     }
+                    Request::SetWorkflowStatus { run_id, error, .. } => run_id.len() + text(error.as_deref()),
                 },
             }
     }
