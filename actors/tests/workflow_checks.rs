@@ -28,7 +28,10 @@ pub(crate) fn triage(base_url: &str) -> Value {
         "start": "fetch",
         "inputs": ["ticket_id"],
         "nodes": [
-            {"name": "fetch", "kind": "http", "url": format!("{base_url}/tickets/{{{{ticket_id}}}}"), "output": "ticket"},
+            // A secret from the platform's environment, in a header (cargo sets
+            // CARGO_PKG_NAME for every test process).
+            {"name": "fetch", "kind": "http", "url": format!("{base_url}/tickets/{{{{ticket_id}}}}"), "output": "ticket",
+             "headers": {"Authorization": "Bearer {{env.CARGO_PKG_NAME}}"}},
             {"name": "classify", "kind": "llm", "prompt": "Classify: {{ticket.body.text}}", "output": "class", "format": "json"},
             {"name": "approve", "kind": "approval"},
             {"name": "page", "kind": "command", "program": "sh", "args": ["-c", "cat >/dev/null; echo '{\"paged\": true}'"], "outputs": ["paged"]}
@@ -132,6 +135,11 @@ fn every_validation_error_names_the_file_the_node_and_the_problem() {
             "unclosed template",
             edit(|d| d["nodes"][1]["prompt"] = json!("{{ticket")),
             "node `classify`: bad template",
+        ),
+        (
+            "an environment variable outside a header",
+            edit(|d| d["nodes"][0]["url"] = json!("http://x/{{ticket_id}}?key={{env.API_KEY}}")),
+            "node `fetch`: bad template in `http://x/{{ticket_id}}?key={{env.API_KEY}}`: `{{env.NAME}}` is allowed in header values only",
         ),
         (
             "no outgoing edge",

@@ -86,7 +86,10 @@ async fn every_node_kind_runs_with_conditional_edges_approval_and_rejection() {
             json!({"urgent": true}),
             "JSON answers are parsed, fences dropped"
         );
-        assert_eq!(tickets.next().await.path, "/tickets/T%201", "URL values are percent-encoded");
+        let fetched = tickets.next().await;
+        assert_eq!(fetched.path, "/tickets/T%201", "URL values are percent-encoded");
+        assert_eq!(fetched.headers["authorization"], "Bearer vigil-actors", "{{env.NAME}} in a header");
+        assert!(!waiting.state.0.to_string().contains("vigil-actors"), "the secret stays out of the state");
         let asked = openai.next().await;
         assert_eq!(asked.headers["authorization"], "Bearer sk-test-secret");
         assert_eq!(asked.body["messages"][0]["content"], "Classify: db01: disk full");

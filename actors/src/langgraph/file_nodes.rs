@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::node_spec::status_pattern;
-use super::template::{render_json, render_text, render_url};
+use super::template::{render_header, render_json, render_text, render_url};
 use super::workflow_file::{
     CommandSpec, END_NAME, HttpSpec, LlmFormat, LlmSpec, NodeSpecKind, WorkflowErrors, WorkflowIssue,
     WorkflowSpec,
@@ -104,7 +104,7 @@ async fn run_http(client: reqwest::Client, spec: HttpSpec, mut state: Value) -> 
         .map_err(|e| NodeError::msg(e.to_string()))?;
     let mut request = client.request(method, &url);
     for (name, value) in &spec.headers {
-        request = request.header(name, render_text(value, &state).map_err(NodeError::msg)?);
+        request = request.header(name, render_header(value, &state).map_err(NodeError::msg)?);
     }
     if let Some(body) = &spec.body {
         request = request.json(&render_json(body, &state).map_err(NodeError::msg)?);

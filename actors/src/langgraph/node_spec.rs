@@ -105,11 +105,12 @@ pub(crate) fn status_pattern(text: &str) -> Option<(u16, u16)> {
 impl NodeSpec {
     /// The top-level state keys this node's templates read.
     pub(crate) fn reads(&self) -> Result<Vec<String>, super::template::TemplateError> {
-        use super::template::{json_keys, keys};
+        use super::template::{json_keys, keys, keys_outside_headers};
         let mut out = Vec::new();
         match &self.kind {
             NodeSpecKind::Http(http) => {
-                out.extend(keys(&http.url)?);
+                out.extend(keys_outside_headers(&http.url)?);
+                // Header values are the one place `{{env.NAME}}` may stand.
                 for value in http.headers.values() {
                     out.extend(keys(value)?);
                 }
@@ -119,13 +120,13 @@ impl NodeSpec {
             }
             NodeSpecKind::Command(command) => {
                 for arg in &command.args {
-                    out.extend(keys(arg)?);
+                    out.extend(keys_outside_headers(arg)?);
                 }
             }
             NodeSpecKind::Llm(llm) => {
-                out.extend(keys(&llm.prompt)?);
+                out.extend(keys_outside_headers(&llm.prompt)?);
                 if let Some(system) = &llm.system {
-                    out.extend(keys(system)?);
+                    out.extend(keys_outside_headers(system)?);
                 }
             }
             NodeSpecKind::Approval => {}

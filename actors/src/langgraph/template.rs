@@ -10,6 +10,13 @@
 //!
 //! A template naming a key the state does not have fails the node (a file check
 //! catches most of them first).
+//!
+//! **Secrets.** `{{env.NAME}}` stands for the environment variable `NAME` of the
+//! platform's process, read when the request is sent — in an `http` node's header
+//! values only (`"Authorization": "Bearer {{env.TICKETS_TOKEN}}"`). So a token is never
+//! written in the file, never stored with the workflow's versions in the database,
+//! never part of the run's state, and never in a URL or a body that an error or a log
+//! might show; a variable that is not set fails the node, naming the variable only.
 
 use serde_json::Value;
 
@@ -23,10 +30,11 @@ pub(crate) struct TemplateError {
     problem: &'static str,
 }
 
-/// The pieces of a template text: literal text and state paths.
+/// The pieces of a template text: literal text, state paths, environment variables.
 enum Piece<'a> {
     Text(&'a str),
     Path(Vec<&'a str>),
+    Env(&'a str),
 }
 
 fn pieces(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
@@ -38,6 +46,14 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
         let after = &rest[open + 2..];
         let close = after.find("}}").ok_or_else(|| fail("`{{` is never closed by `}}`"))?;
         let inner = after[..close].trim();
+        if let Some(name) = inner.strip_prefix("env.") {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(fail("`{{env.NAME}}` needs a variable name of letters, digits and `_`"));
+            }
+            out.push(Piece::Env(name));
+            rest = &after[close + 2..];
+            continue;
+        }
         let inner = inner.strip_prefix("state.").unwrap_or(inner);
         if inner.is_empty() || inner == "state" {
             return Err(fail("`{{}}` names no key"));
@@ -59,16 +75,28 @@ pub(crate) fn keys(text: &str) -> Result<Vec<String>, TemplateError> {
         .into_iter()
         .filter_map(|piece| match piece {
             Piece::Path(path) => Some(path[0].to_owned()),
-            Piece::Text(_) => None,
+            Piece::Text(_) | Piece::Env(_) => None,
         })
         .collect())
+}
+
+/// [`keys`] of a text that is not a header value, where `{{env.NAME}}` is refused (see
+/// the module docs).
+pub(crate) fn keys_outside_headers(text: &str) -> Result<Vec<String>, TemplateError> {
+    if pieces(text)?.iter().any(|piece| matches!(piece, Piece::Env(_))) {
+        return Err(TemplateError {
+            text: crate::http::truncate(text, 80),
+            problem: "`{{env.NAME}}` is allowed in header values only (secrets stay out of URLs, bodies, prompts and arguments)",
+        });
+    }
+    keys(text)
 }
 
 /// The top-level keys every string inside a JSON value reads.
 pub(crate) fn json_keys(value: &Value) -> Result<Vec<String>, TemplateError> {
     let mut out = Vec::new();
     match value {
-        Value::String(text) => out.extend(keys(text)?),
+        Value::String(text) => out.extend(keys_outside_headers(text)?),
         Value::Array(items) => {
             for item in items {
                 out.extend(json_keys(item)?);
@@ -105,21 +133,38 @@ pub(crate) fn as_text(value: &Value) -> String {
     }
 }
 
-/// Renders `text`, each value passed through `escape`.
-pub(crate) fn render(text: &str, state: &Value, escape: fn(&str) -> String) -> Result<String, String> {
+/// Renders `text`, each value passed through `escape`; environment variables only when
+/// `env` is allowed (header values).
+fn render_with(text: &str, state: &Value, escape: fn(&str) -> String, env: bool) -> Result<String, String> {
     let mut out = String::new();
     for piece in pieces(text).map_err(|e| e.to_string())? {
         match piece {
             Piece::Text(literal) => out.push_str(literal),
             Piece::Path(path) => out.push_str(&escape(&as_text(find(state, &path)?))),
+            Piece::Env(name) if env => out
+                .push_str(&std::env::var(name).map_err(|_| {
+                    format!("the environment variable {name} (named by a header) is not set")
+                })?),
+            Piece::Env(name) => return Err(format!("`{{{{env.{name}}}}}` is allowed in header values only")),
         }
     }
     Ok(out)
 }
 
-/// Renders plain text (prompts, arguments, headers).
+/// Renders `text`, each value passed through `escape`.
+pub(crate) fn render(text: &str, state: &Value, escape: fn(&str) -> String) -> Result<String, String> {
+    render_with(text, state, escape, false)
+}
+
+/// Renders plain text (prompts, arguments).
 pub(crate) fn render_text(text: &str, state: &Value) -> Result<String, String> {
     render(text, state, str::to_owned)
+}
+
+/// Renders a header value: state values and `{{env.NAME}}` (the only place secrets
+/// from the environment go).
+pub(crate) fn render_header(text: &str, state: &Value) -> Result<String, String> {
+    render_with(text, state, str::to_owned, true)
 }
 
 /// Renders a URL: substituted values are percent-encoded (all but RFC 3986's
@@ -185,5 +230,27 @@ mod tests {
         assert!(render_text("{{missing}}", &state).unwrap_err().contains("`missing`"));
         assert!(keys("{{open").is_err());
         assert!(keys("{{}}").is_err());
+    }
+
+    #[test]
+    fn environment_variables_render_in_headers_only() {
+        let state = json!({"id": 7});
+        // PATH is set in every process that runs these tests.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(render_header("x {{env.PATH}} {{id}}", &state).unwrap(), format!("x {path} 7"));
+        assert_eq!(keys("Bearer {{env.PATH}}").unwrap(), Vec::<String>::new());
+        assert!(
+            keys_outside_headers("Bearer {{ env.PATH }}")
+                .unwrap_err()
+                .to_string()
+                .contains("header values only")
+        );
+        assert!(json_keys(&json!({"key": "{{env.PATH}}"})).is_err());
+        assert_eq!(keys_outside_headers("{{id}}").unwrap(), vec!["id"]);
+        assert!(render_text("{{env.PATH}}", &state).unwrap_err().contains("header values only"));
+        assert!(render_url("http://x/{{env.PATH}}", &state).unwrap_err().contains("header values only"));
+        let missing = render_header("{{env.VIGIL_SURELY_UNSET_VARIABLE}}", &state).unwrap_err();
+        assert!(missing.contains("VIGIL_SURELY_UNSET_VARIABLE") && missing.contains("not set"), "{missing}");
+        assert!(keys("{{env.}}").is_err() && keys("{{env.A-B}}").is_err());
     }
 }
