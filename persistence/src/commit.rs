@@ -33,8 +33,8 @@ use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::error::StoreError;
-use crate::nodes::fence::{self, FenceSlot};
-use crate::writes::{BatchOutcome, Write, apply_batch_pg_in_tx};
+use crate::nodes::fence;
+use crate::writes::{BatchInput, BatchOutcome, apply_batch_pg_in_tx};
 
 /// How an injected fault ends a transaction whose `COMMIT` answer is then "lost": the
 /// writer sees a connection error at `COMMIT` and must find out what happened
@@ -117,17 +117,20 @@ impl AttemptError {
     }
 }
 
-/// One attempt at a marked transaction of `writes` on `conn`, within `deadline` (from
+/// One attempt at a marked transaction of `batch` on `conn`, within `deadline` (from
 /// `BEGIN` to the answer to `COMMIT`). `unresolved` is an earlier transaction of the
 /// same marker whose outcome is unknown: it is resolved first. On failure the
 /// [`AttemptError`] carries what is still unresolved (that one, or this one if its
 /// `COMMIT` was sent), so the caller retries under the same marker; otherwise under
 /// [`Marker::next`]. A failed connection may be mid-transaction or frozen: the caller
 /// must not reuse it when [`AttemptError::retry`] is set.
+///
+/// The agent ids the batch learned are kept in `batch.ids` once `COMMIT` has answered;
+/// any failure clears it (see [`crate::writes`]'s `agent_ids`): whatever went wrong —
+/// a rollback, a lost connection, a server that is now another — no id survives it.
 pub(crate) async fn marked_transaction(
     conn: &mut AsyncPgConnection,
-    writes: &[Write],
-    fences: &[FenceSlot],
+    batch: BatchInput<'_>,
     marker: Marker,
     unresolved: Option<Unresolved>,
     deadline: Duration,
@@ -135,7 +138,9 @@ pub(crate) async fn marked_transaction(
 ) -> Result<(BatchOutcome, bool), AttemptError> {
     let mut phase = Phase::Connecting;
     let mut unresolved = unresolved;
-    let attempt = transaction_pg(conn, writes, fences, marker, &mut unresolved, &mut phase, fault);
+    let BatchInput { writes, fences, ids } = batch;
+    let batch = BatchInput { writes, fences, ids: &mut *ids };
+    let attempt = transaction_pg(conn, batch, marker, &mut unresolved, &mut phase, fault);
     let result = match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
         Err(_) => Err(AttemptError::transient(StoreError::DeadlineExceeded(deadline), None)),
@@ -144,6 +149,7 @@ pub(crate) async fn marked_transaction(
         Ok(done) => return Ok(done),
         Err(failure) => failure,
     };
+    ids.clear();
     // A transaction that may have committed (an earlier one not yet resolved, or this
     // one, whose COMMIT was sent) stays unresolved, whatever the error.
     if failure.unresolved.is_none() {
@@ -163,8 +169,7 @@ pub(crate) async fn marked_transaction(
 /// inserted waits for that transaction to end, so the answer is never a guess.
 async fn transaction_pg(
     conn: &mut AsyncPgConnection,
-    writes: &[Write],
-    fences: &[FenceSlot],
+    batch: BatchInput<'_>,
     marker: Marker,
     unresolved: &mut Option<Unresolved>,
     phase: &mut Phase,
@@ -173,6 +178,7 @@ async fn transaction_pg(
     use diesel::sql_types::BigInt;
     use diesel_async::RunQueryDsl;
 
+    let BatchInput { writes, fences, ids } = batch;
     *phase = Phase::Sending;
     let sent = |error: StoreError| {
         let died_sending = error.is_connection_error();
@@ -207,7 +213,7 @@ async fn transaction_pg(
             // a lost COMMIT resolved later answers each write as this attempt decided.
             *unresolved = None;
             match fence::check_pg(conn, fences).await {
-                Ok(refused) => apply_batch_pg_in_tx(conn, writes, refused).await,
+                Ok(refused) => apply_batch_pg_in_tx(conn, writes, refused, ids).await,
                 Err(error) => Err(error),
             }
         }
@@ -224,7 +230,10 @@ async fn transaction_pg(
                 Some(fault) => end_with_fault(conn, fault).await,
             };
             match ended {
-                Ok(()) => Ok((unresolved.take().expect("set above").outcome, false)),
+                Ok(()) => {
+                    ids.keep_staged();
+                    Ok((unresolved.take().expect("set above").outcome, false))
+                }
                 // Whatever the error, the server may or may not have committed.
                 Err(e) => Err(AttemptError::transient(e.into(), None)),
             }

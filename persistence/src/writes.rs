@@ -5,7 +5,8 @@
 //!
 //! 1. agent registrations first (an upsert each), so later writes of the same batch can
 //!    refer to a newly registered agent;
-//! 2. one lookup of the internal ids of every agent the batch names;
+//! 2. one lookup of the internal ids of the agents the batch names that the writer has
+//!    not seen yet — usually none, so no round trip (`writes/agent_ids`);
 //! 3. one multi-row `INSERT` per table (chunked under the bind-parameter limits);
 //! 4. one `UPDATE agents` per agent, carrying its latest heartbeat and latest state;
 //! 5. system-state upserts (last value per key wins) and help answers (response row +
@@ -29,13 +30,16 @@
 //! | `writes/validate` | [`Write::validate`], [`Write::approx_bytes`], [`Write::drop_deep`] |
 //! | `writes/rows`   | the per-backend statements (inserts, the `agents` update)  |
 //! | `writes/apply`  | a batch as one transaction                                 |
+//! | `writes/agent_ids` | a writer's memory of agents' internal ids, and when it is trusted |
 
+mod agent_ids;
 mod apply;
 pub(crate) mod rows;
 pub(crate) mod status;
 mod validate;
 mod write;
 
-pub(crate) use apply::{BatchOutcome, apply_batch_pg_in_tx, apply_batch_sqlite};
+pub(crate) use agent_ids::AgentIds;
+pub(crate) use apply::{BatchInput, BatchOutcome, apply_batch_pg_in_tx, apply_batch_sqlite};
 pub use status::{HelpStatus, Severity};
 pub use write::{Write, WriteKind};

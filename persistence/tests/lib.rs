@@ -4,6 +4,7 @@
 mod common;
 
 mod actor;
+mod agent_ids;
 mod config;
 mod failover;
 mod harsh_faults;

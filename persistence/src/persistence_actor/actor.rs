@@ -205,6 +205,7 @@ impl PersistenceHandle {
             refused_writes: self.shared.refused.load(Ordering::Relaxed),
             failed_at_shutdown: c.failed_at_shutdown,
             recovered_commits: c.recovered_commits,
+            agent_id_lookups: c.agent_id_lookups,
         }
     }
 }

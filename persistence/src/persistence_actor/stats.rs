@@ -50,6 +50,10 @@ pub struct PersistenceStats {
     /// Commits whose outcome was unknown (connection lost during `COMMIT`) and turned
     /// out to have succeeded.
     pub recovered_commits: u64,
+    /// Lookups of agents' internal ids, each one round trip: a batch makes one only
+    /// for agents the writer has not seen since its connection opened or its last
+    /// failed attempt (see `AgentIds` in the `writes` module).
+    pub agent_id_lookups: u64,
 }
 
 /// What [`PersistenceHandle::shutdown`](crate::PersistenceHandle::shutdown) did.
@@ -121,6 +125,7 @@ pub(super) struct Counters {
     pub(super) fenced: u64,
     pub(super) failed_at_shutdown: u64,
     pub(super) recovered_commits: u64,
+    pub(super) agent_id_lookups: u64,
 }
 
 impl Default for Counters {
@@ -137,6 +142,7 @@ impl Default for Counters {
             fenced: 0,
             failed_at_shutdown: 0,
             recovered_commits: 0,
+            agent_id_lookups: 0,
         }
     }
 }

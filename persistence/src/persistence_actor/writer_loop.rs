@@ -5,6 +5,11 @@
 //! [`marked_transaction`] on the writer's own connection, so a lost `COMMIT` answer is
 //! resolved before anything is applied again; on SQLite a batch is applied on a pooled
 //! connection. The statistics are updated here, once per drained batch.
+//!
+//! The writer remembers the internal ids of the agents it has written for
+//! ([`AgentIds`], in its [`WriterState`]), so that a batch of known agents makes no
+//! lookup. Any failed attempt, and any new connection, forgets them: the retry
+//! resolves every agent from the database it is now talking to.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,12 +26,12 @@ use crate::error::StoreError;
 use crate::nodes::fence::FenceSlot;
 use crate::requests::Reply;
 use crate::store::{Store, StoreInner};
-use crate::writes::{BatchOutcome, Write, apply_batch_sqlite};
+use crate::writes::{AgentIds, BatchInput, BatchOutcome, Write, apply_batch_sqlite};
 
 /// The writer loop: drain a batch, commit it, answer, repeat; ends when the queue is
 /// closed and empty (or the shutdown deadline passed).
 pub(super) async fn run(store: Store, shared: Arc<Shared>) {
-    let conn: PgSlot = Arc::new(tokio::sync::Mutex::new(None));
+    let conn: WriterSlot = Arc::new(tokio::sync::Mutex::new(WriterState::default()));
     let mut shutdown_failure: Option<String> = None;
     while let Some(batch) = next_batch(&shared).await {
         if let Some(reason) = process(&store, &shared, &conn, batch).await {
@@ -115,13 +120,27 @@ struct Batch {
     fences: Arc<Vec<FenceSlot>>,
 }
 
-/// The writer's own PostgreSQL connection, kept across batches; `None` until opened or
-/// after it broke.
-pub(super) type PgSlot = Arc<tokio::sync::Mutex<Option<AsyncPgConnection>>>;
+/// What the writer keeps from one batch to the next.
+#[derive(Default)]
+pub(super) struct WriterState {
+    /// Its own PostgreSQL connection; `None` until opened or after it broke (SQLite
+    /// batches use pooled connections).
+    conn: Option<AsyncPgConnection>,
+    /// The agent ids it has seen committed, since `conn` opened and its last failure.
+    ids: AgentIds,
+}
+
+/// The [`WriterState`], locked by the attempt in flight.
+pub(super) type WriterSlot = Arc<tokio::sync::Mutex<WriterState>>;
 
 /// Commits one drained batch (splitting it around rejected writes), answers its
 /// senders and updates the statistics. Returns why writes were given up at shutdown.
-async fn process(store: &Store, shared: &Arc<Shared>, conn: &PgSlot, batch: Vec<Entry>) -> Option<String> {
+async fn process(
+    store: &Store,
+    shared: &Arc<Shared>,
+    conn: &WriterSlot,
+    batch: Vec<Entry>,
+) -> Option<String> {
     let started = Instant::now();
     let last_seq = batch.last().map_or(0, |e| e.seq);
     let mut acks = Vec::with_capacity(batch.len());
@@ -252,7 +271,7 @@ const POISON_STRIKES: u32 = 2;
 async fn commit_with_retry(
     store: &Store,
     shared: &Arc<Shared>,
-    conn: &PgSlot,
+    conn: &WriterSlot,
     batch: &Batch,
     range: Range<usize>,
 ) -> Result<BatchOutcome, Failure> {
@@ -329,7 +348,7 @@ async fn commit_with_retry(
 async fn attempt(
     inner: Arc<StoreInner>,
     shared: Arc<Shared>,
-    slot: PgSlot,
+    slot: WriterSlot,
     batch: Batch,
     range: Range<usize>,
     marker: Marker,
@@ -337,7 +356,9 @@ async fn attempt(
 ) -> Result<(BatchOutcome, bool), AttemptError> {
     let started = Instant::now();
     let writes = &batch.writes;
-    let result = if shared.take_injected_fault() {
+    let mut state = slot.lock().await;
+    let had_ids = !state.ids.is_empty();
+    let mut result = if shared.take_injected_fault() {
         Err(AttemptError::transient(
             StoreError::Query(DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection,
@@ -360,32 +381,47 @@ async fn attempt(
         let writes = &writes[range];
         match &inner.backend {
             Backend::Pg(_) => {
-                let mut slot = slot.lock().await;
                 let deadline = shared.config.transaction_timeout;
                 let fault = shared.commit_faults.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                attempt_pg(&inner, &mut slot, writes, fences, marker, unresolved, deadline, fault).await
+                attempt_pg(&inner, &mut state, writes, fences, marker, unresolved, deadline, fault).await
             }
             Backend::Sqlite(pool) => match inner.checkout(pool).await {
-                Ok(mut conn) => apply_batch_sqlite(&mut conn, writes, fences)
-                    .await
-                    .map(|o| (o, false))
-                    .map_err(AttemptError::of),
+                Ok(mut conn) => {
+                    let batch = BatchInput { writes, fences, ids: &mut state.ids };
+                    apply_batch_sqlite(&mut conn, batch).await.map(|o| (o, false)).map_err(AttemptError::of)
+                }
                 Err(error) => Err(AttemptError::of(error)),
             },
         }
     };
-    let mut result = result;
+    // Whatever failed (the transaction already cleared the ids if it got that far; an
+    // injected fault or a missing connection did not), the retry resolves every agent
+    // from the database again.
+    if let Err(failure) = &mut result {
+        state.ids.clear();
+        // A refusal may be the memory's fault (an id the database no longer has, after
+        // a failover that lost a registration): try once more afresh before splitting.
+        if had_ids && !failure.retry && failure.unresolved.is_none() {
+            failure.retry = true;
+        }
+    }
+    let lookups = state.ids.take_lookups();
+    drop(state);
+    if lookups > 0 {
+        shared.counters().agent_id_lookups += lookups;
+    }
     inner.settle(started.elapsed(), result.as_mut().err().map(|e| &mut e.error));
     result
 }
 
 /// One attempt on PostgreSQL, on the writer's own connection (opened if need be, within
 /// `deadline`), as a [`marked_transaction`]. A connection that failed in a way another
-/// attempt may cure — dead, frozen, left mid-transaction — is dropped.
+/// attempt may cure — dead, frozen, left mid-transaction — is dropped. A new connection
+/// starts with no agent ids: the server behind it may be another (a promoted standby).
 #[allow(clippy::too_many_arguments)] // one attempt's whole context, passed through as is
 async fn attempt_pg(
     inner: &StoreInner,
-    slot: &mut Option<AsyncPgConnection>,
+    state: &mut WriterState,
     writes: &[Write],
     fences: &[FenceSlot],
     marker: Marker,
@@ -393,7 +429,9 @@ async fn attempt_pg(
     deadline: Duration,
     fault: Option<CommitFault>,
 ) -> Result<(BatchOutcome, bool), AttemptError> {
+    let WriterState { conn: slot, ids } = state;
     if slot.is_none() {
+        ids.clear();
         let connect = async {
             let mut conn = inner.establish_pg().await.expect("a PostgreSQL store")?;
             // A transaction orphaned by a dropped connection ends on the server too,
@@ -412,7 +450,8 @@ async fn attempt_pg(
         }
     }
     let conn = slot.as_mut().expect("opened above");
-    let result = marked_transaction(conn, writes, fences, marker, unresolved, deadline, fault).await;
+    let batch = BatchInput { writes, fences, ids };
+    let result = marked_transaction(conn, batch, marker, unresolved, deadline, fault).await;
     if result.as_ref().is_err_and(|failure| failure.retry) {
         // The connection may be dead, frozen or mid-transaction: open a fresh one next.
         *slot = None;

@@ -13,7 +13,7 @@ use crate::backend::{Backend, mark_broken};
 use crate::commit::{Marker, Unresolved, marked_transaction};
 use crate::error::StoreError;
 use crate::nodes::fence::FenceSlot;
-use crate::writes::{Write, apply_batch_sqlite};
+use crate::writes::{AgentIds, BatchInput, Write, apply_batch_sqlite};
 
 impl Store {
     /// Applies a batch of writes in one transaction, retrying transient failures.
@@ -51,11 +51,10 @@ impl Store {
                             (progress.0, progress.1.take())
                         };
                         let deadline = inner.read_deadline();
-                        match marked_transaction(
-                            &mut conn, &writes, &fences, marker, unresolved, deadline, None,
-                        )
-                        .await
-                        {
+                        // One batch, then gone: it resolves every agent it names.
+                        let mut ids = AgentIds::default();
+                        let batch = BatchInput { writes: &writes, fences: &fences, ids: &mut ids };
+                        match marked_transaction(&mut conn, batch, marker, unresolved, deadline, None).await {
                             Ok((outcome, _)) => Ok(outcome),
                             Err(failure) => {
                                 if failure.retry {
@@ -73,7 +72,12 @@ impl Store {
                     }
                     Backend::Sqlite(pool) => {
                         let mut conn = inner.checkout(pool).await?;
-                        apply_batch_sqlite(&mut conn, &writes, &fences).await
+                        let mut ids = AgentIds::default();
+                        apply_batch_sqlite(
+                            &mut conn,
+                            BatchInput { writes: &writes, fences: &fences, ids: &mut ids },
+                        )
+                        .await
                     }
                 }
             }

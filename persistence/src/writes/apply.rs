@@ -4,6 +4,10 @@
 //! The body is written once (`define_apply!`) and compiled per connection type:
 //! `apply_batch_pg_in_tx` runs inside the marked transaction of [`crate::commit`],
 //! [`apply_batch_sqlite`] opens its own `BEGIN IMMEDIATE` transaction.
+//!
+//! The body resolves agents' names to their internal ids through the writer's
+//! [`AgentIds`]: it stages what it learns, and whoever ends the transaction keeps the
+//! staged ids once `COMMIT` has answered, or forgets every id when anything failed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +15,7 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::agent_ids::AgentIds;
 use super::rows::{AgentUpdate, InsertRows, UpdateAgents, upsert_system_state};
 use super::status::HelpStatus;
 use super::write::Write;
@@ -29,19 +34,33 @@ use crate::types::{Json, Ts};
 /// was refused before reaching the database carries its error.
 pub(crate) type BatchOutcome = Vec<Result<Reply, StoreError>>;
 
+/// A batch to apply: its writes, the fence of each (empty when none is fenced), and
+/// the memory of agent ids of the writer applying it.
+pub(crate) struct BatchInput<'a> {
+    pub(crate) writes: &'a [Write],
+    pub(crate) fences: &'a [FenceSlot],
+    pub(crate) ids: &'a mut AgentIds,
+}
+
 /// The body of a batch — every write of it, in order, as few statements as the backend
 /// allows — on either backend. Compiled once per connection type.
 macro_rules! define_apply {
     ($in_tx:ident, $conn_ty:ty) => {
         /// The body of the batch, to run inside a transaction the caller opened.
         /// `refused` is empty, or holds per write the refusal of its fence
-        /// ([`crate::nodes::fence`]): a refused write fails alone with it.
+        /// ([`crate::nodes::fence`]): a refused write fails alone with it. The ids the
+        /// batch learns are staged in `ids`, for the caller to keep once committed.
         pub(crate) async fn $in_tx(
             conn: &mut $conn_ty,
             writes: &[Write],
             refused: Refusals,
+            ids: &mut AgentIds,
         ) -> Result<BatchOutcome, StoreError> {
             {
+                ids.begin();
+                // Ids this transaction learned (registrations, lookup, implicit
+                // registrations): staged at the end, trusted only once committed.
+                let mut learned: HashMap<String, i32> = HashMap::new();
                 let mut refused = refused.into_iter();
                 let mut outcome: BatchOutcome = writes
                     .iter()
@@ -51,7 +70,8 @@ macro_rules! define_apply {
                     })
                     .collect();
 
-                // 1. Registrations.
+                // 1. Registrations, each returning its agent's id (the same id when the
+                // agent was registered before: the row is updated in place).
                 for (write, result) in writes.iter().zip(outcome.iter_mut()) {
                     if let (Write::RegisterAgent { agent_id, agent_name, at }, Ok(_)) = (write, &*result) {
                         let row = NewAgent {
@@ -62,7 +82,7 @@ macro_rules! define_apply {
                             created_at: Some(*at),
                             updated_at: Some(*at),
                         };
-                        diesel::insert_into(agents::table)
+                        let id: i32 = diesel::insert_into(agents::table)
                             .values(&row)
                             .on_conflict(agents::agent_id)
                             .do_update()
@@ -72,30 +92,38 @@ macro_rules! define_apply {
                                 agents::last_state_change.eq(excluded(agents::last_state_change)),
                                 agents::updated_at.eq(excluded(agents::updated_at)),
                             ))
-                            .execute(conn)
+                            .returning(agents::id)
+                            .get_result::<i32>(conn)
                             .await?;
+                        learned.insert(agent_id.clone(), id);
                     }
                 }
 
-                // 2. Internal ids of every agent named.
-                let names: HashSet<&str> = writes.iter().flat_map(Write::agent_refs).collect();
-                let mut ids: HashMap<String, i32> = if names.is_empty() {
-                    HashMap::new()
-                } else {
-                    agents::table
-                        .filter(agents::agent_id.eq_any(names.iter().copied()))
-                        .select((agents::agent_id, agents::id))
-                        .load::<(String, i32)>(conn)
-                        .await?
-                        .into_iter()
-                        .collect()
-                };
+                // 2. Internal ids of the agents named that the writer does not know yet
+                // (usually none: no round trip). `= ANY` is planner-sensitive on
+                // PostgreSQL, but it now runs once per agent per connection, not per batch.
+                let unknown: HashSet<&str> = writes
+                    .iter()
+                    .flat_map(Write::agent_refs)
+                    .filter(|name| ids.get(name).is_none() && !learned.contains_key(*name))
+                    .collect();
+                if !unknown.is_empty() {
+                    ids.count_lookup();
+                    learned.extend(
+                        agents::table
+                            .filter(agents::agent_id.eq_any(unknown.iter().copied()))
+                            .select((agents::agent_id, agents::id))
+                            .load::<(String, i32)>(conn)
+                            .await?,
+                    );
+                }
                 // Heartbeats of agents never registered register them (rare: the lookup
                 // above found every other agent, so the common batch pays nothing).
                 let mut unregistered: Vec<NewAgent> = Vec::new();
                 for (write, result) in writes.iter().zip(&outcome) {
                     if let (Write::Heartbeat { agent_id, at, status, .. }, Ok(_)) = (write, result)
-                        && !ids.contains_key(agent_id.as_str())
+                        && !learned.contains_key(agent_id)
+                        && ids.get(agent_id).is_none()
                         && !unregistered.iter().any(|a| &a.agent_id == agent_id)
                     {
                         unregistered.push(NewAgent {
@@ -117,10 +145,16 @@ macro_rules! define_apply {
                         .returning(agents::id)
                         .get_result(conn)
                         .await?;
-                    ids.insert(agent.agent_id, id);
+                    learned.insert(agent.agent_id, id);
                 }
-                let resolve =
-                    |name: &str| ids.get(name).copied().ok_or_else(|| StoreError::UnknownAgent(name.into()));
+                // What this transaction learned first: it is the freshest word.
+                let resolve = |name: &str| {
+                    learned
+                        .get(name)
+                        .copied()
+                        .or_else(|| ids.get(name))
+                        .ok_or_else(|| StoreError::UnknownAgent(name.into()))
+                };
 
                 // 3. Rows, in the order sent.
                 let mut heartbeats = Vec::new();
@@ -272,6 +306,7 @@ macro_rules! define_apply {
                         *result = Ok(conn.apply_request(request).await?);
                     }
                 }
+                ids.stage(learned);
                 Ok::<_, StoreError>(outcome)
             }
         }
@@ -289,20 +324,22 @@ define_apply!(apply_batch_sqlite_in_tx, SqliteConn);
 /// looks agents up first) and, in WAL mode, fail at once with "database is locked" when
 /// another connection committed before its first write.
 ///
-/// `fences` is empty, or holds per write the [`Fence`](crate::nodes::Fence) it carries:
-/// they are checked inside the transaction, whose write lock keeps any claim out.
+/// `batch.fences` is empty, or holds per write the [`Fence`](crate::nodes::Fence) it
+/// carries: they are checked inside the transaction, whose write lock keeps any claim
+/// out. The ids the batch learned are kept in `batch.ids` once committed; any failure
+/// clears it.
 pub(crate) async fn apply_batch_sqlite(
     conn: &mut SqliteConn,
-    writes: &[Write],
-    fences: &[FenceSlot],
+    batch: BatchInput<'_>,
 ) -> Result<BatchOutcome, StoreError> {
+    let BatchInput { writes, fences, ids } = batch;
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     use diesel::sqlite::SqliteConnection;
     // Through diesel's transaction manager, so that diesel's own nested transactions
     // (its SQLite batch inserts) become savepoints.
     conn.spawn_blocking(|c| AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")).await?;
     let applied = match check_sqlite(conn, fences).await {
-        Ok(refused) => apply_batch_sqlite_in_tx(conn, writes, refused).await,
+        Ok(refused) => apply_batch_sqlite_in_tx(conn, writes, refused, ids).await,
         Err(error) => Err(error),
     };
     let ended = if applied.is_ok() {
@@ -316,7 +353,16 @@ pub(crate) async fn apply_batch_sqlite(
         })
         .await
     };
-    let outcome = applied?;
-    ended?;
-    Ok(outcome)
+    match (applied, ended) {
+        (Ok(outcome), Ok(())) => {
+            ids.keep_staged();
+            Ok(outcome)
+        }
+        (applied, ended) => {
+            ids.clear();
+            let outcome = applied?;
+            ended?;
+            Ok(outcome)
+        }
+    }
 }
