@@ -186,7 +186,11 @@ pub(crate) fn main() {
             let (tell, ask) = system.block_on(async {
                 let started = std::time::Instant::now();
                 let a = actix_addr.clone();
-                actors::local_senders(senders, tell_per, move || std::future::ready(a.do_send(Ping))).await;
+                actors::local_senders(senders, tell_per, move || {
+                    a.do_send(Ping);
+                    std::future::ready(())
+                })
+                .await;
                 actix_addr.send(Ping).await.expect("actix");
                 let tell = tell_ns(started);
                 let started = std::time::Instant::now();
@@ -228,7 +232,11 @@ pub(crate) fn main() {
             let (tell, ask) = tokio_rt.block_on(async {
                 let started = std::time::Instant::now();
                 let a = ractor.clone();
-                tokio_senders(senders, tell_per, move || std::future::ready(actors::ractor_tell(&a))).await;
+                tokio_senders(senders, tell_per, move || {
+                    actors::ractor_tell(&a);
+                    std::future::ready(())
+                })
+                .await;
                 actors::ractor_ask(&ractor).await;
                 let tell = tell_ns(started);
                 let started = std::time::Instant::now();
