@@ -32,7 +32,14 @@ impl<A: Handles<M>, M: AgentMessage> Handler<Ask<M>> for AgentHost<A> {
         let generation = self.generation.clone();
         let sent_in = generation.get();
         let mut answer = Box::pin(async move {
-            let mut agent = agent.lock().await;
+            // An uncontended lock is taken without `lock().await`, which spends tokio's
+            // cooperative budget: past 128 messages in one poll of the actor every
+            // answer would come back pending and be spawned into the context, which
+            // polls all of them at each wake (a backlog of tells went quadratic).
+            let mut agent = match agent.try_lock() {
+                Ok(agent) => agent,
+                Err(_) => agent.lock().await,
+            };
             if generation.get() != sent_in {
                 return Err(AskError::Restarted);
             }
